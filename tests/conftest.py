@@ -1,0 +1,5 @@
+"""Shared fixtures. Sandbox fixtures come from the sandboxes' own pytest plugins."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = []
