@@ -1,0 +1,197 @@
+"""Safe YAML documents with positions.
+
+Loading is strict and cheap: libyaml's parser, a constructor that only builds plain JSON data
+(maps with string keys, lists, strings, numbers, booleans, null), and refusals for duplicate keys,
+aliases, merge keys, custom tags, several documents, oversized or non-UTF-8 files and hostile
+nesting. Positions are not kept for every value; ``Document.locate`` re-composes the text with
+marks only when a diagnostic needs a line (the common case, a valid file, never pays for it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from reconciler.config.diagnostics import Pointer
+
+MAX_FILE_BYTES = 256 * 1024
+MAX_DEPTH = 64
+# Nesting depth can never exceed the number of structure indicators in the text, so files with
+# fewer than this many skip the (slower) exact depth check before the recursive composer runs.
+_INDICATOR_BUDGET = 1000
+
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class LoadError(Exception):
+    """A file that cannot be read as one plain YAML document."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+def _mark(node_or_mark: Any) -> tuple[int | None, int | None]:
+    mark = getattr(node_or_mark, "start_mark", node_or_mark)
+    if mark is None:
+        return None, None
+    return mark.line + 1, mark.column + 1
+
+
+class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
+    """libyaml parser + a constructor for plain JSON data only."""
+
+    # YAML 1.1 timestamps would become datetime objects; in this contract they are strings.
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+    }
+    yaml_constructors = {
+        tag: ctor
+        for tag, ctor in _Loader.yaml_constructors.items()
+        if tag
+        in {
+            "tag:yaml.org,2002:null",
+            "tag:yaml.org,2002:bool",
+            "tag:yaml.org,2002:int",
+            "tag:yaml.org,2002:float",
+            "tag:yaml.org,2002:str",
+            "tag:yaml.org,2002:seq",
+            "tag:yaml.org,2002:map",
+        }
+    }
+
+    def construct_undefined(self, node: Any) -> Any:
+        raise LoadError(f"YAML tag {node.tag} is not allowed (plain data only)", *_mark(node))
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # libyaml resolves an alias to the very node it names, so a node built twice is an alias:
+        # refusing it here stops "billion laughs" expansion before it starts.
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise LoadError("YAML aliases (*name) are not allowed; write the value out", *_mark(node))
+        return super().construct_object(node, deep=deep)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise LoadError(f"expected a mapping, found {node.id}", *_mark(node))
+        mapping: dict[str, Any] = {}
+        first_seen: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise LoadError("YAML merge keys (<<) are not allowed", *_mark(key_node))
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise LoadError(
+                    f"mapping key {key!r} must be a string (quote it)", *_mark(key_node)
+                )
+            if key in first_seen:
+                line, _ = _mark(first_seen[key])
+                raise LoadError(f"duplicate key {key!r} (first defined on line {line})", *_mark(key_node))
+            first_seen[key] = key_node
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+
+_StrictLoader.add_constructor(None, _StrictLoader.construct_undefined)
+
+
+def decode(raw: bytes) -> str:
+    """Strict UTF-8 (a leading BOM is allowed and dropped)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LoadError(f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _check_depth(text: str) -> None:
+    indicators = sum(text.count(ch) for ch in "[{-:?")
+    if indicators < _INDICATOR_BUDGET:
+        return
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", *_mark(event))
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        raise _yaml_error(exc) from None
+
+
+def _yaml_error(exc: yaml.YAMLError) -> LoadError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        problem = exc.problem or exc.context or "invalid YAML"
+        line, column = _mark(exc.problem_mark or exc.context_mark)
+        return LoadError(f"invalid YAML: {problem}", line, column)
+    return LoadError(f"invalid YAML: {exc}")
+
+
+def parse(text: str) -> Any:
+    """One plain YAML document -> JSON-like data; raises ``LoadError`` with a position."""
+    _check_depth(text)
+    loader = _StrictLoader(text)
+    try:
+        if not loader.check_node():
+            raise LoadError("file is empty", 1, 1)
+        node = loader.get_node()
+        if loader.check_node():
+            extra = loader.get_node()
+            raise LoadError(
+                "file holds more than one YAML document (one object per file)", *_mark(extra)
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc) from None
+    except RecursionError:
+        raise LoadError(f"nesting deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+@dataclass
+class Document:
+    """One file of the repo: its text, its data, and positions on demand."""
+
+    path: str  # repo-relative, POSIX
+    text: str
+    data: Any
+    _root: Any = field(default=None, repr=False)
+
+    def locate(self, pointer: Pointer) -> tuple[int | None, int | None]:
+        """Line and column of the field at ``pointer`` (or of its closest existing parent).
+
+        For a mapping member the key's position is returned: that is the line people look for.
+        """
+        if self._root is None:
+            try:
+                self._root = yaml.compose(self.text, Loader=_Loader)
+            except yaml.YAMLError:
+                return None, None
+        node = self._root
+        position = _mark(node) if node is not None else (None, None)
+        for part in pointer:
+            if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+                for key_node, value_node in node.value:
+                    if key_node.value == part:
+                        position = _mark(key_node)
+                        node = value_node
+                        break
+                else:
+                    return position
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if not 0 <= part < len(node.value):
+                    return position
+                node = node.value[part]
+                position = _mark(node)
+            else:
+                return position
+        return position

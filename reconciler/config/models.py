@@ -1,0 +1,225 @@
+"""One pydantic model per kind of the config repo.
+
+Models are built only from documents that passed their JSON Schema, so they do not repeat the
+schema's rules; they add what code needs: defaults filled in, MACs lower-cased, addresses in
+canonical form, typed access. ``spec_dict()`` is the canonical spec that goes into the custom
+resource, so two files that mean the same thing produce the same live object.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "multinic.io/v1alpha1"
+DEFAULT_NAMESPACE = "multinic-system"
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Metadata(_Model):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Route(_Model):
+    to: str
+    via: str
+    metric: int | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _canonical_network(cls, value: str) -> str:
+        return str(ipaddress.ip_interface(value))
+
+    @field_validator("via")
+    @classmethod
+    def _canonical_address(cls, value: str) -> str:
+        return str(ipaddress.ip_address(value))
+
+    @property
+    def destination(self) -> IPInterface:
+        return ipaddress.ip_interface(self.to)
+
+    @property
+    def gateway(self) -> IPAddress:
+        return ipaddress.ip_address(self.via)
+
+
+class Interface(_Model):
+    name: str
+    mac_address: str
+    addresses: tuple[str, ...] = ()
+    mtu: int | None = None
+    routes: tuple[Route, ...] = ()
+    proxmox_net: str | None = None
+
+    @field_validator("mac_address")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("addresses")
+    @classmethod
+    def _canonical(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(ipaddress.ip_interface(a)) for a in value)
+
+    @property
+    def interfaces(self) -> list[IPInterface]:
+        return [ipaddress.ip_interface(a) for a in self.addresses]
+
+
+class ProxmoxRef(_Model):
+    cluster: str
+    vmid: int
+
+
+class NodeSpec(_Model):
+    node_name: str = ""
+    os_family: Literal["auto", "ubuntu", "rhel"] = "auto"
+    on_remove: Literal["cleanup", "orphan"] = "cleanup"
+    proxmox: ProxmoxRef | None = None
+    interfaces: tuple[Interface, ...]
+
+
+class NodeConfig(_Model):
+    """``MultiNicNodeConfig``: the extra NICs of one node (``nodes/<name>.yaml``)."""
+
+    api_version: Literal["multinic.io/v1alpha1"] = API_VERSION
+    kind: Literal["MultiNicNodeConfig"] = "MultiNicNodeConfig"
+    metadata: Metadata
+    spec: NodeSpec
+
+    @model_validator(mode="after")
+    def _default_node_name(self) -> NodeConfig:
+        if not self.spec.node_name:
+            object.__setattr__(self.spec, "node_name", self.metadata.name)
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def spec_dict(self) -> dict[str, Any]:
+        return self.spec.dump()
+
+
+class SecretRef(_Model):
+    name: str
+
+
+class SecretKeyRef(_Model):
+    name: str
+    key: str = "ca.crt"
+
+
+class TLSSettings(_Model):
+    insecure_skip_verify: bool = False
+    ca_bundle_secret_ref: SecretKeyRef | None = None
+
+
+class ProxmoxClusterSpec(_Model):
+    api_endpoint: str
+    credentials_secret_ref: SecretRef
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    expected_node_count: int | None = None
+    verify_interval: str = "5m"
+
+    @property
+    def endpoint_key(self) -> str:
+        """host:port, lower-case, default port filled: two files naming one API compare equal."""
+        rest = self.api_endpoint.split("://", 1)[1].rstrip("/")
+        if rest.startswith("["):
+            host, _, port = rest[1:].partition("]")
+            port = port.lstrip(":")
+            host = f"[{ipaddress.ip_address(host)}]"
+        else:
+            host, _, port = rest.partition(":")
+        return f"{host.lower()}:{port or 8006}"
+
+    @property
+    def verify_interval_seconds(self) -> int:
+        return parse_duration(self.verify_interval)
+
+
+class ProxmoxCluster(_Model):
+    """``ProxmoxCluster``: one Proxmox VE cluster to register (``clusters/<name>.yaml``)."""
+
+    api_version: Literal["multinic.io/v1alpha1"] = API_VERSION
+    kind: Literal["ProxmoxCluster"] = "ProxmoxCluster"
+    metadata: Metadata
+    spec: ProxmoxClusterSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def spec_dict(self) -> dict[str, Any]:
+        return self.spec.dump()
+
+
+class RolloutSettings(_Model):
+    max_parallel: int = 5
+    max_failures: int = 1
+
+
+class PruneSettings(_Model):
+    enabled: bool = True
+    max_delete_percent: int = 25
+
+
+class StatusSettings(_Model):
+    enabled: bool = True
+    branch: str | None = None
+
+
+class SettingsSpec(_Model):
+    namespace: str = DEFAULT_NAMESPACE
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    prune: PruneSettings = Field(default_factory=PruneSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
+
+
+class ReconcilerSettings(_Model):
+    """``ReconcilerSettings``: repository-wide settings (``reconciler.yaml``, optional)."""
+
+    api_version: Literal["multinic.io/v1alpha1"] = API_VERSION
+    kind: Literal["ReconcilerSettings"] = "ReconcilerSettings"
+    metadata: Metadata = Field(default_factory=lambda: Metadata(name="reconciler"))
+    spec: SettingsSpec = Field(default_factory=SettingsSpec)
+
+
+def parse_duration(text: str) -> int:
+    """``"1h30m"`` -> 5400 seconds (units s, m, h)."""
+    total, number = 0, ""
+    for char in text:
+        if char.isdigit():
+            number += char
+        else:
+            total += int(number) * {"s": 1, "m": 60, "h": 3600}[char]
+            number = ""
+    if number:
+        raise ValueError(f"duration {text!r} has no unit")
+    return total
+
+
+MODELS: dict[str, type[_Model]] = {
+    "MultiNicNodeConfig": NodeConfig,
+    "ProxmoxCluster": ProxmoxCluster,
+    "ReconcilerSettings": ReconcilerSettings,
+}
