@@ -352,7 +352,11 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/status"), node_status),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/version"), node_version),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu"), node_qemu),
-    ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu/(?P<vmid>{_SEGMENT})/config"), qemu_config),
+    (
+        "GET",
+        re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu/(?P<vmid>{_SEGMENT})/config"),
+        qemu_config,
+    ),
 ]
 
 

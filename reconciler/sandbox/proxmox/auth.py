@@ -8,6 +8,7 @@ Failures raise ``AuthError`` whose message is what PVE puts in the 401 reason ph
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -134,10 +135,8 @@ def login(topology: Topology, tickets: TicketAuthority, username: str, password:
 def ticket_from_request(cookie_header: str | None, authorization: str | None) -> str | None:
     if cookie_header:
         cookie: SimpleCookie = SimpleCookie()
-        try:
+        with contextlib.suppress(CookieError):
             cookie.load(cookie_header)
-        except CookieError:
-            pass
         if "PVEAuthCookie" in cookie:
             return cookie["PVEAuthCookie"].value
     if authorization and authorization.startswith("PVEAuthCookie="):

@@ -65,7 +65,9 @@ class Faults:
         delay: float = 0.0,
     ) -> FaultRule:
         return self.add(
-            FaultRule("error", path, method.upper(), times, delay=delay, status=status, reason=reason)
+            FaultRule(
+                "error", path, method.upper(), times, delay=delay, status=status, reason=reason
+            )
         )
 
     def clear(self) -> None:

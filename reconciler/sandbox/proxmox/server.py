@@ -7,6 +7,7 @@ message is the error text, headers ``Server: pve-api-daemon/3.0``, ``Cache-Contr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -63,15 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.sandbox._untrack(self.request)
-            try:
+            with contextlib.suppress(OSError):
                 self.request.close()
-            except OSError:
-                pass
 
     def version_string(self) -> str:
         return "pve-api-daemon/3.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         # The stdlib would log the request line (with query string); we log our own record.
         return
 
@@ -126,7 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(method, rel, split.query, 401, None, fault_kind)
             return
 
-        request = api.ApiRequest(method=method, path=rel, query={**query, **body}, principal=principal)
+        request = api.ApiRequest(
+            method=method, path=rel, query={**query, **body}, principal=principal
+        )
         try:
             data = api.dispatch(sandbox.topology, request)
         except auth.PermissionError403 as exc:
@@ -211,10 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Close without an answer; close_notify first so clients see a closed connection."""
         self.close_connection = True
         conn: ssl.SSLSocket = self.request
-        try:
+        with contextlib.suppress(OSError, ValueError):
             conn.unwrap()
-        except (OSError, ValueError):
-            pass
 
     def _record(
         self,
@@ -305,7 +304,9 @@ class ProxmoxSandbox:
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
             name=f"pve-sandbox-{self.port}",
         )
         self._thread.start()
@@ -322,10 +323,8 @@ class ProxmoxSandbox:
         with self._lock:
             connections, self._connections = list(self._connections), set()
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._tmpdir is not None:

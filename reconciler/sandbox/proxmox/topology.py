@@ -6,7 +6,7 @@ Plain dataclasses so that tests and the demo can build one in code, or from a di
 Example (YAML form accepted by ``Topology.from_dict``)::
 
     cluster: pve-lab            # omit or null for a standalone node (no cluster entry)
-    version: "8.0"              # a preset ("7.2", "7.4", "8.0", "9.1") or {version, release, repoid}
+    version: "8.0"              # preset "7.2"/"7.4"/"8.0"/"9.1" or {version, release, repoid}
     nodes:
       - name: pve1
         ip: 10.0.0.11
@@ -44,19 +44,46 @@ ROLES: dict[str, frozenset[str]] = {
     ),
     "PVEVMAdmin": frozenset(
         {
-            "VM.Audit", "VM.Allocate", "VM.Config.Network", "VM.Config.Options",
-            "VM.PowerMgmt", "VM.Console", "VM.Monitor", "Datastore.AllocateSpace",
+            "VM.Audit",
+            "VM.Allocate",
+            "VM.Config.Network",
+            "VM.Config.Options",
+            "VM.PowerMgmt",
+            "VM.Console",
+            "VM.Monitor",
+            "Datastore.AllocateSpace",
         }
     ),
     "Administrator": frozenset(
         {
-            "Sys.Audit", "Sys.Modify", "Sys.Console", "Sys.Syslog", "Sys.PowerMgmt",
-            "Sys.Incoming", "VM.Audit", "VM.Allocate", "VM.Config.Network",
-            "VM.Config.Options", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Disk",
-            "VM.PowerMgmt", "VM.Console", "VM.Monitor", "VM.Migrate", "VM.Clone",
-            "Datastore.Audit", "Datastore.Allocate", "Datastore.AllocateSpace",
-            "Pool.Audit", "SDN.Audit", "SDN.Use", "Mapping.Audit", "Permissions.Modify",
-            "User.Modify", "Group.Allocate",
+            "Sys.Audit",
+            "Sys.Modify",
+            "Sys.Console",
+            "Sys.Syslog",
+            "Sys.PowerMgmt",
+            "Sys.Incoming",
+            "VM.Audit",
+            "VM.Allocate",
+            "VM.Config.Network",
+            "VM.Config.Options",
+            "VM.Config.CPU",
+            "VM.Config.Memory",
+            "VM.Config.Disk",
+            "VM.PowerMgmt",
+            "VM.Console",
+            "VM.Monitor",
+            "VM.Migrate",
+            "VM.Clone",
+            "Datastore.Audit",
+            "Datastore.Allocate",
+            "Datastore.AllocateSpace",
+            "Pool.Audit",
+            "SDN.Audit",
+            "SDN.Use",
+            "Mapping.Audit",
+            "Permissions.Modify",
+            "User.Modify",
+            "Group.Allocate",
         }
     ),
 }
@@ -64,7 +91,7 @@ ROLES: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class PveVersion:
-    """The three values of ``GET /version`` (and of ``pveversion``: pve-manager/<version>/<repoid>)."""
+    """The values of ``GET /version`` (``pveversion`` prints pve-manager/<version>/<repoid>)."""
 
     version: str
     release: str
