@@ -10,7 +10,7 @@ marks only when a diagnostic needs a line (the common case, a valid file, never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -46,11 +46,11 @@ class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
     """libyaml parser + a constructor for plain JSON data only."""
 
     # YAML 1.1 timestamps would become datetime objects; in this contract they are strings.
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in _Loader.yaml_implicit_resolvers.items()
     }
-    yaml_constructors = {
+    yaml_constructors: ClassVar[dict[Any, Any]] = {
         tag: ctor
         for tag, ctor in _Loader.yaml_constructors.items()
         if tag
@@ -85,9 +85,7 @@ class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
                 raise LoadError("YAML merge keys (<<) are not allowed", *_mark(key_node))
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str):
-                raise LoadError(
-                    f"mapping key {key!r} must be a string (quote it)", *_mark(key_node)
-                )
+                raise LoadError(f"mapping key {key!r} must be a string (quote it)", *_mark(key_node))
             if key in first_seen:
                 line, _ = _mark(first_seen[key])
                 raise LoadError(f"duplicate key {key!r} (first defined on line {line})", *_mark(key_node))
@@ -145,9 +143,7 @@ def parse(text: str) -> Any:
         node = loader.get_node()
         if loader.check_node():
             extra = loader.get_node()
-            raise LoadError(
-                "file holds more than one YAML document (one object per file)", *_mark(extra)
-            )
+            raise LoadError("file holds more than one YAML document (one object per file)", *_mark(extra))
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc) from None

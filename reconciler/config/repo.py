@@ -61,8 +61,7 @@ def discover(root: Path) -> tuple[list[RepoFile], list[Diagnostic]]:
     settings = [f for f in found if f.kind == KIND_SETTINGS]
     for extra in settings[1:]:
         problems.append(
-            Diagnostic(extra.path, f"only one settings file is allowed; {settings[0].path} is used",
-                       "layout")
+            Diagnostic(extra.path, f"only one settings file is allowed; {settings[0].path} is used", "layout")
         )
         found.remove(extra)
     return found, problems
@@ -79,8 +78,9 @@ def _inside(root: Path, entry: os.DirEntry[str], rel: str, problems: list[Diagno
     return False
 
 
-def _walk(root: Path, folder: Path, rel: str, kind: str, found: list[RepoFile],
-          problems: list[Diagnostic], depth: int) -> None:
+def _walk(
+    root: Path, folder: Path, rel: str, kind: str, found: list[RepoFile], problems: list[Diagnostic], depth: int
+) -> None:
     if depth > _MAX_DEPTH:
         problems.append(Diagnostic(rel, f"folders nested deeper than {_MAX_DEPTH} levels are not read", "layout"))
         return
@@ -101,8 +101,7 @@ def _walk(root: Path, folder: Path, rel: str, kind: str, found: list[RepoFile],
 def _stray(root: Path, path: Path, rel: str, problems: list[Diagnostic], depth: int) -> None:
     if path.is_file() or path.is_symlink():
         problems.append(
-            Diagnostic(rel, "YAML file outside clusters/ and nodes/ is ignored", "layout",
-                       severity="warning")
+            Diagnostic(rel, "YAML file outside clusters/ and nodes/ is ignored", "layout", severity="warning")
         )
         return
     if depth > 3:

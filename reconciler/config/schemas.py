@@ -51,7 +51,13 @@ def check(kind: str, data: Any) -> list[tuple[Pointer, str]]:
     schema = load_schema(kind)
     found: list[tuple[Pointer, str]] = []
     for error in validator.iter_errors(data):
-        pointer = tuple(error.instance_path)
+        pointer: Pointer = tuple(error.instance_path)
+        unexpected = list(getattr(error.kind, "unexpected", None) or [])
+        if type(error.kind).__name__ == "AdditionalProperties" and unexpected:
+            # Point at the unknown key itself: that is the line to fix.
+            for key in unexpected:
+                found.append(((*pointer, key), _explain(error, pointer, schema, key)))
+            continue
         found.append((pointer, _explain(error, pointer, schema)))
     found.sort(key=lambda item: [str(p) for p in item[0]])
     return found
@@ -81,27 +87,24 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _explain(error: Any, pointer: Pointer, schema: dict[str, Any]) -> str:
+def _explain(error: Any, pointer: Pointer, schema: dict[str, Any], key: str = "") -> str:
     kind = type(error.kind).__name__
     where = field_path(pointer) or "document"
     leaf = str(pointer[-1]) if pointer and isinstance(pointer[-1], str) else where
     value = error.instance
     spath = list(error.schema_path)
     if kind == "AdditionalProperties":
-        unexpected = list(getattr(error.kind, "unexpected", []))
-        secrets = [k for k in unexpected if k.replace("_", "").replace("-", "").lower() in _SECRET_KEYS]
-        if secrets:
+        if key.replace("_", "").replace("-", "").lower() in _SECRET_KEYS:
             return (
-                f"{where}: {secrets[0]!r} looks like a credential; credentials never go in Git: "
+                f"{key!r} looks like a credential; credentials never go in Git: "
                 "put them in the Kubernetes Secret named by credentialsSecretRef"
             )
-        names = ", ".join(repr(k) for k in unexpected)
         allowed = _schema_at(schema, [*spath[:-1], "properties"])
-        hint = f" (allowed: {', '.join(sorted(allowed))})" if isinstance(allowed, dict) else ""
-        return f"{where}: unknown field {names}{hint}"
+        hint = f" (allowed here: {', '.join(sorted(allowed))})" if isinstance(allowed, dict) else ""
+        return f"unknown field {key!r}{hint}"
     if kind == "Required":
         missing = getattr(error.kind, "property", None)
-        return f"{where}: required field {missing!r} is missing" if missing else f"{where}: {error.message}"
+        return f"required field {missing!r} is missing" if missing else error.message
     if kind == "Type":
         expected = getattr(error.kind, "types", None) or _schema_at(schema, spath)
         return f"{leaf} must be of type {_types(expected)}, not {_json_type(value)} ({_show(value)})"
@@ -118,8 +121,11 @@ def _explain(error: Any, pointer: Pointer, schema: dict[str, Any]) -> str:
     if kind in {"Minimum", "Maximum", "ExclusiveMinimum", "ExclusiveMaximum"}:
         node = _schema_at(schema, spath[:-1]) or {}
         low, high = node.get("minimum"), node.get("maximum")
-        bounds = f"between {low} and {high}" if low is not None and high is not None else (
-            f"at least {low}" if low is not None else f"at most {high}")
+        bounds = (
+            f"between {low} and {high}"
+            if low is not None and high is not None
+            else (f"at least {low}" if low is not None else f"at most {high}")
+        )
         return f"{leaf} must be {bounds}, not {_show(value)}"
     if kind in {"MinItems", "MaxItems"}:
         limit = getattr(error.kind, "limit", None)
@@ -134,8 +140,15 @@ def _explain(error: Any, pointer: Pointer, schema: dict[str, Any]) -> str:
     return f"{where}: {error.message}"
 
 
-_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", list: "array",
-               dict: "object", type(None): "null"}
+_JSON_TYPES = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
 
 
 def _json_type(value: Any) -> str:

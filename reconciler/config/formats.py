@@ -1,0 +1,126 @@
+"""Validation results for people (text) and CI systems (JSON, JUnit XML, GitHub annotations)."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from itertools import groupby
+
+from reconciler.config.diagnostics import Diagnostic
+from reconciler.config.validation import ValidationResult
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters (a hostile file name, an escape sequence) shown, never interpreted."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _summary(result: ValidationResult) -> str:
+    errors = len(result.errors)
+    warnings = len(result.diagnostics) - errors
+    bad_files = len({d.path for d in result.errors})
+    head = "valid" if result.ok else "invalid"
+    return (
+        f"{head}: {errors} error(s), {warnings} warning(s) in {bad_files} file(s); {len(result.files)} file(s) checked"
+    )
+
+
+def text(result: ValidationResult) -> str:
+    lines: list[str] = []
+    for path, group in groupby(result.diagnostics, key=lambda d: d.path):
+        lines.append(printable(path))
+        for d in group:
+            where = f"{d.line}:{d.column or 1}" if d.line else "-"
+            field = f"  {printable(d.field)}" if d.field else ""
+            lines.append(f"  {where:<8} {d.severity:<7}{field}  {printable(d.message)}  [{d.rule}]")
+    lines.append(_summary(result))
+    return "\n".join(lines) + "\n"
+
+
+def as_dict(d: Diagnostic) -> dict[str, object]:
+    return {
+        "file": d.path,
+        "line": d.line,
+        "column": d.column,
+        "field": d.field,
+        "severity": d.severity,
+        "rule": d.rule,
+        "message": d.message,
+    }
+
+
+def json_report(result: ValidationResult) -> str:
+    errors = len(result.errors)
+    body = {
+        "valid": result.ok,
+        "filesChecked": len(result.files),
+        "errors": errors,
+        "warnings": len(result.diagnostics) - errors,
+        "diagnostics": [as_dict(d) for d in result.diagnostics],
+    }
+    return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+
+
+def junit(result: ValidationResult) -> str:
+    """One testcase per checked file; each error a <failure>, warnings in <system-out>."""
+    by_file: dict[str, list[Diagnostic]] = {path: [] for path in result.files}
+    for d in result.diagnostics:
+        by_file.setdefault(d.path, []).append(d)
+    failures = sum(1 for ds in by_file.values() if any(d.severity == "error" for d in ds))
+    suite = ET.Element(
+        "testsuite",
+        name="reconciler validate",
+        tests=str(len(by_file)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+    )
+    for path, ds in by_file.items():
+        case = ET.SubElement(suite, "testcase", classname="config", name=printable(path), file=printable(path))
+        errors = [d for d in ds if d.severity == "error"]
+        if errors:
+            failure = ET.SubElement(case, "failure", type=errors[0].rule, message=printable(errors[0].message))
+            failure.text = "\n".join(printable(f"{d.location} {d.field} {d.message}") for d in errors)
+        warnings = [d for d in ds if d.severity == "warning"]
+        if warnings:
+            ET.SubElement(case, "system-out").text = "\n".join(
+                printable(f"warning: {d.location} {d.message}") for d in warnings
+            )
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _gh_property(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+
+
+def _gh_message(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github(result: ValidationResult) -> str:
+    """GitHub Actions workflow commands: annotations on the PR's files."""
+    lines = []
+    for d in result.diagnostics:
+        props = [f"file={_gh_property(d.path)}"]
+        if d.line:
+            props.append(f"line={d.line}")
+            props.append(f"col={d.column or 1}")
+        props.append(f"title={_gh_property(d.rule + (' ' + d.field if d.field else ''))}")
+        lines.append(f"::{d.severity} {','.join(props)}::{_gh_message(d.message)}")
+    lines.append(_summary(result))
+    return "\n".join(lines) + "\n"
+
+
+FORMATS: dict[str, Callable[[ValidationResult], str]] = {
+    "text": text,
+    "json": json_report,
+    "junit": junit,
+    "github": github,
+}

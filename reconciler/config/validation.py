@@ -1,0 +1,163 @@
+"""Validate a checkout: layout -> safe YAML -> JSON Schema -> models -> cross-file rules.
+
+Every stage reports and moves on, so one run lists every problem. A document that fails any
+stage is *blocked*: it contributes nothing to the desired state, and its live object (named after
+the file) is neither changed nor deleted by later stages. An invalid ``reconciler.yaml`` blocks
+everything, since limits such as the prune guard would otherwise silently fall back to defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from reconciler.config import crossfile, documents, repo, schemas
+from reconciler.config.diagnostics import Diagnostic, Pointer, Severity, field_path
+from reconciler.config.documents import Document, LoadError
+from reconciler.config.models import MODELS, NodeConfig, ProxmoxCluster, ReconcilerSettings
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """What Git asks for, built from valid documents only."""
+
+    settings: ReconcilerSettings
+    nodes: dict[str, NodeConfig]
+    clusters: dict[str, ProxmoxCluster]
+    sources: dict[tuple[str, str], str]  # (kind, name) -> repo-relative path
+    blocked: dict[str, frozenset[str]]  # kind -> names whose file is invalid
+
+    @property
+    def settings_blocked(self) -> bool:
+        return bool(self.blocked.get(repo.KIND_SETTINGS))
+
+
+@dataclass
+class ValidationResult:
+    root: Path
+    files: list[str]
+    diagnostics: list[Diagnostic]
+    desired: DesiredState
+    documents: dict[str, Document] = field(default_factory=dict, repr=False)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class RepoUnreadable(Exception):
+    """The path is not a readable directory: a usage error, not a validation failure."""
+
+
+class _Collector:
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        self.failed: set[str] = set()
+
+    def at(self, doc: Document, pointer: Pointer, message: str, rule: str, severity: Severity = "error") -> None:
+        line, column = doc.locate(pointer)
+        self.add(Diagnostic(doc.path, message, rule, field_path(pointer), line, column, severity))
+
+    def add(self, diagnostic: Diagnostic) -> None:
+        self.diagnostics.append(diagnostic)
+        if diagnostic.severity == "error":
+            self.failed.add(diagnostic.path)
+
+
+def validate_repo(root: Path | str) -> ValidationResult:
+    root = Path(root)
+    if not root.is_dir():
+        raise RepoUnreadable(f"{root}: not a directory")
+    try:
+        files, layout = repo.discover(root)
+    except OSError as exc:
+        raise RepoUnreadable(f"{root}: {exc.strerror or exc}") from None
+    out = _Collector([])
+    for problem in layout:
+        out.add(problem)
+
+    loaded: dict[str, Document] = {}
+    valid: dict[str, list[tuple[Document, Any]]] = {kind: [] for kind in schemas.SCHEMA_FILES}
+    for item in files:
+        doc = _load(item, out)
+        if doc is None:
+            continue
+        loaded[item.path] = doc
+        model = _model(item, doc, out)
+        if model is not None:
+            valid[item.kind].append((doc, model))
+
+    clusters: list[tuple[Document, ProxmoxCluster]] = valid[repo.KIND_CLUSTER]
+    for finding in crossfile.check_clusters(clusters):
+        out.at(finding.doc, finding.pointer, finding.message, finding.rule, finding.severity)
+    blocked_clusters = {f.stem for f in files if f.kind == repo.KIND_CLUSTER and f.path in out.failed}
+    good_clusters = {c.name for d, c in clusters if d.path not in out.failed}
+    for finding in crossfile.check_nodes(valid[repo.KIND_NODE], good_clusters, blocked_clusters):
+        out.at(finding.doc, finding.pointer, finding.message, finding.rule, finding.severity)
+
+    out.diagnostics.sort(key=lambda d: (d.path, d.line or 0, d.column or 0, d.message))
+    desired = _desired(files, valid, out.failed)
+    return ValidationResult(root, [f.path for f in files], out.diagnostics, desired, loaded)
+
+
+def _load(item: repo.RepoFile, out: _Collector) -> Document | None:
+    try:
+        size = os.stat(item.absolute).st_size
+        if size > documents.MAX_FILE_BYTES:
+            raise LoadError(f"file is {size} bytes; the limit is {documents.MAX_FILE_BYTES} bytes")
+        with open(item.absolute, "rb") as handle:
+            raw = handle.read(documents.MAX_FILE_BYTES + 1)
+        if len(raw) > documents.MAX_FILE_BYTES:
+            raise LoadError(f"file is larger than the limit of {documents.MAX_FILE_BYTES} bytes")
+        text = documents.decode(raw)
+        return Document(item.path, text, documents.parse(text))
+    except LoadError as exc:
+        out.add(Diagnostic(item.path, exc.message, "yaml", "", exc.line, exc.column))
+    except OSError as exc:
+        out.add(Diagnostic(item.path, f"cannot read file: {exc.strerror or exc}", "io"))
+    return None
+
+
+def _model(item: repo.RepoFile, doc: Document, out: _Collector) -> BaseModel | None:
+    problems = schemas.check(item.kind, doc.data)
+    for pointer, message in problems:
+        out.at(doc, pointer, message, "schema")
+    if problems:
+        return None
+    name = doc.data["metadata"]["name"]
+    if name != item.stem:
+        out.at(doc, ("metadata", "name"), f"metadata.name {name} must equal the file name {item.stem}", "file-name")
+        return None
+    try:
+        return MODELS[item.kind].model_validate(doc.data)
+    except ValidationError as exc:  # the schema should have caught it: report, never crash
+        for err in exc.errors():
+            out.at(doc, tuple(err["loc"]), err["msg"], "model")
+        return None
+
+
+def _desired(
+    files: list[repo.RepoFile], valid: dict[str, list[tuple[Document, Any]]], failed: set[str]
+) -> DesiredState:
+    ok = {kind: [(d, m) for d, m in pairs if d.path not in failed] for kind, pairs in valid.items()}
+    good_paths = {d.path for pairs in ok.values() for d, _ in pairs}
+    blocked: dict[str, set[str]] = {kind: set() for kind in schemas.SCHEMA_FILES}
+    for item in files:
+        if item.path not in good_paths:
+            blocked[item.kind].add(item.stem)
+    settings_list = ok[repo.KIND_SETTINGS]
+    return DesiredState(
+        settings=settings_list[0][1] if settings_list else ReconcilerSettings(),
+        nodes={m.name: m for _, m in ok[repo.KIND_NODE]},
+        clusters={m.name: m for _, m in ok[repo.KIND_CLUSTER]},
+        sources={(kind, m.name): d.path for kind in (repo.KIND_NODE, repo.KIND_CLUSTER) for d, m in ok[kind]},
+        blocked={k: frozenset(v) for k, v in blocked.items()},
+    )
