@@ -1,0 +1,1 @@
+"""Apply stage: make the live side match the plan (kube, node jobs, proxmox)."""

@@ -1,0 +1,409 @@
+"""A Proxmox VE API client on proxmoxer (https backend) for registering clusters and reading VMs.
+
+Inputs are plain values (the caller reads them from a Kubernetes Secret)::
+
+    client = ProxmoxClient(
+        "https://pve1.example:8006",
+        token_id="reconciler@pve!ci", token_secret="...",   # or username=/password= (ticket)
+        ca_bundle=pem_bytes,                                 # or a path; None = system CAs
+    )
+    info = client.verify()        # ClusterInfo(version, cluster_name, quorate, nodes, ...)
+    where = client.find_vm(101)   # VmLocation(node="pve1", ...) or None
+    config = client.vm_config(where.node, 101)   # VmConfig(nics=(VmNic(...), ...))
+
+All failures are ``errors.ProxmoxError`` subclasses; none of them, and nothing this module logs,
+contains the token secret, the password, the ticket or the CSRF token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from proxmoxer import AuthenticationError, ProxmoxAPI, ResourceException
+
+from reconciler.apply.proxmox.errors import (
+    APIError,
+    AuthenticationFailed,
+    ConfigurationError,
+    PermissionDenied,
+    ProxmoxError,
+    Timeout,
+    TLSFailure,
+    Unreachable,
+)
+from reconciler.apply.proxmox.vmnics import NicParseError, VmNic, nics_from_config
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8006
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    online: bool
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``verify()`` learned; goes into the ProxmoxCluster CR status."""
+
+    version: str
+    release: str
+    repoid: str
+    cluster_name: str | None  # None: a standalone node
+    quorate: bool
+    node_count: int
+    online_nodes: int
+    nodes: tuple[NodeInfo, ...]
+
+
+@dataclass(frozen=True)
+class VmLocation:
+    vmid: int
+    node: str
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    vmid: int
+    node: str
+    name: str | None
+    nics: tuple[VmNic, ...]
+    digest: str | None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str  # IPv6 in brackets
+    port: int
+    path_prefix: str | None = None  # behind a reverse proxy: https://host/<prefix>/api2/json
+
+    @property
+    def url(self) -> str:
+        prefix = f"/{self.path_prefix}" if self.path_prefix else ""
+        return f"https://{self.host}:{self.port}{prefix}"
+
+
+def parse_endpoint(value: str) -> Endpoint:
+    """``https://host[:port][/prefix]`` or ``host[:port]``; the port defaults to 8006."""
+    text = value.strip()
+    if "://" not in text:
+        text = f"https://{text}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"endpoint {value!r} is not a URL") from None
+    if parts.scheme != "https":
+        raise ConfigurationError(f"endpoint {value!r}: the PVE API is served over https only")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("endpoint URL must not contain credentials")
+    if not parts.hostname:
+        raise ConfigurationError(f"endpoint {value!r} has no host")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    prefix = parts.path.strip("/")
+    prefix = prefix.removesuffix("api2/json").strip("/") or None
+    return Endpoint(host=host, port=port or DEFAULT_PORT, path_prefix=prefix)
+
+
+class ProxmoxClient:
+    """One PVE API endpoint with one set of credentials. Connects lazily; ``close()`` when done."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        token_id: str | None = None,
+        token_secret: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ca_bundle: bytes | str | os.PathLike[str] | None = None,
+        insecure_skip_verify: bool = False,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self.endpoint = parse_endpoint(endpoint)
+        self._secrets: list[str] = []
+        if token_id:
+            user, bang, name = token_id.partition("!")
+            if not bang or "@" not in user or not name:
+                raise ConfigurationError(f"tokenId {token_id!r} is not of the form user@realm!tokenname")
+            if not token_secret:
+                raise ConfigurationError(f"tokenId {token_id} is given without a tokenSecret")
+            self.auth_kind = "token"
+            self.principal = token_id
+            self._auth_kwargs: dict[str, Any] = {
+                "user": user,
+                "token_name": name,
+                "token_value": token_secret,
+            }
+            self._secrets.append(token_secret)
+        elif username:
+            if not password:
+                raise ConfigurationError(f"username {username} is given without a password")
+            if "@" not in username:
+                raise ConfigurationError(f"username {username!r} needs a realm (user@pam, ...)")
+            self.auth_kind = "ticket"
+            self.principal = username
+            self._auth_kwargs = {"user": username, "password": password}
+            self._secrets.append(password)
+        else:
+            raise ConfigurationError("no credentials: give tokenId/tokenSecret or username/password")
+
+        self._ca_tempfile: Path | None = None
+        self._verify: bool | str = self._tls_verify(ca_bundle, insecure_skip_verify)
+        self.insecure_skip_verify = insecure_skip_verify
+        self._timeout = (connect_timeout, read_timeout)
+        self._api: ProxmoxAPI | None = None
+
+    # --- public operations ---
+    def verify(self) -> ClusterInfo:
+        """Check credentials and read version, membership and quorum."""
+        version = self._get("/version", lambda api: api.version.get(), dict)
+        status = self._get("/cluster/status", lambda api: api.cluster.status.get(), list)
+        nodes = self._get("/nodes", lambda api: api.nodes.get(), list)
+        try:
+            return _cluster_info(version, status, nodes)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise APIError(
+                f"{self._where()}: unexpected answer shape ({type(exc).__name__}: {exc})",
+                endpoint=self.endpoint.url,
+            ) from None
+
+    def find_vm(self, vmid: int) -> VmLocation | None:
+        """Where QEMU VM ``vmid`` lives (via ``/cluster/resources?type=vm``); None if absent."""
+        resources = self._get("/cluster/resources?type=vm", lambda api: api.cluster.resources.get(type="vm"), list)
+        for entry in resources:
+            if not isinstance(entry, Mapping) or entry.get("type") != "qemu":
+                continue
+            if str(entry.get("vmid")) == str(vmid):
+                return VmLocation(
+                    vmid=int(vmid),
+                    node=str(entry.get("node")),
+                    name=str(entry.get("name") or ""),
+                    status=str(entry.get("status") or "unknown"),
+                )
+        return None
+
+    def vm_config(self, node: str, vmid: int) -> VmConfig:
+        """The VM's current config with its NICs parsed."""
+        path = f"/nodes/{node}/qemu/{vmid}/config"
+        config = self._get(path, lambda api: api.nodes(node).qemu(vmid).config.get(), dict)
+        try:
+            nics = nics_from_config(config)
+        except NicParseError as exc:
+            raise APIError(
+                f"{self._where()}: VM {vmid} on {node} has a network device we cannot read: {self._scrub(str(exc))}",
+                endpoint=self.endpoint.url,
+            ) from None
+        return VmConfig(
+            vmid=int(vmid),
+            node=node,
+            name=config.get("name"),
+            nics=nics,
+            digest=config.get("digest"),
+        )
+
+    def vm_nics(self, vmid: int) -> VmConfig | None:
+        """``find_vm`` then ``vm_config``; None if there is no such VM."""
+        where = self.find_vm(vmid)
+        return None if where is None else self.vm_config(where.node, vmid)
+
+    def close(self) -> None:
+        self._api = None
+        if self._ca_tempfile is not None:
+            self._ca_tempfile.unlink(missing_ok=True)
+            self._ca_tempfile = None
+
+    def __enter__(self) -> ProxmoxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ProxmoxClient(endpoint={self.endpoint.url!r}, auth={self.auth_kind}, principal={self.principal!r})"
+
+    # --- plumbing ---
+    def _tls_verify(self, ca_bundle: bytes | str | os.PathLike[str] | None, insecure: bool) -> bool | str:
+        if insecure:
+            return False
+        if ca_bundle is None:
+            return True
+        if isinstance(ca_bundle, str) and ca_bundle.lstrip().startswith("-----BEGIN"):
+            ca_bundle = ca_bundle.encode()
+        if isinstance(ca_bundle, bytes):
+            if b"-----BEGIN CERTIFICATE-----" not in ca_bundle:
+                raise ConfigurationError("caBundle does not contain a PEM certificate")
+            fd, name = tempfile.mkstemp(prefix="pve-ca-", suffix=".pem")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(ca_bundle)
+            self._ca_tempfile = Path(name)
+            return name
+        path = Path(ca_bundle)
+        if not path.is_file():
+            raise ConfigurationError(f"caBundle file {path} does not exist")
+        return str(path)
+
+    def _connect(self) -> ProxmoxAPI:
+        if self._api is None:
+            ep = self.endpoint
+            api = ProxmoxAPI(
+                f"{ep.host}:{ep.port}",
+                backend="https",
+                path_prefix=ep.path_prefix,
+                verify_ssl=self._verify,
+                timeout=self._timeout,
+                **self._auth_kwargs,
+            )
+            # Remember the ticket and CSRF token so that they are scrubbed too.
+            self._secrets.extend(t for t in api.get_tokens() if t)
+            self._api = api
+        return self._api
+
+    def _get(self, path: str, call: Callable[[ProxmoxAPI], Any], shape: type[T]) -> T:
+        log.debug("GET %s%s (auth: %s)", self.endpoint.url, path, self.auth_kind)
+        try:
+            result = call(self._connect())
+        except ProxmoxError:
+            raise
+        except Exception as exc:  # classify, then drop the original (it may hold headers)
+            error = self._classify(f"GET {path}", exc)
+        else:
+            if isinstance(result, shape):
+                return result
+            error = APIError(
+                f"{self._where()}: GET {path} did not return a JSON {shape.__name__} "
+                "(is this a Proxmox VE API endpoint?)",
+                endpoint=self.endpoint.url,
+                status=200,
+            )
+        raise error from None
+
+    def _where(self) -> str:
+        return f"Proxmox VE API at {self.endpoint.url}"
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _classify(self, what: str, exc: Exception) -> ProxmoxError:
+        where, url = self._where(), self.endpoint.url
+        who = f"{'API token' if self.auth_kind == 'token' else 'user'} {self.principal}"
+        if isinstance(exc, ResourceException):
+            status = int(exc.status_code)
+            phrase = self._scrub(str(exc.content or "").strip())
+            errors = (
+                {str(k): self._scrub(str(v)) for k, v in exc.errors.items()}
+                if isinstance(exc.errors, Mapping)
+                else None
+            )
+            return _from_status(where, url, who, what, status, phrase, errors)
+        if isinstance(exc, AuthenticationError):
+            # proxmoxer's ticket login keeps only the status code, not the reason phrase.
+            match = re.search(r"code: (\d{3})", str(exc))
+            status = int(match.group(1)) if match else 401
+            return _from_status(where, url, who, "POST /access/ticket", status, None, None)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return TLSFailure(f"{where}: TLS handshake failed: {_tls_detail(str(exc))}", endpoint=url)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return Timeout(f"{where}: no connection within {self._timeout[0]:g} s ({what})", endpoint=url)
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return Timeout(f"{where}: no answer to {what} within {self._timeout[1]:g} s", endpoint=url)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return Unreachable(f"{where}: {_connection_detail(str(exc))} ({what})", endpoint=url)
+        if isinstance(exc, requests.exceptions.RequestException):
+            return APIError(f"{where}: request failed ({type(exc).__name__})", endpoint=url)
+        return APIError(f"{where}: {what} failed ({type(exc).__name__})", endpoint=url)
+
+
+def _from_status(
+    where: str,
+    url: str,
+    who: str,
+    what: str,
+    status: int,
+    phrase: str | None,
+    errors: Mapping[str, str] | None,
+) -> ProxmoxError:
+    said = f"{status} {phrase}" if phrase else str(status)
+    kwargs: dict[str, Any] = {
+        "endpoint": url,
+        "status": status,
+        "reason_phrase": phrase,
+        "errors": errors,
+    }
+    if status == 401:
+        return AuthenticationFailed(f"{where} rejected {who} ({said}); check the credentials", **kwargs)
+    if status == 403:
+        return PermissionDenied(f"{where}: {who} may not {what} ({said})", **kwargs)
+    if status in (595, 596, 597):
+        # pveproxy could not reach the node it forwards this request to.
+        return Unreachable(
+            f"{where} could not reach the node serving {what} ({said}); "
+            "the node is offline or the cluster network is broken",
+            **kwargs,
+        )
+    detail = f"; {', '.join(f'{k}: {v}' for k, v in errors.items())}" if errors else ""
+    return APIError(f"{where}: {what} failed ({said}{detail})", **kwargs)
+
+
+def _tls_detail(text: str) -> str:
+    match = re.search(r"certificate verify failed: ([^()'\"]+)", text)
+    if match:
+        return f"certificate not trusted ({match.group(1).strip()}); check caBundle"
+    if "match" in text and "ostname" in text:
+        return "the certificate does not match the endpoint host name"
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return "the endpoint does not speak TLS"
+    return "TLS error"
+
+
+def _connection_detail(text: str) -> str:
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "NameResolution" in text:
+        return "host name does not resolve"
+    if "RemoteDisconnected" in text or "without response" in text or "aborted" in text:
+        return "the server closed the connection without answering"
+    if "No route to host" in text:
+        return "no route to host"
+    if "Network is unreachable" in text:
+        return "network is unreachable"
+    return "cannot connect"
+
+
+def _cluster_info(version: Mapping[str, Any], status: list[Any], nodes: list[Any]) -> ClusterInfo:
+    cluster = next((e for e in status if e.get("type") == "cluster"), None)
+    status_nodes = {str(e["name"]): bool(e.get("online")) for e in status if e.get("type") == "node"}
+    online = dict(status_nodes)
+    for entry in nodes:
+        name = str(entry["node"])
+        online.setdefault(name, entry.get("status") == "online")
+    infos = tuple(NodeInfo(name=n, online=online[n]) for n in sorted(online))
+    return ClusterInfo(
+        version=str(version["version"]),
+        release=str(version["release"]),
+        repoid=str(version["repoid"]),
+        cluster_name=str(cluster["name"]) if cluster else None,
+        # a standalone node has no quorum to lose
+        quorate=bool(cluster.get("quorate")) if cluster else True,
+        node_count=int(cluster["nodes"]) if cluster else len(infos),
+        online_nodes=sum(1 for n in infos if n.online),
+        nodes=infos,
+    )
