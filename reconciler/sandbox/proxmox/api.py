@@ -163,8 +163,7 @@ def cluster_resources(topology: Topology, request: ApiRequest, params: dict[str,
             400,
             "Parameter verification failed.",
             errors={
-                "type": f"value '{wanted}' does not have a value in the enumeration "
-                f"'{', '.join(_RESOURCE_TYPES)}'"
+                "type": f"value '{wanted}' does not have a value in the enumeration '{', '.join(_RESOURCE_TYPES)}'"
             },
         )
     caller = request.caller
@@ -282,9 +281,7 @@ def qemu_config(topology: Topology, request: ApiRequest, params: dict[str, str])
     request.caller.require(f"/vms/{vmid}", "VM.Audit")
     vm = next((v for v in node.vms if v.vmid == vmid), None)
     if vm is None:
-        raise ApiError(
-            500, f"Configuration file 'nodes/{node.name}/qemu-server/{vmid}.conf' does not exist"
-        )
+        raise ApiError(500, f"Configuration file 'nodes/{node.name}/qemu-server/{vmid}.conf' does not exist")
     config: dict[str, Any] = {
         "name": vm.name,
         "memory": vm.memory,

@@ -174,9 +174,7 @@ def _verify_token(topology: Topology, value: str) -> Principal:
         raise AuthError("no tokenid specified")
     userid, bang, name = tokenid.partition("!")
     if not bang or not name or "@" not in userid:
-        raise AuthError(
-            f"'{tokenid}' is not a valid token ID - not able to split into user and token parts"
-        )
+        raise AuthError(f"'{tokenid}' is not a valid token ID - not able to split into user and token parts")
     user = topology.user(userid)
     if user is None:
         raise AuthError(f"user '{userid}' does not exist")
@@ -206,7 +204,5 @@ def capabilities(user: User) -> dict[str, dict[str, int]]:
     cap: dict[str, dict[str, int]] = {}
     for group, (path, prefixes) in _CAP_GROUPS.items():
         privs = _acl_lookup(user.privileges, path)
-        cap[group] = {
-            p: 1 for p in sorted(privs) if p.startswith(prefixes) or p == "Permissions.Modify"
-        }
+        cap[group] = {p: 1 for p in sorted(privs) if p.startswith(prefixes) or p == "Permissions.Modify"}
     return cap

@@ -46,9 +46,7 @@ class Faults:
             self._rules.append(rule)
         return rule
 
-    def slow(
-        self, path: str, delay: float, *, method: str = "*", times: int | None = None
-    ) -> FaultRule:
+    def slow(self, path: str, delay: float, *, method: str = "*", times: int | None = None) -> FaultRule:
         return self.add(FaultRule("slow", path, method.upper(), times, delay=delay))
 
     def drop(self, path: str, *, method: str = "*", times: int | None = None) -> FaultRule:
@@ -64,11 +62,7 @@ class Faults:
         times: int | None = None,
         delay: float = 0.0,
     ) -> FaultRule:
-        return self.add(
-            FaultRule(
-                "error", path, method.upper(), times, delay=delay, status=status, reason=reason
-            )
-        )
+        return self.add(FaultRule("error", path, method.upper(), times, delay=delay, status=status, reason=reason))
 
     def clear(self) -> None:
         with self._lock:

@@ -125,9 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(method, rel, split.query, 401, None, fault_kind)
             return
 
-        request = api.ApiRequest(
-            method=method, path=rel, query={**query, **body}, principal=principal
-        )
+        request = api.ApiRequest(method=method, path=rel, query={**query, **body}, principal=principal)
         try:
             data = api.dispatch(sandbox.topology, request)
         except auth.PermissionError403 as exc:
@@ -158,9 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
             "CSRFPreventionToken": csrf,
             "cap": auth.capabilities(user),
         }
-        if sandbox.topology.cluster is not None and "Sys.Audit" in auth._acl_lookup(
-            user.privileges, "/"
-        ):
+        if sandbox.topology.cluster is not None and "Sys.Audit" in auth._acl_lookup(user.privileges, "/"):
             data["clustername"] = sandbox.topology.cluster
         self._send(200, "OK", {"data": data})
         # The login itself carries no ticket or token: logged as auth "none".
@@ -181,9 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
             return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
 
-    def _finish_error(
-        self, status: int, message: str, json_body: bool, errors: dict[str, str] | None = None
-    ) -> None:
+    def _finish_error(self, status: int, message: str, json_body: bool, errors: dict[str, str] | None = None) -> None:
         body: dict[str, Any] | None = None
         if json_body:
             body = {"data": None}

@@ -39,9 +39,7 @@ from typing import Any
 # Roles expand to privileges, as in PVE's built-in role definitions (subset we need).
 ROLES: dict[str, frozenset[str]] = {
     "NoAccess": frozenset(),
-    "PVEAuditor": frozenset(
-        {"Sys.Audit", "VM.Audit", "Datastore.Audit", "Pool.Audit", "SDN.Audit", "Mapping.Audit"}
-    ),
+    "PVEAuditor": frozenset({"Sys.Audit", "VM.Audit", "Datastore.Audit", "Pool.Audit", "SDN.Audit", "Mapping.Audit"}),
     "PVEVMAdmin": frozenset(
         {
             "VM.Audit",
