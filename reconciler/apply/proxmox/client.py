@@ -166,6 +166,8 @@ class ProxmoxClient:
         self._ca_tempfile: Path | None = None
         self._verify: bool | str = self._tls_verify(ca_bundle, insecure_skip_verify)
         self.insecure_skip_verify = insecure_skip_verify
+        if insecure_skip_verify:
+            log.warning("TLS certificate verification is off for %s", self.endpoint.url)
         self._timeout = (connect_timeout, read_timeout)
         self._api: ProxmoxAPI | None = None
 
