@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -16,13 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of standard output")
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    parser.add_argument(
+        "--jobs", "-j", type=int, default=0, metavar="N", help="worker processes for large repos (default: one per CPU)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.config import formats, validation
 
     try:
-        result = validation.validate_repo(args.path)
+        result = validation.validate_repo(args.path, jobs=args.jobs or os.cpu_count() or 1)
     except validation.RepoUnreadable as exc:
         print(f"reconciler validate: {formats.printable(str(exc))}", file=sys.stderr)
         return 2

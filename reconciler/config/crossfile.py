@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.config.addresses import Address, Prefixed, address, prefixed
 from reconciler.config.diagnostics import Pointer, Severity
 from reconciler.config.documents import Document
 from reconciler.config.models import NodeConfig, ProxmoxCluster
@@ -81,14 +82,15 @@ def check_nodes(
                         "duplicate-mac",
                     )
                 )
-            for j, address in enumerate(iface.interfaces):
-                owner = addresses.claim(address.ip, doc, (*at, "addresses", j))
+            for j, text in enumerate(iface.addresses):
+                ip = prefixed(text).address
+                owner = addresses.claim(ip, doc, (*at, "addresses", j))
                 if owner is not None and owner[0] is not doc:
                     found.append(
                         Finding(
                             doc,
                             (*at, "addresses", j),
-                            f"address {address.ip} is also used by {_where(*owner)}",
+                            f"address {ip.text()} is also used by {_where(*owner)}",
                             "duplicate-address",
                         )
                     )
@@ -131,7 +133,8 @@ def check_nodes(
 def _check_node(doc: Document, node: NodeConfig) -> list[Finding]:
     """Rules inside one node file."""
     found: list[Finding] = []
-    seen: dict[str, dict[str, int]] = {"name": {}, "macAddress": {}, "proxmoxNet": {}, "address": {}}
+    seen: dict[str, dict[str, int]] = {"name": {}, "macAddress": {}, "proxmoxNet": {}}
+    seen_addresses: dict[Address, int] = {}
     for i, iface in enumerate(node.spec.interfaces):
         at: Pointer = ("spec", "interfaces", i)
         for key, value in (("name", iface.name), ("macAddress", iface.mac_address), ("proxmoxNet", iface.proxmox_net)):
@@ -150,75 +153,72 @@ def _check_node(doc: Document, node: NodeConfig) -> list[Finding]:
                 seen[key][value] = i
         if iface.name in _RESERVED_NAMES:
             found.append(Finding(doc, (*at, "name"), f"name {iface.name} is reserved by the kernel", "reserved-name"))
-        networks = []
-        for j, address in enumerate(iface.interfaces):
+        own: list[Prefixed] = []
+        for j, text in enumerate(iface.addresses):
             where = (*at, "addresses", j)
-            key = str(address.ip)
-            if key in seen["address"]:
+            parsed = prefixed(text)
+            if parsed.address in seen_addresses:
                 found.append(
                     Finding(
                         doc,
                         where,
-                        f"address {address.ip} is also used by interfaces[{seen['address'][key]}] of this node",
+                        f"address {parsed.address.text()} is also used by "
+                        f"interfaces[{seen_addresses[parsed.address]}] of this node",
                         "duplicate-address",
                     )
                 )
-            seen["address"][key] = i
-            found.extend(_check_host_address(doc, where, address))
-            networks.append(address.network)
+            seen_addresses[parsed.address] = i
+            found.extend(_check_host_address(doc, where, parsed))
+            own.append(parsed)
         for k, route in enumerate(iface.routes):
-            found.extend(
-                _check_route(doc, (*at, "routes", k), route.destination, route.gateway, networks, iface.interfaces)
-            )
+            found.extend(_check_route(doc, (*at, "routes", k), prefixed(route.to), address(route.via), own))
     return found
 
 
-def _check_host_address(doc: Document, where: Pointer, address: Any) -> list[Finding]:
-    network = address.network
-    if address.version == 4 and network.prefixlen < 31:
-        if address.ip == network.network_address:
+def _check_host_address(doc: Document, where: Pointer, parsed: Prefixed) -> list[Finding]:
+    if parsed.address.is_special:
+        return [Finding(doc, where, f"address {parsed.address.text()} is not a unicast host address", "host-address")]
+    if not parsed.host_bits_set and parsed.prefixlen < parsed.bits - 1:
+        if parsed.version == 4:
             return [
                 Finding(
                     doc,
                     where,
-                    f"address {address} is the network address of {network}; use a host address",
+                    f"address {parsed.text()} is the network address of {parsed.network_text()}; use a host address",
                     "host-address",
                 )
             ]
-        if address.ip == network.broadcast_address:
-            return [
-                Finding(
-                    doc,
-                    where,
-                    f"address {address} is the broadcast address of {network}; use a host address",
-                    "host-address",
-                )
-            ]
-    if address.version == 6 and network.prefixlen < 127 and address.ip == network.network_address:
         return [
             Finding(
                 doc,
                 where,
-                f"address {address} is the subnet-router anycast address of {network}",
+                f"address {parsed.text()} is the subnet-router anycast address of {parsed.network_text()}",
                 "host-address",
                 "warning",
             )
         ]
-    if address.ip.is_multicast or address.ip.is_loopback or address.ip.is_unspecified:
-        return [Finding(doc, where, f"address {address.ip} is not a unicast host address", "host-address")]
+    if parsed.version == 4 and parsed.prefixlen < 31 and parsed.value | parsed.mask == (1 << 32) - 1:
+        return [
+            Finding(
+                doc,
+                where,
+                f"address {parsed.text()} is the broadcast address of {parsed.network_text()}; use a host address",
+                "host-address",
+            )
+        ]
     return []
 
 
 def _check_route(
-    doc: Document, where: Pointer, destination: Any, gateway: Any, networks: list[Any], own: list[Any]
+    doc: Document, where: Pointer, destination: Prefixed, gateway: Address, own: list[Prefixed]
 ) -> list[Finding]:
     found: list[Finding] = []
-    if destination.ip != destination.network.network_address:
+    if destination.host_bits_set:
         found.append(
             Finding(
                 doc,
                 (*where, "to"),
-                f"route to {destination} has host bits set; did you mean {destination.network}?",
+                f"route to {destination.text()} has host bits set; did you mean {destination.network_text()}?",
                 "route",
             )
         )
@@ -227,22 +227,24 @@ def _check_route(
             Finding(
                 doc,
                 (*where, "via"),
-                f"route to {destination.network} (IPv{destination.version}) cannot go via IPv{gateway.version} address {gateway}",
+                f"route to {destination.network_text()} "
+                f"(IPv{destination.version}) cannot go via IPv{gateway.version} address "
+                f"{gateway.text()}",
                 "route",
             )
         )
         return found
-    if any(gateway == address.ip for address in own):
+    if any(gateway == mine.address for mine in own):
         found.append(
-            Finding(doc, (*where, "via"), f"route via {gateway} points at the interface's own address", "route")
+            Finding(doc, (*where, "via"), f"route via {gateway.text()} points at the interface's own address", "route")
         )
-    elif not any(gateway in network for network in networks if network.version == gateway.version):
-        prefixes = ", ".join(str(n) for n in networks) or "none"
+    elif not any(mine.contains(gateway) for mine in own):
+        prefixes = ", ".join(mine.network_text() for mine in own) or "none"
         found.append(
             Finding(
                 doc,
                 (*where, "via"),
-                f"gateway {gateway} is not reachable from this interface's prefixes ({prefixes})",
+                f"gateway {gateway.text()} is not reachable from this interface's prefixes ({prefixes})",
                 "route",
             )
         )

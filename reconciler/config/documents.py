@@ -133,10 +133,73 @@ def _yaml_error(exc: yaml.YAMLError) -> LoadError:
     return LoadError(f"invalid YAML: {exc}")
 
 
+_SCALARS = _StrictLoader("")  # only its scalar constructors are used, never its parser
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:null": _StrictLoader.construct_yaml_null,
+    "tag:yaml.org,2002:bool": _StrictLoader.construct_yaml_bool,
+    "tag:yaml.org,2002:int": _StrictLoader.construct_yaml_int,
+    "tag:yaml.org,2002:float": _StrictLoader.construct_yaml_float,
+}
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+
+
+class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
+    """libyaml composer with memoised scalar resolution (keys and values repeat across files)."""
+
+    yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
+    _resolved: ClassVar[dict[tuple[str, tuple[bool, bool]], str]] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            key = (value, implicit)
+            tag = self._resolved.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(self._resolved) < 200_000:
+                    self._resolved[key] = tag
+            return tag
+        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+
+
+def _data(node: Any) -> Any:
+    """Composed node -> plain data. Aliases were excluded before composing (no shared nodes)."""
+    tag = node.tag
+    if tag == _STR:
+        return node.value
+    if tag == _MAP:
+        mapping = {_data(k): _data(v) for k, v in node.value}
+        if len(mapping) != len(node.value) or not all(type(k) is str for k in mapping):
+            _mapping_problem(node)
+        return mapping
+    if tag == _SEQ:
+        return [_data(item) for item in node.value]
+    construct = _SCALAR_TAGS.get(tag)
+    if construct is None or not isinstance(node, yaml.ScalarNode):
+        if tag == "tag:yaml.org,2002:merge":
+            raise LoadError("YAML merge keys (<<) are not allowed", *_mark(node))
+        raise LoadError(f"YAML tag {tag} is not allowed (plain data only)", *_mark(node))
+    return construct(_SCALARS, node)
+
+
+def _mapping_problem(node: Any) -> None:
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = _data(key_node)
+        if type(key) is not str:
+            raise LoadError(f"mapping key {key!r} must be a string (quote it)", *_mark(key_node))
+        if key in seen:
+            line, _ = _mark(seen[key])
+            raise LoadError(f"duplicate key {key!r} (first defined on line {line})", *_mark(key_node))
+        seen[key] = key_node
+
+
 def parse(text: str) -> Any:
     """One plain YAML document -> JSON-like data; raises ``LoadError`` with a position."""
     _check_depth(text)
-    loader = _StrictLoader(text)
+    # Without a '*' there can be no alias, so the fast path composes and converts directly.
+    loader = _StrictLoader(text) if "*" in text else _FastLoader(text)
     try:
         if not loader.check_node():
             raise LoadError("file is empty", 1, 1)
@@ -144,13 +207,25 @@ def parse(text: str) -> Any:
         if loader.check_node():
             extra = loader.get_node()
             raise LoadError("file holds more than one YAML document (one object per file)", *_mark(extra))
-        return loader.construct_document(node)
+        if isinstance(loader, _StrictLoader):
+            return loader.construct_document(node)
+        return _data(node)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc) from None
     except RecursionError:
         raise LoadError(f"nesting deeper than {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
+
+
+def read(absolute: str) -> tuple[str, Any]:
+    """Text and data of one file, or ``LoadError`` (size cap, UTF-8, YAML) / ``OSError``."""
+    with open(absolute, "rb") as handle:
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise LoadError(f"file is larger than the limit of {MAX_FILE_BYTES} bytes")
+    text = decode(raw)
+    return text, parse(text)
 
 
 @dataclass

@@ -1,14 +1,15 @@
 """One pydantic model per kind of the config repo.
 
 Models are built only from documents that passed their JSON Schema, so they do not repeat the
-schema's rules; they add what code needs: defaults filled in, MACs lower-cased, addresses in
-canonical form, typed access. ``spec_dict()`` is the canonical spec that goes into the custom
+schema's rules; they add what code needs: defaults filled in, MACs and addresses lower-cased,
+typed access. ``spec_dict()`` is the canonical spec that goes into the custom
 resource, so two files that mean the same thing produce the same live object.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +21,12 @@ DEFAULT_NAMESPACE = "multinic-system"
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@lru_cache(maxsize=65536)
+def ip_interface(text: str) -> IPInterface:
+    """Parsed once per distinct string: validation touches each address several times."""
+    return ipaddress.ip_interface(text)
 
 
 class _Model(BaseModel):
@@ -40,21 +47,16 @@ class Route(_Model):
     via: str
     metric: int | None = None
 
-    @field_validator("to")
+    @field_validator("to", "via")
     @classmethod
-    def _canonical_network(cls, value: str) -> str:
-        return str(ipaddress.ip_interface(value))
+    def _lower(cls, value: str) -> str:
+        return value.lower()
 
-    @field_validator("via")
-    @classmethod
-    def _canonical_address(cls, value: str) -> str:
-        return str(ipaddress.ip_address(value))
-
-    @property
+    @cached_property
     def destination(self) -> IPInterface:
-        return ipaddress.ip_interface(self.to)
+        return ip_interface(self.to)
 
-    @property
+    @cached_property
     def gateway(self) -> IPAddress:
         return ipaddress.ip_address(self.via)
 
@@ -69,17 +71,17 @@ class Interface(_Model):
 
     @field_validator("mac_address")
     @classmethod
-    def _lower(cls, value: str) -> str:
+    def _lower_mac(cls, value: str) -> str:
         return value.lower()
 
     @field_validator("addresses")
     @classmethod
-    def _canonical(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(str(ipaddress.ip_interface(a)) for a in value)
+    def _lower_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(a.lower() for a in value)
 
-    @property
+    @cached_property
     def interfaces(self) -> list[IPInterface]:
-        return [ipaddress.ip_interface(a) for a in self.addresses]
+        return [ip_interface(a) for a in self.addresses]
 
 
 class ProxmoxRef(_Model):

@@ -8,7 +8,8 @@ everything, since limits such as the prune guard would otherwise silently fall b
 
 from __future__ import annotations
 
-import os
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class ValidationResult:
         return not self.errors
 
 
+_PARALLEL_THRESHOLD = 400  # below this, starting workers costs more than it saves
+
+
 class RepoUnreadable(Exception):
     """The path is not a readable directory: a usage error, not a validation failure."""
 
@@ -72,7 +76,7 @@ class _Collector:
             self.failed.add(diagnostic.path)
 
 
-def validate_repo(root: Path | str) -> ValidationResult:
+def validate_repo(root: Path | str, *, jobs: int = 1) -> ValidationResult:
     root = Path(root)
     if not root.is_dir():
         raise RepoUnreadable(f"{root}: not a directory")
@@ -86,10 +90,11 @@ def validate_repo(root: Path | str) -> ValidationResult:
 
     loaded: dict[str, Document] = {}
     valid: dict[str, list[tuple[Document, Any]]] = {kind: [] for kind in schemas.SCHEMA_FILES}
-    for item in files:
-        doc = _load(item, out)
-        if doc is None:
+    for item, outcome in zip(files, _read_all(files, jobs), strict=True):
+        if isinstance(outcome, Diagnostic):
+            out.add(outcome)
             continue
+        doc = Document(item.path, *outcome)
         loaded[item.path] = doc
         model = _model(item, doc, out)
         if model is not None:
@@ -108,22 +113,34 @@ def validate_repo(root: Path | str) -> ValidationResult:
     return ValidationResult(root, [f.path for f in files], out.diagnostics, desired, loaded)
 
 
-def _load(item: repo.RepoFile, out: _Collector) -> Document | None:
+_Loaded = tuple[str, Any] | Diagnostic
+
+
+def _read_one(item: repo.RepoFile) -> _Loaded:
     try:
-        size = os.stat(item.absolute).st_size
-        if size > documents.MAX_FILE_BYTES:
-            raise LoadError(f"file is {size} bytes; the limit is {documents.MAX_FILE_BYTES} bytes")
-        with open(item.absolute, "rb") as handle:
-            raw = handle.read(documents.MAX_FILE_BYTES + 1)
-        if len(raw) > documents.MAX_FILE_BYTES:
-            raise LoadError(f"file is larger than the limit of {documents.MAX_FILE_BYTES} bytes")
-        text = documents.decode(raw)
-        return Document(item.path, text, documents.parse(text))
+        return documents.read(item.absolute)
     except LoadError as exc:
-        out.add(Diagnostic(item.path, exc.message, "yaml", "", exc.line, exc.column))
+        return Diagnostic(item.path, exc.message, "yaml", "", exc.line, exc.column)
     except OSError as exc:
-        out.add(Diagnostic(item.path, f"cannot read file: {exc.strerror or exc}", "io"))
-    return None
+        return Diagnostic(item.path, f"cannot read file: {exc.strerror or exc}", "io")
+
+
+def _read_chunk(items: list[repo.RepoFile]) -> list[_Loaded]:
+    return [_read_one(item) for item in items]
+
+
+def _read_all(files: list[repo.RepoFile], jobs: int) -> list[_Loaded]:
+    """Read and parse every file; with ``jobs`` > 1 large repos are split over forked workers.
+
+    Only callers without threads of their own (the ``validate`` CLI) should ask for jobs > 1:
+    forking a threaded process can deadlock.
+    """
+    if jobs <= 1 or len(files) < _PARALLEL_THRESHOLD or "fork" not in mp.get_all_start_methods():
+        return _read_chunk(files)
+    size = -(-len(files) // (jobs * 4))
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
+        return [loaded for part in pool.map(_read_chunk, chunks) for loaded in part]
 
 
 def _model(item: repo.RepoFile, doc: Document, out: _Collector) -> BaseModel | None:
