@@ -43,9 +43,9 @@ class Principal:
     token_acl: Acl | None = None
 
     def privileges_at(self, path: str) -> frozenset[str]:
-        privs = _acl_lookup(self.user.privileges, path)
+        privs = acl_lookup(self.user.privileges, path)
         if self.kind == "token" and self.token_acl is not None:
-            privs &= _acl_lookup(self.token_acl, path)  # privsep=1: intersection
+            privs &= acl_lookup(self.token_acl, path)  # privsep=1: intersection
         return privs
 
     def has(self, path: str, privilege: str) -> bool:
@@ -56,7 +56,7 @@ class Principal:
             raise PermissionError403(path, privilege)
 
 
-def _acl_lookup(acl: Acl, path: str) -> frozenset[str]:
+def acl_lookup(acl: Acl, path: str) -> frozenset[str]:
     """Propagating ACLs: the most specific path that has an entry decides."""
     parts = [p for p in path.split("/") if p]
     for depth in range(len(parts), -1, -1):
@@ -203,6 +203,6 @@ _CAP_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 def capabilities(user: User) -> dict[str, dict[str, int]]:
     cap: dict[str, dict[str, int]] = {}
     for group, (path, prefixes) in _CAP_GROUPS.items():
-        privs = _acl_lookup(user.privileges, path)
+        privs = acl_lookup(user.privileges, path)
         cap[group] = {p: 1 for p in sorted(privs) if p.startswith(prefixes) or p == "Permissions.Modify"}
     return cap

@@ -89,8 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         body = self._read_body()
         if split.path != API_PREFIX and not split.path.startswith(API_PREFIX + "/"):
-            self._finish_error(501, f"Method '{method} {split.path}' not implemented", False)
             self._record(method, split.path, split.query, 501, None)
+            self._finish_error(501, f"Method '{method} {split.path}' not implemented", False)
             return
         rel = split.path[len(API_PREFIX) :] or "/"
 
@@ -103,8 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             if fault.kind == "error":
-                self._finish_error(fault.status, fault.reason, False)
                 self._record(method, rel, split.query, fault.status, None, fault.kind)
+                self._finish_error(fault.status, fault.reason, False)
                 return
 
         fault_kind = fault.kind if fault else None
@@ -123,23 +123,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
         except auth.AuthError as exc:
             sandbox._stopping.wait(sandbox.auth_failure_delay)
-            self._finish_error(401, str(exc), False)
             self._record(method, rel, split.query, 401, None, fault_kind)
+            self._finish_error(401, str(exc), False)
             return
 
         request = api.ApiRequest(method=method, path=rel, query={**query, **body}, principal=principal)
+        # Record before answering, so that a client that got its answer finds it in the log.
         try:
             data = api.dispatch(sandbox.topology, request)
         except auth.PermissionError403 as exc:
+            self._record(method, rel, split.query, 403, principal, fault_kind)
             self._finish_error(403, str(exc), True)
-            status = 403
         except api.ApiError as exc:
+            self._record(method, rel, split.query, exc.status, principal, fault_kind)
             self._finish_error(exc.status, exc.message, exc.json_body, exc.errors)
-            status = exc.status
         else:
+            self._record(method, rel, split.query, 200, principal, fault_kind)
             self._send(200, "OK", {"data": data})
-            status = 200
-        self._record(method, rel, split.query, status, principal, fault_kind)
 
     def _ticket(self, form: dict[str, str], rel: str, query: str, fault: str | None) -> None:
         sandbox = self.server.sandbox
@@ -148,8 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
             user = auth.login(sandbox.topology, sandbox.tickets, username, form.get("password", ""))
         except auth.AuthError as exc:
             sandbox._stopping.wait(sandbox.auth_failure_delay)
-            self._finish_error(401, str(exc), True)
             self._record("POST", rel, query, 401, None, fault)
+            self._finish_error(401, str(exc), True)
             return
         ticket, csrf = sandbox.tickets.issue(user.userid)
         data: dict[str, Any] = {
@@ -158,11 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
             "CSRFPreventionToken": csrf,
             "cap": auth.capabilities(user),
         }
-        if sandbox.topology.cluster is not None and "Sys.Audit" in auth._acl_lookup(user.privileges, "/"):
+        if sandbox.topology.cluster is not None and "Sys.Audit" in auth.acl_lookup(user.privileges, "/"):
             data["clustername"] = sandbox.topology.cluster
-        self._send(200, "OK", {"data": data})
         # The login itself carries no ticket or token: logged as auth "none".
         self._record("POST", rel, query, 200, auth.Principal("none", user.userid, user), fault)
+        self._send(200, "OK", {"data": data})
 
     # --- plumbing ---
     def _read_body(self) -> dict[str, str]:
