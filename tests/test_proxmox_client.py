@@ -21,6 +21,7 @@ from reconciler.apply.proxmox.client import (
 )
 from reconciler.sandbox.proxmox import ApiToken, ProxmoxSandbox, Topology, User
 from reconciler.sandbox.proxmox.leak_scan import SecretGuard
+from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
 from reconciler.sandbox.proxmox.topology import ROLES, default_nodes
 
 WRONG_SECRET = "00000000-dead-beef-0000-000000000000"
@@ -124,7 +125,7 @@ def test_find_vm_names_the_node_and_vm_config_parses_its_nics(
 
 
 def test_a_standalone_node_has_no_cluster_name_and_counts_as_quorate(
-    pve_sandbox_factory, pve_secret_guard: SecretGuard
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
 ) -> None:
     sandbox = pve_sandbox_factory({"cluster": None, "nodes": [{"name": "solo"}], "version": "7.4"})
     info = token_client(sandbox).verify()
@@ -138,7 +139,7 @@ def test_a_standalone_node_has_no_cluster_name_and_counts_as_quorate(
 
 
 def test_offline_nodes_are_counted_and_quorum_follows_the_majority(
-    pve_sandbox_factory, pve_secret_guard: SecretGuard
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
 ) -> None:
     nodes = [{"name": "a"}, {"name": "b", "online": False}, {"name": "c", "online": False}]
     info = token_client(pve_sandbox_factory({"cluster": "lab", "nodes": nodes})).verify()
@@ -264,7 +265,7 @@ def test_a_dropped_connection_is_classified_as_unreachable(
 
 
 def test_a_vm_on_an_offline_node_is_unreachable_with_pves_595(
-    pve_sandbox_factory, pve_secret_guard: SecretGuard
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
 ) -> None:
     topology = Topology(nodes=default_nodes(), users=[_auditor()])
     topology.nodes[1].online = False
@@ -283,7 +284,7 @@ def test_a_vm_asked_on_the_wrong_node_is_an_api_error_with_pves_message(
 
 
 def test_a_token_without_sys_audit_is_classified_as_permission_denied(
-    pve_sandbox_factory, pve_secret_guard: SecretGuard
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
 ) -> None:
     user = User(
         userid="reconciler@pve",
@@ -297,7 +298,7 @@ def test_a_token_without_sys_audit_is_classified_as_permission_denied(
 
 
 def test_a_token_without_vm_audit_sees_no_vms_and_may_not_read_a_config(
-    pve_sandbox_factory, pve_secret_guard: SecretGuard
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
 ) -> None:
     user = User(
         userid="reconciler@pve",

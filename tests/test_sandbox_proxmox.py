@@ -11,6 +11,7 @@ from proxmoxer import ProxmoxAPI, ResourceException
 
 from reconciler.sandbox.proxmox import ProxmoxSandbox, PveVersion, Topology
 from reconciler.sandbox.proxmox.leak_scan import SecretGuard
+from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
 
 
 def api(sandbox: ProxmoxSandbox, **auth: str) -> ProxmoxAPI:
@@ -77,7 +78,7 @@ def test_proxmoxer_ticket_auth_sends_the_csrf_token_on_writes(pve_sandbox: Proxm
     assert caught.value.status_code == 501
 
 
-def test_401_answers_are_delayed_like_pve(pve_sandbox_factory) -> None:
+def test_401_answers_are_delayed_like_pve(pve_sandbox_factory: SandboxFactory) -> None:
     sandbox = pve_sandbox_factory(auth_failure_delay=0.4)
     started = time.monotonic()
     assert raw(sandbox, "GET", "/version").status_code == 401
@@ -93,7 +94,7 @@ def test_a_vm_asked_on_an_unknown_node_gets_pves_hostname_lookup_error(
     assert caught.value.content.startswith("hostname lookup 'ghost' failed")
 
 
-def test_error_bodies_carry_a_message_from_pve_8_3_on(pve_sandbox_factory) -> None:
+def test_error_bodies_carry_a_message_from_pve_8_3_on(pve_sandbox_factory: SandboxFactory) -> None:
     old = pve_sandbox_factory({"version": "7.4"})
     new = pve_sandbox_factory({"version": {"version": "8.3.0", "release": "8.3", "repoid": "c1689ccb1065a83b"}})
     headers = {}
@@ -112,7 +113,7 @@ def test_cluster_resources_filters_by_type(pve_sandbox: ProxmoxSandbox) -> None:
     assert {r["type"] for r in client.cluster.resources.get(type="storage")} == {"storage"}
 
 
-def test_an_offline_node_shows_as_offline_everywhere(pve_sandbox_factory) -> None:
+def test_an_offline_node_shows_as_offline_everywhere(pve_sandbox_factory: SandboxFactory) -> None:
     sandbox = pve_sandbox_factory({"cluster": "lab", "nodes": [{"name": "a"}, {"name": "b", "online": False}]})
     client = api(sandbox)
     status = {e["name"]: e for e in client.cluster.status.get() if e["type"] == "node"}
@@ -120,7 +121,7 @@ def test_an_offline_node_shows_as_offline_everywhere(pve_sandbox_factory) -> Non
     assert {n["node"]: n["status"] for n in client.nodes.get()} == {"a": "online", "b": "offline"}
 
 
-def test_a_standalone_node_has_only_a_node_entry_in_cluster_status(pve_sandbox_factory) -> None:
+def test_a_standalone_node_has_only_a_node_entry_in_cluster_status(pve_sandbox_factory: SandboxFactory) -> None:
     sandbox = pve_sandbox_factory({"cluster": None, "nodes": [{"name": "solo", "ip": "10.1.1.1"}]})
     assert api(sandbox).cluster.status.get() == [
         {
@@ -136,7 +137,7 @@ def test_a_standalone_node_has_only_a_node_entry_in_cluster_status(pve_sandbox_f
     ]
 
 
-def test_nodes_without_sys_audit_are_listed_without_stats(pve_sandbox_factory) -> None:
+def test_nodes_without_sys_audit_are_listed_without_stats(pve_sandbox_factory: SandboxFactory) -> None:
     sandbox = pve_sandbox_factory(
         {"users": [{"userid": "vmonly@pve", "privileges": {"/vms": ["VM.Audit"]}, "tokens": [{"name": "t"}]}]}
     )
@@ -151,7 +152,7 @@ def test_nodes_without_sys_audit_are_listed_without_stats(pve_sandbox_factory) -
     )
 
 
-def test_a_more_specific_acl_path_overrides_the_root_entry(pve_sandbox_factory) -> None:
+def test_a_more_specific_acl_path_overrides_the_root_entry(pve_sandbox_factory: SandboxFactory) -> None:
     sandbox = pve_sandbox_factory(
         {
             "users": [
@@ -199,7 +200,7 @@ def test_a_dropped_connection_gives_no_answer(pve_sandbox: ProxmoxSandbox) -> No
     assert pve_sandbox.request_log.records[-1].status == 0
 
 
-def test_several_sandboxes_run_side_by_side_with_their_own_ca(pve_sandbox_factory) -> None:
+def test_several_sandboxes_run_side_by_side_with_their_own_ca(pve_sandbox_factory: SandboxFactory) -> None:
     one = pve_sandbox_factory({"cluster": "one"})
     two = pve_sandbox_factory({"cluster": "two", "version": "9.1"})
     assert one.port != two.port

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from reconciler.sandbox.proxmox import ProxmoxSandbox, Topology
+from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
 
 DATA = Path(__file__).parent / "data" / "pve"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "pve"
@@ -57,7 +58,7 @@ def assert_same_shape(actual: dict[str, Any], recordings: list[dict[str, Any]], 
 
 
 @pytest.fixture
-def pve72(pve_sandbox_factory) -> ProxmoxSandbox:
+def pve72(pve_sandbox_factory: SandboxFactory) -> ProxmoxSandbox:
     return pve_sandbox_factory({"version": "7.2"})
 
 
@@ -73,7 +74,7 @@ def test_version_is_the_recorded_answer_for_the_same_release(pve72: ProxmoxSandb
     assert response.json() == recorded("GET_version.json")
 
 
-def test_node_version_is_the_recorded_answer_for_pve_7_4(pve_sandbox_factory) -> None:
+def test_node_version_is_the_recorded_answer_for_pve_7_4(pve_sandbox_factory: SandboxFactory) -> None:
     sandbox = pve_sandbox_factory({"version": "7.4"})
     assert get(sandbox, "/nodes/pve1/version").json() == recorded("GET_node_version_pve74.json")
 
@@ -193,7 +194,7 @@ def test_an_invalid_ticket_looks_like_the_recorded_401(pve_sandbox: ProxmoxSandb
 
 
 def test_a_proxied_request_to_an_offline_node_looks_like_the_recorded_595(
-    pve_sandbox_factory,
+    pve_sandbox_factory: SandboxFactory,
 ) -> None:
     rec = recorded("error_595.json")
     topology = Topology.from_dict({"nodes": [{"name": "pve1"}, {"name": "pve2", "online": False}]})
