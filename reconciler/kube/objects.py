@@ -1,0 +1,51 @@
+"""How desired state looks as Kubernetes objects: names, ownership labels, source annotations.
+
+Ownership is two marks: the label ``app.kubernetes.io/managed-by: multinic-reconciler`` (for a
+cheap label-selected LIST) and the annotation ``multinic.io/source-path`` (which file it came
+from). Only objects carrying both are ever updated or deleted by us.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from reconciler.config.models import NodeConfig, ProxmoxCluster
+from reconciler.kube.crds import GROUP, VERSION
+
+API_VERSION = f"{GROUP}/{VERSION}"
+FIELD_MANAGER = "multinic-reconciler"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "multinic-reconciler"
+OWNED_SELECTOR = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+SOURCE_PATH = "multinic.io/source-path"
+SOURCE_REVISION = "multinic.io/source-revision"
+SPEC_HASH = "multinic.io/spec-hash"  # hash of the spec as we last applied it: tells drift from change
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def manifest(model: NodeConfig | ProxmoxCluster, *, namespace: str, path: str, revision: str | None) -> dict[str, Any]:
+    """The object we apply for one valid document."""
+    labels = {**model.metadata.labels, MANAGED_BY: MANAGED_BY_VALUE}
+    spec = model.spec_dict()
+    annotations = {**model.metadata.annotations, SOURCE_PATH: path, SPEC_HASH: spec_hash(spec)}
+    if revision:
+        annotations[SOURCE_REVISION] = revision
+    return {
+        "apiVersion": API_VERSION,
+        "kind": model.kind,
+        "metadata": {"name": model.name, "namespace": namespace, "labels": labels, "annotations": annotations},
+        "spec": spec,
+    }
+
+
+def is_owned(obj: dict[str, Any]) -> bool:
+    metadata = obj.get("metadata") or {}
+    return (metadata.get("labels") or {}).get(MANAGED_BY) == MANAGED_BY_VALUE and SOURCE_PATH in (
+        metadata.get("annotations") or {}
+    )
