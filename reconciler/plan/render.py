@@ -104,7 +104,7 @@ def markdown(changes: ChangeSet) -> str:
         if change.action is Action.UPDATE:
             table = _interfaces_table(change)
             if table:
-                out += table + [""]
+                out += [*table, ""]
             out += ["| field | before | after |", "|---|---|---|"]
             out += [f"| `{f.path}` | {_md_cell(f.before)} | {_md_cell(f.after)} |" for f in change.fields]
             out.append("")
