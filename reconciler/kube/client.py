@@ -1,0 +1,197 @@
+"""The adapter to the official ``kubernetes`` client: the only module that imports it.
+
+Reads are one label-selected, paginated LIST per kind; writes are server-side apply under the
+field manager ``multinic-reconciler`` with ``fieldValidation=Strict``; every call retries
+transient failures with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.kube import crds, objects, retry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PAGE_SIZE = 500
+TIMEOUT = (5.0, 30.0)  # connect, read
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed for good; ``status`` is the HTTP code (0: no response)."""
+
+    def __init__(self, message: str, status: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
+    """``--kubeconfig``, else ``$KUBECONFIG`` / ``~/.kube/config``, else in-cluster config."""
+    configuration = k8s.Configuration()
+    default = os.path.expanduser("~/.kube/config")
+    if kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(default):
+        k8s_config.load_kube_config(config_file=kubeconfig, context=context,
+                                    client_configuration=configuration)
+    else:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status in retry.TRANSIENT_STATUS
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(exc, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error(exc: Exception, what: str) -> KubeError:
+    if isinstance(exc, ApiException):
+        import json
+
+        message, reason = exc.reason or "", ""
+        try:
+            body = json.loads(exc.body or "{}")
+            message, reason = body.get("message", message), body.get("reason", "")
+        except (ValueError, TypeError):
+            pass
+        return KubeError(f"{what}: {exc.status} {message}", exc.status or 0, reason)
+    return KubeError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Kube:
+    """Typed operations on our custom resources in one namespace."""
+
+    api: k8s.ApiClient
+    namespace: str
+    backoff: retry.Backoff = field(default_factory=retry.Backoff)
+    on_retry: Callable[[BaseException, int], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.custom = k8s.CustomObjectsApi(self.api)
+        self.core = k8s.CoreV1Api(self.api)
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        try:
+            return retry.call(operation, backoff=self.backoff, is_transient=_transient,
+                              retry_after=_retry_after, on_retry=self._log_retry)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc, what) from None
+
+    def _log_retry(self, exc: BaseException, attempt: int) -> None:
+        status = getattr(exc, "status", type(exc).__name__)
+        log.warning("transient Kubernetes API error (%s), retrying (attempt %d)", status, attempt + 1)
+        if self.on_retry is not None:
+            self.on_retry(exc, attempt)
+
+    def list_owned(self, kind: str) -> list[dict[str, Any]]:
+        """Every object of ``kind`` we manage: one LIST per 500 objects."""
+        return list(self._pages(kind))
+
+    def _pages(self, kind: str) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            def page(token: str | None = token) -> Any:
+                return self.custom.list_namespaced_custom_object(
+                    crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind),
+                    label_selector=objects.OWNED_SELECTOR, limit=PAGE_SIZE, _continue=token,
+                    _request_timeout=TIMEOUT)
+            result = self._call(f"list {crds.plural(kind)}", page)
+            items: list[dict[str, Any]] = result.get("items", [])
+            for item in items:
+                item.setdefault("kind", kind)
+                if objects.is_owned(item):
+                    yield item
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        def read() -> Any:
+            return self.custom.get_namespaced_custom_object(
+                crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, _request_timeout=TIMEOUT)
+        try:
+            return self._call(f"get {kind}/{name}", read)  # type: ignore[no-any-return]
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply; we own our fields (force), unknown fields are refused (Strict)."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+
+        def patch() -> Any:
+            return self.custom.patch_namespaced_custom_object(
+                crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, manifest,
+                field_manager=objects.FIELD_MANAGER, force=True, field_validation="Strict",
+                _content_type="application/apply-patch+yaml", _request_timeout=TIMEOUT)
+        return self._call(f"apply {kind}/{name}", patch)  # type: ignore[no-any-return]
+
+    def replace_spec(self, kind: str, name: str, spec: dict[str, Any], resource_version: str) -> dict[str, Any]:
+        """Set the spec exactly (drops fields another manager added), if nobody wrote meanwhile."""
+        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+               {"op": "replace", "path": "/spec", "value": spec}]
+
+        def patch() -> Any:
+            return self.custom.patch_namespaced_custom_object(
+                crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, ops,
+                field_manager=objects.FIELD_MANAGER, field_validation="Strict",
+                _content_type="application/json-patch+json", _request_timeout=TIMEOUT)
+        return self._call(f"replace spec of {kind}/{name}", patch)  # type: ignore[no-any-return]
+
+    def delete(self, kind: str, name: str, resource_version: str | None) -> None:
+        """Delete, only if the object is still the version we planned on (precondition)."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if resource_version:
+            body["preconditions"] = {"resourceVersion": resource_version}
+
+        def remove() -> Any:
+            return self.custom.delete_namespaced_custom_object(
+                crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, body=body,
+                _request_timeout=TIMEOUT)
+        try:
+            self._call(f"delete {kind}/{name}", remove)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, kind: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        def patch() -> Any:
+            return self.custom.patch_namespaced_custom_object_status(
+                crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, {"status": status},
+                field_manager=objects.FIELD_MANAGER, _content_type="application/merge-patch+json",
+                _request_timeout=TIMEOUT)
+        return self._call(f"update status of {kind}/{name}", patch)  # type: ignore[no-any-return]
+
+    def read_secret(self, name: str) -> dict[str, bytes] | None:
+        """The decoded data of a Secret in our namespace, or None when it does not exist."""
+        import base64
+
+        def read() -> Any:
+            return self.core.read_namespaced_secret(name, self.namespace, _request_timeout=TIMEOUT)
+        try:
+            secret = self._call(f"read secret {name}", read)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
