@@ -4,7 +4,7 @@
 keyfiles others can read), one per NIC:
 
 * ``[connection]`` id=<name>, uuid (uuid5 of node and name, so a re-render is byte-identical and
-  the profile keeps its identity), type=ethernet, interface-name=<name>, autoconnect=true;
+  the profile keeps its identity), type=ethernet, interface-name=<name> (autoconnect is on by default);
 * ``[ethernet]`` mac-address, mtu (when set);
 * ``[ipv4]``/``[ipv6]`` method=manual with addressN=<cidr> and routeN=<to>,<via>[,<metric>];
   without addresses of a family: ipv4 method=disabled, ipv6 method=ignore (the kernel keeps its
@@ -62,7 +62,6 @@ def render(node: str, iface: Interface) -> dict[str, str]:
         f"uuid={connection_uuid(node, iface.name)}",
         "type=ethernet",
         f"interface-name={iface.name}",
-        "autoconnect=true",
         "",
         "[ethernet]",
         f"mac-address={iface.mac_address.upper()}",
