@@ -36,7 +36,7 @@ NODE_RULES: list[tuple[str, str, Any, Any, str]] = [
     ("metadata-name-type", "metadata.name", 17, "worker-01", "must be of type string"),
     ("metadata-unknown", "metadata.namespace", "default", DELETE, "unknown field 'namespace'"),
     ("labels-type", "metadata.labels", ["a"], {"rack": "a"}, "must be of type object"),
-    ("label-value-pattern", "metadata.labels.rack", "rack a!", "rack-a", "wrong format"),
+    ("label-value-pattern", "metadata.labels.rack", "rack a!", "rack-a", "not a valid label value"),
     ("label-value-maxlength", "metadata.labels.rack", "r" * 64, "r" * 63, "at most 63 character"),
     ("label-value-type", "metadata.labels.rack", 3, "3", "must be of type string"),
     ("label-key-pattern", "metadata.labels", {"bad key": "x"}, {"example.com/good-key": "x"}, "bad key"),
@@ -80,7 +80,13 @@ NODE_RULES: list[tuple[str, str, Any, Any, str]] = [
         ["10.20.0.2/16"],
         "lists the same value twice",
     ),
-    ("addresses-maxitems", "spec.interfaces[0].addresses", [f"10.20.{i}.1/16" for i in range(33)], ["10.20.0.9/16"], "at most 32"),
+    (
+        "addresses-maxitems",
+        "spec.interfaces[0].addresses",
+        [f"10.20.{i}.1/16" for i in range(33)],
+        ["10.20.0.9/16"],
+        "at most 32",
+    ),
     ("mtu-minimum", "spec.interfaces[0].mtu", 67, 68, "between 68 and 9216"),
     ("mtu-maximum", "spec.interfaces[0].mtu", 9217, 9216, "between 68 and 9216"),
     ("mtu-type", "spec.interfaces[0].mtu", "9000", 9000, "must be of type integer"),
@@ -118,12 +124,18 @@ CLUSTER_RULES: list[tuple[str, str, Any, Any, str]] = [
     ("tls-insecure-type", "spec.tls.insecureSkipVerify", "yes please", False, "must be of type boolean"),
     ("tls-unknown", "spec.tls.verify", False, DELETE, "unknown field 'verify'"),
     ("ca-name-required", "spec.tls.caBundleSecretRef", {"key": "ca.crt"}, {"name": "ca"}, "required field 'name'"),
-    ("ca-key-pattern", "spec.tls.caBundleSecretRef", {"name": "ca", "key": "ca crt"}, {"name": "ca"}, "wrong format"),
+    (
+        "ca-key-pattern",
+        "spec.tls.caBundleSecretRef",
+        {"name": "ca", "key": "ca crt"},
+        {"name": "ca"},
+        "not a valid Secret key",
+    ),
     ("ca-key-empty", "spec.tls.caBundleSecretRef", {"name": "ca", "key": ""}, {"name": "ca", "key": "c"}, "at least 1"),
     ("nodecount-minimum", "spec.expectedNodeCount", 0, 1, "between 1 and 10000"),
     ("nodecount-maximum", "spec.expectedNodeCount", 10001, 10000, "between 1 and 10000"),
-    ("interval-pattern", "spec.verifyInterval", "5 minutes", "1h30m", "wrong format"),
-    ("interval-days", "spec.verifyInterval", "1d", "24h", "wrong format"),
+    ("interval-pattern", "spec.verifyInterval", "5 minutes", "1h30m", "not a valid duration"),
+    ("interval-days", "spec.verifyInterval", "1d", "24h", "not a valid duration"),
     ("interval-type", "spec.verifyInterval", 300, "300s", "must be of type string"),
 ]
 
@@ -140,17 +152,20 @@ SETTINGS_RULES: list[tuple[str, str, Any, Any, str]] = [
     ("prune-percent-maximum", "spec.prune.maxDeletePercent", 101, 100, "between 0 and 100"),
     ("prune-percent-minimum", "spec.prune.maxDeletePercent", -1, 0, "between 0 and 100"),
     ("status-enabled-type", "spec.status.enabled", 1, True, "must be of type boolean"),
-    ("status-branch-pattern", "spec.status.branch", "-status", "status", "wrong format"),
-    ("status-branch-dotdot", "spec.status.branch", "a..b", "a.b", "wrong format"),
-    ("status-branch-lock", "spec.status.branch", "status.lock", "status-lock", "wrong format"),
-    ("status-branch-slash", "spec.status.branch", "status/", "reconciler/status", "wrong format"),
+    ("status-branch-pattern", "spec.status.branch", "-status", "status", "not a valid Git branch name"),
+    ("status-branch-dotdot", "spec.status.branch", "a..b", "a.b", "not a valid Git branch name"),
+    ("status-branch-lock", "spec.status.branch", "status.lock", "status-lock", "not a valid Git branch name"),
+    ("status-branch-slash", "spec.status.branch", "status/", "reconciler/status", "not a valid Git branch name"),
     ("status-unknown", "spec.status.path", "status/", DELETE, "unknown field 'path'"),
 ]
 
 
 def _special(value: Any) -> Any:
     if value == "seventeen":
-        return [dict(node()["spec"]["interfaces"][0], name=f"if{i}", macAddress=f"02:00:00:00:01:{i:02x}") for i in range(17)]
+        return [
+            dict(node()["spec"]["interfaces"][0], name=f"if{i}", macAddress=f"02:00:00:00:01:{i:02x}")
+            for i in range(17)
+        ]
     if value == "one":
         return node()["spec"]["interfaces"]
     return value
