@@ -1,0 +1,184 @@
+"""The agent against a real kernel: a veth pair in two throw-away network namespaces.
+
+Layout: namespace ``node`` holds one veth end carrying the spec's MAC (named ``vn<id>``); namespace
+``peer`` holds the other end with 10.77.0.1/24 and fd77::1/64. The agent runs inside ``node`` via
+``ip netns exec`` (which remounts /sys for that namespace, so ``--root /`` sees only its devices)
+with ``--activate iproute2`` and ``--config-root <tmp>`` so no file of the host is written. Nothing
+outside the two namespaces is touched; both are deleted in the fixture's finalizer.
+
+The forced verification failure is real: the spec asks for fd77::1/64, which the peer already
+owns, so IPv6 duplicate address detection fails in the kernel and the agent must roll back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_agent_support import IP, REPO, node_doc, write_doc
+
+pytestmark = pytest.mark.root
+
+MAC = "52:54:00:77:00:01"
+NIC: dict[str, Any] = {
+    "name": "multinic0",
+    "macAddress": MAC,
+    "addresses": ["10.77.0.2/24", "fd77::2/64"],
+    "mtu": 9000,
+    "routes": [{"to": "10.88.0.0/16", "via": "10.77.0.1", "metric": 100}, {"to": "fd88::/48", "via": "fd77::1"}],
+}
+
+
+def sh(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30).stdout
+
+
+class Netns:
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.node, self.peer, self.dev = f"mnic-node-{tag}", f"mnic-peer-{tag}", f"vn{tag}"
+
+    def ip(self, *args: str) -> str:
+        return sh(str(IP), "-n", self.node, *args)
+
+    def link(self) -> dict[str, Any]:
+        links = json.loads(self.ip("-j", "addr", "show"))
+        return next(link for link in links if link.get("address") == MAC)
+
+    def state(self) -> tuple[str, int, set[str], set[str]]:
+        """(name, MTU, global addresses, gateway routes) of the NIC with our MAC."""
+        link = self.link()
+        addrs = {f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"] if a.get("scope") == "global"}
+        routes = set()
+        for family in ("-4", "-6"):
+            for r in json.loads(self.ip("-j", family, "route", "show", "dev", link["ifname"])):
+                if "gateway" in r:
+                    routes.add(f"{r['dst']} via {r['gateway']}")
+        return link["ifname"], link["mtu"], addrs, routes
+
+    def agent(self, config: Path, config_root: Path) -> tuple[int, dict[str, Any]]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "NODE_NAME": "worker-1",
+            "PYTHONPATH": str(REPO),
+        }
+        proc = subprocess.run(
+            [
+                str(IP),
+                "netns",
+                "exec",
+                self.node,
+                sys.executable,
+                "-m",
+                "reconciler",
+                "agent",
+                "apply",
+                "--config",
+                str(config),
+                "--root",
+                "/",
+                "--config-root",
+                str(config_root),
+                "--activate",
+                "iproute2",
+                "--verify-timeout",
+                "8",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            env=env,
+            check=False,
+        )
+        assert proc.stdout.strip(), proc.stderr
+        return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    if IP is None or os.geteuid() != 0:
+        reason = "needs root and iproute2 to create network namespaces"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI runs as root, so this must run there")
+        pytest.skip(reason)
+    ns = Netns()
+    try:
+        sh(str(IP), "netns", "add", ns.node)
+        sh(str(IP), "netns", "add", ns.peer)
+        # Created inside the node namespace with its peer end placed straight into the peer
+        # namespace: neither end ever exists in the host's namespace.
+        ns.ip("link", "add", ns.dev, "type", "veth", "peer", "name", "vp0", "netns", ns.peer)
+        ns.ip("link", "set", "dev", ns.dev, "address", MAC)
+        sh(str(IP), "-n", ns.peer, "link", "set", "vp0", "up")
+        sh(str(IP), "-n", ns.peer, "addr", "add", "10.77.0.1/24", "dev", "vp0")
+        sh(str(IP), "-n", ns.peer, "addr", "add", "fd77::1/64", "dev", "vp0", "nodad")
+        # The "before" state the agent finds (and a rollback must bring back).
+        ns.ip("link", "set", "dev", ns.dev, "up")
+        ns.ip("addr", "add", "10.99.0.2/24", "dev", ns.dev)
+        yield ns
+    finally:
+        for name in (ns.node, ns.peer):
+            subprocess.run([str(IP), "netns", "del", name], capture_output=True, check=False)
+
+
+def test_apply_in_a_namespace_renames_sets_mtu_addresses_and_routes_then_changes_nothing(
+    netns: Netns, tmp_path: Path
+) -> None:
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0, result
+    assert result["outcome"] == "applied"
+    assert result["interfaces"][0]["device"] == netns.dev
+    name, mtu, addrs, routes = netns.state()
+    assert (name, mtu) == ("multinic0", 9000)
+    assert addrs == {"10.77.0.2/24", "fd77::2/64"}  # 10.99.0.2/24 was not in the spec: gone
+    assert routes == {"10.88.0.0/16 via 10.77.0.1", "fd88::/48 via fd77::1"}
+    assert (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").is_file()
+
+    code, again = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0 and again["outcome"] == "unchanged"
+    assert again["interfaces"][0] == {**result["interfaces"][0], "device": "multinic0", "state": "unchanged"}
+    assert netns.state() == (name, mtu, addrs, routes)
+
+
+def test_a_verification_failure_in_the_kernel_restores_the_previous_live_state_and_files(
+    netns: Netns, tmp_path: Path
+) -> None:
+    good = write_doc(tmp_path / "good.yaml", node_doc([NIC], osFamily="ubuntu"))
+    assert netns.agent(good, tmp_path / "etc-root")[0] == 0
+    before_state = netns.state()
+    netplan_file = tmp_path / "etc-root/etc/netplan/90-multinic.yaml"
+    before_file = netplan_file.read_bytes()
+
+    # fd77::1 belongs to the peer: the kernel's duplicate address detection fails it.
+    clash = {
+        **NIC,
+        "addresses": ["10.77.0.3/24", "fd77::1/64"],
+        "mtu": 1400,
+        "routes": [{"to": "10.88.0.0/16", "via": "10.77.0.1", "metric": 100}],
+    }
+    bad = write_doc(tmp_path / "bad.yaml", node_doc([clash], osFamily="ubuntu"))
+    code, result = netns.agent(bad, tmp_path / "etc-root")
+    assert code == 1 and result["outcome"] == "rolled-back", result
+    assert "fd77::1/64 failed duplicate address detection" in result["interfaces"][0]["error"]
+    assert netns.state() == before_state
+    assert netplan_file.read_bytes() == before_file
+
+
+def test_a_rollback_brings_back_the_original_name_mtu_and_addresses(netns: Netns, tmp_path: Path) -> None:
+    before = netns.state()
+    assert before == (netns.dev, 1500, {"10.99.0.2/24"}, set())
+    clash = {**NIC, "addresses": ["fd77::1/64"], "routes": []}
+    bad = write_doc(tmp_path / "bad.yaml", node_doc([clash], osFamily="ubuntu"))
+    code, result = netns.agent(bad, tmp_path / "etc-root")
+    assert code == 1 and result["outcome"] == "rolled-back", result
+    assert netns.state() == before
+    assert not (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").exists()
