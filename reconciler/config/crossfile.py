@@ -17,6 +17,11 @@ from reconciler.config.documents import Document
 from reconciler.config.models import NodeConfig, ProxmoxCluster
 
 _RESERVED_NAMES = {"lo", "all", "default", "bonding_masters"}
+_WITHIN_NODE_RULES = {
+    "name": "duplicate-interface-name",
+    "macAddress": "duplicate-mac",
+    "proxmoxNet": "duplicate-proxmox-net",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +66,13 @@ def check_nodes(
                     doc, ("metadata", "name"), f"node {node.name} is also defined by {_where(*owner)}", "duplicate-name"
                 )
             )
-        if (owner := node_names.claim(node.spec.node_name, doc, ("spec", "nodeName"))) is not None:
+        # The field that sets the node name: spec.nodeName, or metadata.name when it is defaulted.
+        named_by: Pointer = ("spec", "nodeName") if "nodeName" in doc.data["spec"] else ("metadata", "name")
+        if (owner := node_names.claim(node.spec.node_name, doc, named_by)) is not None:
             found.append(
                 Finding(
                     doc,
-                    ("spec", "nodeName") if "nodeName" in doc.data["spec"] else ("metadata", "name"),
+                    named_by,
                     f"nodeName {node.spec.node_name} is also configured by {_where(*owner)}",
                     "duplicate-node-name",
                 )
@@ -146,7 +153,7 @@ def _check_node(doc: Document, node: NodeConfig) -> list[Finding]:
                         doc,
                         (*at, key),
                         f"{key} {value} is also used by interfaces[{seen[key][value]}] of this node",
-                        f"duplicate-{key.lower()}",
+                        _WITHIN_NODE_RULES[key],
                     )
                 )
             else:
