@@ -325,3 +325,21 @@ def test_the_result_also_goes_to_the_result_file(
     target = tmp_path / "termination-log"
     code, result, _ = apply(capsys, node, config(tmp_path, NIC0), "--result-file", str(target))
     assert code == 0 and json.loads(target.read_text()) == result
+
+
+def test_a_nic_that_vanishes_keeps_its_previous_config_and_is_reported(
+    node: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = config(tmp_path, NIC0, NIC1)
+    apply(capsys, node, cfg)
+    before = (node / NETPLAN_FILE).read_text()
+    (node / "sys/class/net/ens20/address").write_text("52:54:00:aa:00:77\n")  # NIC1 is gone
+    code, result, _ = apply(capsys, node, cfg)
+    assert code == 1 and result["outcome"] == "partial"
+    assert [i["state"] for i in result["interfaces"]] == ["unchanged", "error"]
+    assert (node / NETPLAN_FILE).read_text() == before
+    # ... and a change to the NIC that is still there is applied next to the kept stanza.
+    code, result, _ = apply(capsys, node, config(tmp_path, {**NIC0, "mtu": 1500}, NIC1))
+    assert [i["state"] for i in result["interfaces"]] == ["applied", "error"]
+    text = (node / NETPLAN_FILE).read_text()
+    assert "mtu: 1500" in text and '"multinic1"' in text and '"fd00:1::5/64"' in text

@@ -70,25 +70,38 @@ def our_files(config_root: Path) -> dict[str, tuple[bytes, str | None]]:
 
 
 def _netplan_blocks(content: bytes | None) -> dict[str, str]:
-    """Our netplan file split into one text block per NIC (to tell which NICs changed)."""
+    """Our netplan file split into one stanza per NIC, keyed by the quoted name."""
     blocks: dict[str, str] = {}
     current: str | None = None
     for line in (content or b"").decode("utf-8", errors="replace").splitlines():
         if line.startswith('    "') and line.endswith(":"):
             current = line.strip()[:-1]
-            blocks[current] = ""
+            blocks[current] = line + "\n"
         elif current is not None:
             blocks[current] += line + "\n"
     return blocks
 
 
-def _desired(config: NodeConfig, renderer: str, ifaces: list[Interface]) -> dict[str, tuple[str, int, set[str]]]:
+def _desired(
+    config: NodeConfig, renderer: str, ifaces: list[Interface], config_root: Path
+) -> dict[str, tuple[str, int, set[str]]]:
     """relative path -> (content, mode, owning NIC names); "" content means "must not exist"."""
     node = config.spec.node_name
     out: dict[str, tuple[str, int, set[str]]] = {}
     if renderer == "netplan":
-        text = render_netplan.render(node, ifaces)
-        out[render_netplan.PATH] = (text, render_netplan.MODE, {i.name for i in ifaces})
+        # NICs of the spec that failed to match keep their previous stanza, as they keep their
+        # files with the per-NIC renderers: a NIC missing for a moment loses nothing.
+        old = files.read_bytes(config_root / render_netplan.PATH)
+        kept = _netplan_blocks(old) if files.is_ours(old) else {}
+        ok = {i.name for i in ifaces}
+        entries: list[Interface | str] = []
+        for iface in config.spec.interfaces:
+            if iface.name in ok:
+                entries.append(iface)
+            elif f'"{iface.name}"' in kept:
+                entries.append(kept[f'"{iface.name}"'])
+        text = render_netplan.render(node, entries) if entries else ""
+        out[render_netplan.PATH] = (text, render_netplan.MODE, ok)
         return out
     for iface in ifaces:
         if renderer == "ifcfg":
@@ -159,14 +172,14 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
 
     # A file at one of our paths without our marker belongs to someone else: never touch it,
     # and do not configure that NIC (two configs for one NIC would fight).
-    desired = _desired(config, osinfo.renderer, ok)
+    desired = _desired(config, osinfo.renderer, ok, opts.config_root)
     for rel, (text, _mode, owners) in desired.items():
         old = files.read_bytes(opts.config_root / rel)
         if text and old is not None and not files.is_ours(old):
             for name in owners:
                 fail(name, f"/{rel} exists and is not managed by multinic-reconciler; left untouched")
     ok = [i for i in ok if by_name[i.name].state != "error"]
-    desired = _desired(config, osinfo.renderer, ok)
+    desired = _desired(config, osinfo.renderer, ok, opts.config_root)
 
     # Changes: desired content that differs, plus our files nobody wants any more. Files of NICs
     # that are in the spec but failed above are kept as they are.

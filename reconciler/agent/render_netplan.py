@@ -46,11 +46,15 @@ def stanza(iface: Interface) -> list[str]:
     return lines
 
 
-def render(node: str, interfaces: Sequence[Interface]) -> str:
-    """The whole file for ``interfaces`` (spec order); ``""`` when there is nothing to configure."""
+def render(node: str, interfaces: Sequence[Interface | str]) -> str:
+    """The whole file, entries in spec order; ``""`` when there is nothing to configure.
+
+    A ``str`` entry is a stanza kept verbatim from the previous file (a NIC that is in the spec
+    but could not be matched this time keeps the config it had).
+    """
     if not interfaces:
         return ""
     lines = [header(node).rstrip("\n"), "network:", "  version: 2", "  ethernets:"]
-    for iface in interfaces:
-        lines += stanza(iface)
+    for entry in interfaces:
+        lines += entry.rstrip("\n").split("\n") if isinstance(entry, str) else stanza(entry)
     return "\n".join(lines) + "\n"
