@@ -7,6 +7,7 @@ transient failures with capped, jittered backoff.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -62,10 +63,13 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _body(response: Any) -> dict[str, Any]:
+    data = response.data if hasattr(response, "data") else response.read()
+    return json.loads(data)  # type: ignore[no-any-return]
+
+
 def _error(exc: Exception, what: str) -> KubeError:
     if isinstance(exc, ApiException):
-        import json
-
         message, reason = exc.reason or "", ""
         try:
             body = json.loads(exc.body or "{}")
@@ -143,8 +147,11 @@ class Kube:
             return self.custom.patch_namespaced_custom_object(
                 crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, manifest,
                 field_manager=objects.FIELD_MANAGER, force=True, field_validation="Strict",
-                _content_type="application/apply-patch+yaml", _request_timeout=TIMEOUT)
-        return self._call(f"apply {kind}/{name}", patch)  # type: ignore[no-any-return]
+                _content_type="application/apply-patch+yaml", _request_timeout=TIMEOUT,
+                _preload_content=False)
+        # Read the body ourselves: the generated client maps only 200 for PATCH, so the 201 of
+        # an apply that creates would come back as None.
+        return _body(self._call(f"apply {kind}/{name}", patch))
 
     def replace_spec(self, kind: str, name: str, spec: dict[str, Any], resource_version: str) -> dict[str, Any]:
         """Set the spec exactly (drops fields another manager added), if nobody wrote meanwhile."""

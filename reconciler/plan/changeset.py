@@ -32,6 +32,7 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     desired: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # manifest to apply
     live: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # spec as it is live
+    live_version: str | None = None  # resourceVersion the plan saw: deletes are conditional on it
 
     @property
     def key(self) -> tuple[str, str]:

@@ -114,7 +114,8 @@ def _compare(kind: str, name: str, source: str | None, wanted: dict[str, Any], c
                 FieldChange(f"metadata.annotations.{key}", current.annotations.get(key), meta["annotations"][key])
             )
     if not fields:
-        return Change(kind, name, Action.UNCHANGED, source, desired=wanted, live=current.spec)
+        return Change(kind, name, Action.UNCHANGED, source, desired=wanted, live=current.spec,
+                      live_version=current.resource_version)
     applied_hash = current.annotations.get(objects.SPEC_HASH)
     drifted = applied_hash is not None and applied_hash != objects.spec_hash(current.spec)
     git_changed = applied_hash != meta["annotations"][objects.SPEC_HASH]
@@ -124,7 +125,8 @@ def _compare(kind: str, name: str, source: str | None, wanted: dict[str, Any], c
         reason = "changed in Git (the live spec had also been edited by hand)"
     else:
         reason = "changed in Git"
-    return Change(kind, name, Action.UPDATE, source, reason, tuple(fields), desired=wanted, live=current.spec)
+    return Change(kind, name, Action.UPDATE, source, reason, tuple(fields), desired=wanted, live=current.spec,
+                  live_version=current.resource_version)
 
 
 def _prune(
