@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = ["reconciler.sandbox.proxmox.pytest_plugin"]
+pytest_plugins: list[str] = ["reconciler.sandbox.proxmox.pytest_plugin", "reconciler.sandbox.kube.pytest_plugin"]
