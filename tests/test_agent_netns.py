@@ -64,40 +64,18 @@ class Netns:
         return link["ifname"], link["mtu"], addrs, routes
 
     def agent(self, config: Path, config_root: Path) -> tuple[int, dict[str, Any]]:
+        return self.run("apply", "--config", str(config), "--config-root", str(config_root))
+
+    def run(self, action: str, *args: str) -> tuple[int, dict[str, Any]]:
+        """``reconciler agent <action>`` inside the node namespace (root /, iproute2)."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "NODE_NAME": "worker-1",
             "PYTHONPATH": str(REPO),
         }
-        proc = subprocess.run(
-            [
-                str(IP),
-                "netns",
-                "exec",
-                self.node,
-                sys.executable,
-                "-m",
-                "reconciler",
-                "agent",
-                "apply",
-                "--config",
-                str(config),
-                "--root",
-                "/",
-                "--config-root",
-                str(config_root),
-                "--activate",
-                "iproute2",
-                "--verify-timeout",
-                "8",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=REPO,
-            env=env,
-            check=False,
-        )
+        argv = [str(IP), "netns", "exec", self.node, sys.executable, "-m", "reconciler", "agent"]
+        argv += [action, "--root", "/", "--activate", "iproute2", "--verify-timeout", "8", *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO, env=env, check=False)
         assert proc.stdout.strip(), proc.stderr
         return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -182,3 +160,15 @@ def test_a_rollback_brings_back_the_original_name_mtu_and_addresses(netns: Netns
     assert code == 1 and result["outcome"] == "rolled-back", result
     assert netns.state() == before
     assert not (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").exists()
+
+
+def test_remove_deletes_our_file_and_flushes_the_addresses_it_gave(netns: Netns, tmp_path: Path) -> None:
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    assert netns.agent(config, tmp_path / "etc-root")[0] == 0
+    code, result = netns.run("remove", "--config-root", str(tmp_path / "etc-root"))
+    assert code == 0 and result["outcome"] == "removed", result
+    assert result["interfaces"] == [
+        {"name": "multinic0", "mac": MAC, "device": None, "state": "removed", "error": None}
+    ]
+    assert not (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").exists()
+    assert netns.state()[2] == set()
