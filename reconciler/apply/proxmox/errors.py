@@ -79,3 +79,9 @@ class APIError(ProxmoxError):
     """Any other error answer (4xx/5xx) or an answer that is not what the PVE API returns."""
 
     reason = "APIError"
+
+
+class CredentialsMissing(ProxmoxError):
+    """The Secret named by the cluster file, or a key in it, is absent (no Proxmox call was made)."""
+
+    reason = "CredentialsMissing"

@@ -76,3 +76,26 @@ def pve_closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def pve_kube(kube_sandbox: Any, pve_secret_guard: SecretGuard) -> Iterator[Any]:
+    """A ``reconciler.kube.client.Kube`` on the kube sandbox (CRDs and namespace installed).
+
+    When the test ends, every ProxmoxCluster and MultiNicNodeConfig object (status included) is
+    handed to ``pve_secret_guard`` for the leak scan. Needs the kube sandbox plugin too.
+    """
+    import json
+
+    from reconciler.config.models import DEFAULT_NAMESPACE
+    from reconciler.kube.client import Kube
+    from reconciler.sandbox.proxmox.kube_setup import ensure_namespace, install_crds
+
+    api = kube_sandbox.api_client()
+    install_crds(api)
+    ensure_namespace(api, DEFAULT_NAMESPACE)
+    kube = Kube(api, DEFAULT_NAMESPACE)
+    yield kube
+    for kind in ("ProxmoxCluster", "MultiNicNodeConfig"):
+        for obj in kube.list_owned(kind):
+            pve_secret_guard.check_text(f"{kind}/{obj['metadata']['name']}", json.dumps(obj))

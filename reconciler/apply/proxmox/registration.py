@@ -1,0 +1,425 @@
+"""Cluster registration through Git: verify each ``ProxmoxCluster`` and keep its CR status true.
+
+The pipeline applies the CRs, then calls ``register_clusters`` once per cycle::
+
+    outcomes = register_clusters(kube, desired, now=datetime.now(UTC))
+
+A cluster is verified (``/version``, ``/cluster/status``, ``/nodes``) only when it is *due*:
+
+* its spec changed since the last verification (``metadata.generation`` differs from the Ready
+  condition's ``observedGeneration``), or it was never verified;
+* ``lastVerified`` is older than ``spec.verifyInterval`` (a failed verification is retried after
+  ``min(verifyInterval, FAILURE_RETRY)`` so that a fixed Secret is picked up soon);
+* ``force`` is set.
+
+Otherwise nothing is read from Proxmox, no Secret is read and no status is written. When a cluster
+is verified, the status is patched only with the fields whose value changed; ``lastVerified``
+(the time of the last verification, whatever its outcome: ``Ready`` says how it went) moves on
+every verification, condition ``lastTransitionTime`` only when the condition's status flips.
+
+Deregistration is the planner's business: a removed file is a delete (under the prune guard).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from reconciler.apply.proxmox.client import ClusterInfo, ProxmoxClient
+from reconciler.apply.proxmox.credentials import ClientFactory, ClusterCredentials, client_for, read_credentials
+from reconciler.apply.proxmox.errors import ProxmoxError
+from reconciler.config.models import ProxmoxCluster
+from reconciler.config.repo import KIND_CLUSTER
+from reconciler.config.validation import DesiredState
+
+log = logging.getLogger(__name__)
+
+READY = "Ready"
+VERIFIED = "Verified"
+FAILURE_RETRY = timedelta(minutes=1)
+MAX_PARALLEL = 8
+
+HEALTHY, DEGRADED, UNREACHABLE = "Healthy", "Degraded", "Unreachable"
+PHASE_READY, PHASE_FAILED = "Ready", "Failed"
+
+# Status fields this module owns; every other status field (written by others) is left alone.
+FACT_FIELDS = ("version", "release", "clusterName", "quorate", "nodeCount", "onlineNodes")
+OWNED_FIELDS = (
+    *FACT_FIELDS,
+    "health",
+    "lastVerified",
+    "tlsInsecure",
+    "warnings",
+    "conditions",
+    "observedGeneration",
+    "phase",
+    "lastError",
+)
+
+
+class ClusterKube(Protocol):
+    """What registration needs of ``reconciler.kube.client.Kube``."""
+
+    def list_owned(self, kind: str) -> list[dict[str, Any]]: ...
+
+    def read_secret(self, name: str) -> dict[str, bytes] | None: ...
+
+    def patch_status(self, kind: str, name: str, status: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ClusterOutcome:
+    """What one cycle did for one cluster."""
+
+    name: str
+    verified: bool  # Proxmox was asked this cycle
+    due_reason: str | None  # why it was verified ("spec changed", "interval passed", ...); None: not due
+    ready: bool | None  # None: not verified this cycle and no status yet (or no CR)
+    reason: str | None  # Ready condition reason
+    message: str | None
+    status_written: bool
+    status: dict[str, Any] | None  # the status after this cycle (owned fields)
+    info: ClusterInfo | None = None
+
+
+# --- time -------------------------------------------------------------------------------------
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# --- when to verify ---------------------------------------------------------------------------
+
+
+def ready_condition(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    for condition in status.get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == READY:
+            return dict(condition)
+    return None
+
+
+def due_reason(cr: Mapping[str, Any], cluster: ProxmoxCluster, *, now: datetime, force: bool = False) -> str | None:
+    """Why ``cluster`` must be verified now, or None when its status is still current."""
+    if force:
+        return "forced"
+    status = cr.get("status") or {}
+    generation = (cr.get("metadata") or {}).get("generation")
+    condition = ready_condition(status)
+    if condition is None:
+        return "never verified"
+    if generation is not None and condition.get("observedGeneration") != generation:
+        return "spec changed"
+    last = parse_time(status.get("lastVerified"))
+    if last is None:
+        return "never verified"
+    interval = timedelta(seconds=max(cluster.spec.verify_interval_seconds, 1))
+    if condition.get("status") != "True":
+        interval = min(interval, FAILURE_RETRY)
+    if now - last >= interval:
+        return "interval passed" if condition.get("status") == "True" else "retrying after failure"
+    return None
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def health_and_warnings(cluster: ProxmoxCluster, info: ClusterInfo) -> tuple[str, list[str]]:
+    warnings: list[str] = []
+    degraded = False
+    expected = cluster.spec.expected_node_count
+    if expected is not None and info.node_count != expected:
+        degraded = True
+        warnings.append(f"expected {expected} nodes (spec.expectedNodeCount), the cluster reports {info.node_count}")
+    if not info.quorate:
+        degraded = True
+        warnings.append("the cluster is not quorate")
+    offline = [n.name for n in info.nodes if not n.online]
+    if offline:
+        degraded = True
+        warnings.append(f"{len(offline)} of {info.node_count} nodes offline: {', '.join(offline)}")
+    if cluster.spec.tls.insecure_skip_verify:
+        warnings.append("TLS certificate verification is disabled (spec.tls.insecureSkipVerify)")
+    return (DEGRADED if degraded else HEALTHY), warnings
+
+
+def _condition(
+    previous: Mapping[str, Any] | None, *, status: str, reason: str, message: str, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    unchanged = previous is not None and previous.get("status") == status and previous.get("lastTransitionTime")
+    condition: dict[str, Any] = {
+        "type": READY,
+        "status": status,
+        "lastTransitionTime": previous["lastTransitionTime"] if unchanged and previous else format_time(now),
+        "reason": reason,
+        "message": message,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def _with_condition(previous: Mapping[str, Any], condition: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conditions list with Ready replaced in place; conditions set by others are kept."""
+    out = [dict(c) for c in previous.get("conditions") or [] if isinstance(c, Mapping)]
+    for index, existing in enumerate(out):
+        if existing.get("type") == READY:
+            out[index] = condition
+            return out
+    return [*out, condition]
+
+
+def verified_status(
+    previous: Mapping[str, Any],
+    cluster: ProxmoxCluster,
+    info: ClusterInfo,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The owned status fields after a successful verification (``None`` means: remove)."""
+    health, warnings = health_and_warnings(cluster, info)
+    name = f"cluster {info.cluster_name}" if info.cluster_name else "standalone node"
+    message = f"Proxmox VE {info.version}, {name}, {info.online_nodes}/{info.node_count} nodes online" + (
+        ", quorate" if info.quorate else ", not quorate"
+    )
+    if warnings:
+        message += "; " + "; ".join(warnings)
+    condition = _condition(
+        ready_condition(previous), status="True", reason=VERIFIED, message=message, generation=generation, now=now
+    )
+    return {
+        "version": info.version,
+        "release": info.release,
+        "clusterName": info.cluster_name,
+        "quorate": info.quorate,
+        "nodeCount": info.node_count,
+        "onlineNodes": info.online_nodes,
+        "health": health,
+        "lastVerified": format_time(now),
+        "tlsInsecure": True if cluster.spec.tls.insecure_skip_verify else None,
+        "warnings": warnings or None,
+        "conditions": _with_condition(previous, condition),
+        "observedGeneration": generation,
+        "phase": PHASE_READY,
+        "lastError": None,
+    }
+
+
+def failed_status(
+    previous: Mapping[str, Any],
+    cluster: ProxmoxCluster,
+    error: ProxmoxError,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The owned status fields after a failed verification.
+
+    Facts from the last success are kept (last known) if they describe the same spec generation;
+    after a spec change they are dropped, since they may describe another cluster.
+    """
+    condition = _condition(
+        ready_condition(previous),
+        status="False",
+        reason=error.reason,
+        message=error.message,
+        generation=generation,
+        now=now,
+    )
+    previous_condition = ready_condition(previous) or {}
+    same_spec = previous_condition.get("observedGeneration") == generation
+    status: dict[str, Any] = {key: previous.get(key) if same_spec else None for key in FACT_FIELDS}
+    warnings = (
+        ["TLS certificate verification is disabled (spec.tls.insecureSkipVerify)"]
+        if cluster.spec.tls.insecure_skip_verify
+        else None
+    )
+    status.update(
+        health=UNREACHABLE,
+        lastVerified=format_time(now),
+        tlsInsecure=True if cluster.spec.tls.insecure_skip_verify else None,
+        warnings=warnings,
+        conditions=_with_condition(previous, condition),
+        observedGeneration=generation,
+        phase=PHASE_FAILED,
+        lastError=error.message,
+    )
+    return status
+
+
+def status_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch with the owned fields whose value differs (``None`` removes a field)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        if value is None:
+            if key in previous:
+                patch[key] = None
+        elif previous.get(key) != value:
+            patch[key] = value
+    return patch
+
+
+def _merged(previous: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(previous)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+# --- the cycle --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    cluster: ProxmoxCluster
+    cr: dict[str, Any]
+    due: str
+    credentials: ClusterCredentials | None = None
+    result: ClusterInfo | ProxmoxError | None = None
+
+
+def verify_cluster(
+    cluster: ProxmoxCluster,
+    credentials: ClusterCredentials,
+    *,
+    client_factory: ClientFactory = ProxmoxClient,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+) -> ClusterInfo | ProxmoxError:
+    """One verification; a classified error is returned, not raised."""
+    try:
+        with client_for(
+            cluster,
+            credentials,
+            client_factory=client_factory,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        ) as client:
+            return client.verify()
+    except ProxmoxError as exc:
+        return exc
+
+
+def register_clusters(
+    kube: ClusterKube,
+    desired: DesiredState,
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+    client_factory: ClientFactory = ProxmoxClient,
+    live: Iterable[Mapping[str, Any]] | None = None,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+) -> list[ClusterOutcome]:
+    """Verify the clusters that are due and write their status; see the module docstring.
+
+    ``live``: the ``ProxmoxCluster`` CRs as listed this cycle (saves a LIST); read when omitted.
+    Clusters without a CR (not applied yet, or blocked) are skipped.
+    """
+    now = now or datetime.now(UTC)
+    crs = {
+        str((obj.get("metadata") or {}).get("name")): dict(obj)
+        for obj in (live if live is not None else kube.list_owned(KIND_CLUSTER))
+    }
+    outcomes: dict[str, ClusterOutcome] = {}
+    jobs: list[_Job] = []
+    for name in sorted(desired.clusters):
+        cluster, cr = desired.clusters[name], crs.get(name)
+        if cr is None:
+            outcomes[name] = ClusterOutcome(name, False, None, None, None, "no ProxmoxCluster object yet", False, None)
+            continue
+        reason = due_reason(cr, cluster, now=now, force=force)
+        if reason is None:
+            status = dict(cr.get("status") or {})
+            condition = ready_condition(status) or {}
+            outcomes[name] = ClusterOutcome(
+                name,
+                False,
+                None,
+                condition.get("status") == "True" if condition else None,
+                condition.get("reason"),
+                condition.get("message"),
+                False,
+                status,
+            )
+            continue
+        job = _Job(cluster, cr, reason)
+        try:  # Secrets are read on this thread; only Proxmox calls run in parallel
+            job.credentials = read_credentials(kube.read_secret, cluster)
+        except ProxmoxError as exc:
+            job.result = exc
+        jobs.append(job)
+
+    def run(job: _Job) -> None:
+        if job.credentials is not None:
+            job.result = verify_cluster(
+                job.cluster,
+                job.credentials,
+                client_factory=client_factory,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+            )
+
+    pending = [j for j in jobs if j.result is None]
+    if len(pending) > 1:
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(pending))) as pool:
+            list(pool.map(run, pending))
+    else:
+        for job in pending:
+            run(job)
+
+    for job in jobs:
+        outcomes[job.cluster.name] = _write(kube, job, now)
+    return [outcomes[name] for name in sorted(outcomes)]
+
+
+def _write(kube: ClusterKube, job: _Job, now: datetime) -> ClusterOutcome:
+    name = job.cluster.name
+    previous = dict(job.cr.get("status") or {})
+    generation = (job.cr.get("metadata") or {}).get("generation")
+    result = job.result
+    assert result is not None
+    if isinstance(result, ClusterInfo):
+        new = verified_status(previous, job.cluster, result, generation=generation, now=now)
+        info: ClusterInfo | None = result
+        log.info(
+            "ProxmoxCluster %s verified (%s): Proxmox VE %s, %d nodes", name, job.due, result.version, result.node_count
+        )
+    else:
+        new = failed_status(previous, job.cluster, result, generation=generation, now=now)
+        info = None
+        log.warning("ProxmoxCluster %s verification failed (%s): %s", name, result.reason, result.message)
+    patch = status_patch(previous, new)
+    written = False
+    if patch:
+        kube.patch_status(KIND_CLUSTER, name, patch)
+        written = True
+    condition = ready_condition(new) or {}
+    return ClusterOutcome(
+        name=name,
+        verified=job.credentials is not None,
+        due_reason=job.due,
+        ready=condition.get("status") == "True",
+        reason=condition.get("reason"),
+        message=condition.get("message"),
+        status_written=written,
+        status=_merged(previous, patch),
+        info=info,
+    )
