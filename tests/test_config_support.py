@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def node(name: str = "worker-01", index: int = 1, **spec: Any) -> dict[str, Any]
                 {
                     "name": "storage0",
                     "macAddress": f"02:00:00:00:{index // 256:02x}:{index % 256:02x}",
-                    "addresses": [f"10.20.{index // 256}.{index % 256 + 1}/16", f"fd00:20::{index + 1:x}/64"],
+                    "addresses": [f"10.20.{(index + 1) // 256}.{(index + 1) % 256}/16", f"fd00:20::{index + 1:x}/64"],
                     "mtu": 9000,
                     "routes": [{"to": "10.120.0.0/16", "via": "10.20.255.254"}],
                     "proxmoxNet": "net1",
@@ -107,8 +108,7 @@ def dump(data: Any) -> str:
 
 
 def write(root: Path, rel: str | bytes, content: str | bytes | Mapping[str, Any]) -> Path:
-    path = Path(root.__fspath__().encode() + b"/" + rel) if isinstance(rel, bytes) else root / rel
-    path = Path(path)
+    path = root / (os.fsdecode(rel) if isinstance(rel, bytes) else rel)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, Mapping):
         content = dump(content)

@@ -35,6 +35,11 @@ class LoadError(Exception):
         self.column = column
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _mark(node_or_mark: Any) -> tuple[int | None, int | None]:
     mark = getattr(node_or_mark, "start_mark", node_or_mark)
     if mark is None:
@@ -85,7 +90,7 @@ class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
                 raise LoadError("YAML merge keys (<<) are not allowed", *_mark(key_node))
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str):
-                raise LoadError(f"mapping key {key!r} must be a string (quote it)", *_mark(key_node))
+                raise LoadError(f"mapping key {_short(key)} must be a string (quote it)", *_mark(key_node))
             if key in first_seen:
                 line, _ = _mark(first_seen[key])
                 raise LoadError(f"duplicate key {key!r} (first defined on line {line})", *_mark(key_node))
@@ -108,13 +113,16 @@ def decode(raw: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _check_depth(text: str) -> None:
-    indicators = sum(text.count(ch) for ch in "[{-:?")
-    if indicators < _INDICATOR_BUDGET:
+def _check_depth(text: str, exact: bool = False) -> None:
+    """Refuse hostile nesting (and aliases) from the event stream, before the recursive composer."""
+    if not exact and sum(text.count(ch) for ch in "[{-:?") < _INDICATOR_BUDGET:
         return
     depth = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.AliasEvent):
+                # Refused where it is used, before anything is composed.
+                raise LoadError("YAML aliases (*name) are not allowed; write the value out", *_mark(event))
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -163,18 +171,25 @@ class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
 
 
-def _data(node: Any) -> Any:
+def _data(node: Any, depth: int = 1) -> Any:
     """Composed node -> plain data. Aliases were excluded before composing (no shared nodes)."""
     tag = node.tag
     if tag == _STR:
         return node.value
-    if tag == _MAP:
-        mapping = {_data(k): _data(v) for k, v in node.value}
+    if tag in (_MAP, _SEQ):
+        if depth > MAX_DEPTH:
+            raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", *_mark(node))
+        depth += 1
+        if tag == _SEQ:
+            return [_data(item, depth) for item in node.value]
+        try:
+            mapping = {_data(k, depth): _data(v, depth) for k, v in node.value}
+        except TypeError:  # a list or mapping as a key (``? [a, b]``)
+            _mapping_problem(node)
+            raise
         if len(mapping) != len(node.value) or not all(type(k) is str for k in mapping):
             _mapping_problem(node)
         return mapping
-    if tag == _SEQ:
-        return [_data(item) for item in node.value]
     construct = _SCALAR_TAGS.get(tag)
     if construct is None or not isinstance(node, yaml.ScalarNode):
         if tag == "tag:yaml.org,2002:merge":
@@ -188,7 +203,7 @@ def _mapping_problem(node: Any) -> None:
     for key_node, _ in node.value:
         key = _data(key_node)
         if type(key) is not str:
-            raise LoadError(f"mapping key {key!r} must be a string (quote it)", *_mark(key_node))
+            raise LoadError(f"mapping key {_short(key)} must be a string (quote it)", *_mark(key_node))
         if key in seen:
             line, _ = _mark(seen[key])
             raise LoadError(f"duplicate key {key!r} (first defined on line {line})", *_mark(key_node))
@@ -197,9 +212,11 @@ def _mapping_problem(node: Any) -> None:
 
 def parse(text: str) -> Any:
     """One plain YAML document -> JSON-like data; raises ``LoadError`` with a position."""
-    _check_depth(text)
-    # Without a '*' there can be no alias, so the fast path composes and converts directly.
-    loader = _StrictLoader(text) if "*" in text else _FastLoader(text)
+    # Without a '*' there can be no alias, so the fast path composes and converts directly (and
+    # counts the depth as it goes); the strict path is rare and checks the depth beforehand.
+    strict = "*" in text
+    _check_depth(text, exact=strict)
+    loader = _StrictLoader(text) if strict else _FastLoader(text)
     try:
         if not loader.check_node():
             raise LoadError("file is empty", 1, 1)

@@ -11,12 +11,24 @@ from itertools import groupby
 from reconciler.config.diagnostics import Diagnostic
 from reconciler.config.validation import ValidationResult
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 controls, line/paragraph separators, bidi overrides, and lone surrogates (bytes of a
+# non-UTF-8 file name, kept by Python as U+DC80..U+DCFF).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"  # the original byte
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
-    """Control characters (a hostile file name, an escape sequence) shown, never interpreted."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Control characters (a hostile file name, an escape sequence) shown, never interpreted.
+
+    The result is always encodable as UTF-8, so writing a report can never fail.
+    """
+    return _CONTROL.sub(_escape, text)
 
 
 def _summary(result: ValidationResult) -> str:
@@ -43,13 +55,13 @@ def text(result: ValidationResult) -> str:
 
 def as_dict(d: Diagnostic) -> dict[str, object]:
     return {
-        "file": d.path,
+        "file": printable(d.path),
         "line": d.line,
         "column": d.column,
-        "field": d.field,
+        "field": printable(d.field),
         "severity": d.severity,
         "rule": d.rule,
-        "message": d.message,
+        "message": printable(d.message),
     }
 
 
@@ -108,12 +120,12 @@ def github(result: ValidationResult) -> str:
     """GitHub Actions workflow commands: annotations on the PR's files."""
     lines = []
     for d in result.diagnostics:
-        props = [f"file={_gh_property(d.path)}"]
+        props = [f"file={_gh_property(printable(d.path))}"]
         if d.line:
             props.append(f"line={d.line}")
             props.append(f"col={d.column or 1}")
-        props.append(f"title={_gh_property(d.rule + (' ' + d.field if d.field else ''))}")
-        lines.append(f"::{d.severity} {','.join(props)}::{_gh_message(d.message)}")
+        props.append(f"title={_gh_property(printable(d.rule + (' ' + d.field if d.field else '')))}")
+        lines.append(f"::{d.severity} {','.join(props)}::{_gh_message(printable(d.message))}")
     lines.append(_summary(result))
     return "\n".join(lines) + "\n"
 

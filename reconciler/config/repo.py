@@ -68,14 +68,26 @@ def discover(root: Path) -> tuple[list[RepoFile], list[Diagnostic]]:
 
 
 def _inside(root: Path, entry: os.DirEntry[str], rel: str, problems: list[Diagnostic]) -> bool:
-    """False (with an error) for a symlink that resolves outside the repository."""
+    """False (with an error) for a symlink that resolves outside the repository, into status/ or
+    a dot-folder such as .git, or nowhere."""
     if not entry.is_symlink():
         return True
     target = Path(entry.path).resolve()
-    if target == root or root in target.parents:
-        return True
-    problems.append(Diagnostic(rel, "symlink points outside the repository; refused", "symlink"))
-    return False
+    if target != root and root not in target.parents:
+        problems.append(Diagnostic(rel, "symlink points outside the repository; refused", "symlink"))
+        return False
+    parent = Path(entry.path).parent.resolve()
+    if target == parent or target in parent.parents:
+        problems.append(Diagnostic(rel, "symlink points at a folder that contains it (a loop); refused", "symlink"))
+        return False
+    first = target.relative_to(root).parts[:1]
+    if first and (first[0] == STATUS_FOLDER or first[0].startswith(".")):
+        problems.append(Diagnostic(rel, f"symlink points into {first[0]}/, which is never read; refused", "symlink"))
+        return False
+    if not target.exists():
+        problems.append(Diagnostic(rel, "symlink target does not exist", "symlink"))
+        return False
+    return True
 
 
 def _walk(
@@ -94,8 +106,17 @@ def _walk(
             continue
         if entry.is_dir():
             _walk(root, Path(entry.path), child, kind, found, problems, depth + 1)
-        elif entry.name.endswith(_YAML_SUFFIXES) and entry.is_file():
-            found.append(RepoFile(child, entry.path, kind))
+        elif entry.name.endswith(_YAML_SUFFIXES):
+            if entry.is_file():
+                found.append(RepoFile(child, entry.path, kind))
+            else:
+                problems.append(Diagnostic(child, "not a regular file; ignored", "layout", severity="warning"))
+        elif entry.name.lower().endswith(_YAML_SUFFIXES):
+            problems.append(
+                Diagnostic(
+                    child, "only .yaml and .yml (lower case) are read; file ignored", "layout", severity="warning"
+                )
+            )
 
 
 def _stray(root: Path, path: Path, rel: str, problems: list[Diagnostic], depth: int) -> None:
