@@ -288,7 +288,9 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], change: Change,
         for other, entry in managers.items():
             if other != key:
                 others |= entry.fields
-        for path in sorted(previous.fields - applied - others, key=len, reverse=True):
+        # whole list items first (their keys locate them), then leaves of what remains
+        dropped = sorted(previous.fields - applied - others, key=lambda p: (p[-1] != ".", len(p)))
+        for path in dropped:
             remove_path(merged, path, others | applied)
     # everything the applier set now belongs to it; other Update managers keep the rest
     for other, entry in managers.items():
