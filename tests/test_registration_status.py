@@ -226,7 +226,7 @@ def test_the_ca_bundle_comes_from_its_secret_under_ca_crt_by_default() -> None:
 
 def test_a_missing_ca_key_is_credentials_missing_naming_the_key() -> None:
     read = secrets(**{"pve-creds": {"tokenId": "a@pve!t", "tokenSecret": "x" * 8}, "pve-ca": {"other": "PEM"}})
-    with pytest.raises(errors.CredentialsMissing, match="Secret pve-ca has no key bundle.pem"):
+    with pytest.raises(errors.CredentialsMissing, match=r"Secret pve-ca has no key bundle\.pem"):
         read_credentials(read, cluster(tls={"caBundleSecretRef": {"name": "pve-ca", "key": "bundle.pem"}}))
 
 
