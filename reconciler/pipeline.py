@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from reconciler.config.repo import KIND_CLUSTER, KIND_NODE
 from reconciler.config.validation import ValidationResult, validate_repo
-from reconciler.plan.changeset import ChangeSet
+from reconciler.plan.changeset import Action, ChangeSet
 from reconciler.plan.planner import KINDS, LiveObject, plan
 from reconciler.source.local import Checkout
 
 if TYPE_CHECKING:
     from reconciler.apply.crs import Applied
+    from reconciler.apply.rollout import RolloutReport
     from reconciler.kube.client import Kube
+    from reconciler.kube.jobs import JobSettings
+
+Connect = Callable[[str], "Kube"]  # namespace -> adapter; known only after reconciler.yaml is read
 
 
 @dataclass
@@ -26,6 +32,8 @@ class Cycle:
     validation: ValidationResult
     changes: ChangeSet
     applied: list[Applied] = field(default_factory=list)
+    rollout: RolloutReport | None = None
+    status_writes: int = 0
 
     @property
     def failed(self) -> list[Applied]:
@@ -39,20 +47,69 @@ def observe(kube: Kube | None) -> dict[str, list[LiveObject]]:
     return {kind: [LiveObject.from_manifest(o) for o in kube.list_owned(kind)] for kind in KINDS}
 
 
-Connect = Callable[[str], "Kube"]  # namespace -> adapter; known only after reconciler.yaml is read
+Live = dict[str, list[LiveObject]]
 
 
-def plan_checkout(checkout: Checkout, connect: Connect | None) -> tuple[Cycle, Kube | None]:
+def plan_checkout(checkout: Checkout, connect: Connect | None) -> tuple[Cycle, Kube | None, Live]:
     validation = validate_repo(checkout.path)
     kube = connect(validation.desired.settings.spec.namespace) if connect is not None else None
-    changes = plan(validation.desired, observe(kube), revision=checkout.revision)
-    return Cycle(checkout, validation, changes), kube
+    live = observe(kube)
+    changes = plan(validation.desired, live, revision=checkout.revision)
+    return Cycle(checkout, validation, changes), kube, live
 
 
-def apply_once(checkout: Checkout, connect: Connect) -> Cycle:
+def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
+               now: datetime | None = None) -> Cycle:
+    """One full cycle: CRs, one rollout step, node status and Events."""
+    from reconciler.apply import rollout
     from reconciler.apply.crs import apply_changes
+    from reconciler.kube.jobs import JobSettings
 
-    cycle, kube = plan_checkout(checkout, connect)
+    cycle, kube, live = plan_checkout(checkout, connect)
     assert kube is not None
-    cycle.applied = apply_changes(kube, cycle.changes)
+    desired = cycle.validation.desired
+    cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))
+    nodes = {o.name: rollout.LiveNode(o.name, o.spec, o.generation, o.status) for o in live.get(KIND_NODE, [])}
+    for done in cycle.applied:
+        if done.ok and done.live is not None and done.change.kind == KIND_NODE:
+            obj = done.live
+            nodes[done.change.name] = rollout.LiveNode(done.change.name, obj.get("spec") or {},
+                                                       obj["metadata"].get("generation"), obj.get("status") or {})
+    failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
+    wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
+    cycle.rollout = rollout.step(
+        kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
+        settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
+        revision=checkout.revision)
+    cycle.status_writes = _report_nodes(kube, cycle, nodes, now)
     return cycle
+
+
+def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:
+    from reconciler.kube.client import KubeError
+    from reconciler.report import events, status
+
+    assert cycle.rollout is not None
+    writes = 0
+    namespace = kube.namespace
+    sources = cycle.validation.desired.sources
+    for name, state in sorted(cycle.rollout.nodes.items()):
+        cr = nodes.get(name)
+        if state.state == "removed" or cr is None:
+            continue
+        wanted = status.node_status(state, cr, source_path=sources.get((KIND_NODE, name)), now=now)  # type: ignore[arg-type]
+        patch = status.patch_for(cr.status, wanted)  # type: ignore[attr-defined]
+        if patch is not None:
+            try:
+                kube.patch_status(KIND_NODE, name, patch)
+                writes += 1
+            except KubeError:
+                pass  # the object may be gone; the next cycle recomputes
+        if state.changed:
+            warning = state.state in ("failed", "unschedulable", "remove-failed", "stalled")
+            reason = {"applied": "Applied", "running": "RolloutStarted", "failed": "ApplyFailed",
+                      "unschedulable": "Unschedulable", "removing": "CleanupStarted",
+                      "remove-failed": "CleanupFailed"}.get(state.state, state.state.capitalize())
+            kube.create_event(events.event(KIND_NODE, name, namespace, reason=reason,
+                                           message=state.message, warning=warning, now=now))
+    return writes

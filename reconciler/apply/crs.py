@@ -26,13 +26,14 @@ class Applied:
         return self.error is None
 
 
-def apply_changes(kube: Kube, changes: ChangeSet, *, delete: bool = True) -> list[Applied]:
-    """Write what the ChangeSet says. ``delete=False`` leaves deletions to the caller (node
-    removal first runs a cleanup Job on the node)."""
+def apply_changes(kube: Kube, changes: ChangeSet, *,
+                  delete_kinds: tuple[str, ...] = (KIND_NODE, KIND_CLUSTER)) -> list[Applied]:
+    """Write what the ChangeSet says. Deletions of kinds not in ``delete_kinds`` are left to the
+    caller (a node's removal first runs a cleanup Job on the node)."""
     writes = [c for kind in (KIND_CLUSTER, KIND_NODE) for c in changes.changes
               if c.kind == kind and c.action in (Action.CREATE, Action.UPDATE)]
-    deletes = [c for kind in (KIND_NODE, KIND_CLUSTER) for c in changes.changes
-               if c.kind == kind and c.action is Action.DELETE] if delete else []
+    deletes = [c for kind in (KIND_NODE, KIND_CLUSTER) if kind in delete_kinds for c in changes.changes
+               if c.kind == kind and c.action is Action.DELETE]
     done: list[Applied] = []
     for change in writes:
         done.append(_write(kube, change))

@@ -92,6 +92,7 @@ class Kube:
     def __post_init__(self) -> None:
         self.custom = k8s.CustomObjectsApi(self.api)
         self.core = k8s.CoreV1Api(self.api)
+        self.batch = k8s.BatchV1Api(self.api)
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
         try:
@@ -202,3 +203,60 @@ class Kube:
                 return None
             raise
         return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
+
+    def _raw_pages(self, what: str, lister: Callable[..., Any], **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated LIST, as plain dicts (one request per 500 items)."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            def page(token: str | None = token) -> Any:
+                return lister(limit=PAGE_SIZE, _continue=token, _request_timeout=TIMEOUT,
+                              _preload_content=False, **kwargs)
+            body = _body(self._call(what, page))
+            items += body.get("items") or []
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def list_jobs(self, label_selector: str) -> list[dict[str, Any]]:
+        return self._raw_pages("list jobs", self.batch.list_namespaced_job, namespace=self.namespace,
+                               label_selector=label_selector)
+
+    def create_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Create; ``None`` when a Job of that name already exists (same name = same work)."""
+        def create() -> Any:
+            return self.batch.create_namespaced_job(self.namespace, job, _request_timeout=TIMEOUT,
+                                                    _preload_content=False)
+        try:
+            return _body(self._call(f"create job {job['metadata']['name']}", create))
+        except KubeError as exc:
+            if exc.status == 409 and exc.reason == "AlreadyExists":
+                return None
+            raise
+
+    def delete_job(self, name: str) -> None:
+        def remove() -> Any:
+            return self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background",
+                                                    _request_timeout=TIMEOUT, _preload_content=False)
+        try:
+            self._call(f"delete job {name}", remove)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    def list_pods(self, label_selector: str) -> list[dict[str, Any]]:
+        return self._raw_pages("list pods", self.core.list_namespaced_pod, namespace=self.namespace,
+                               label_selector=label_selector)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return self._raw_pages("list nodes", self.core.list_node)
+
+    def create_event(self, event: dict[str, Any]) -> None:
+        """Events are best effort: a failure to record one never fails a reconcile."""
+        def create() -> Any:
+            return self.core.create_namespaced_event(self.namespace, event, _request_timeout=TIMEOUT,
+                                                     _preload_content=False)
+        try:
+            self._call("create event", create)
+        except KubeError as exc:
+            log.warning("could not record event: %s", exc)

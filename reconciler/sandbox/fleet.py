@@ -1,0 +1,97 @@
+"""A simulated fleet for the kube sandbox: Kubernetes Node objects and node "hosts" that run the
+real agent.
+
+``nodes_for(desired)`` gives one realistic ``Node`` per config node (its ``osImage`` decides which
+files the Job mounts). ``AgentHosts`` is a node model: for each Job pod it builds a fake root for
+that node (``etc/os-release``, ``sys/class/net/<dev>/address`` with the spec's MACs) and runs the
+real ``reconciler agent`` on it with ``--activate none``, so the termination message the
+reconciler reads is a genuine agent result. Nodes can be scripted to lose a NIC (the agent then
+reports a real error).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reconciler.config.models import NodeConfig
+from reconciler.config.validation import DesiredState
+from reconciler.sandbox.kube.node_model import Outcome, fail, succeed
+
+OS_IMAGES = {
+    "ubuntu": ("Ubuntu 24.04.1 LTS", 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'),
+    "rhel": ("Rocky Linux 9.4 (Blue Onyx)", 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'),
+}
+
+
+def _family(node: NodeConfig) -> str:
+    if node.spec.os_family != "auto":
+        return node.spec.os_family
+    return "rhel" if node.name.startswith("gpu") else "ubuntu"
+
+
+def node_object(node: NodeConfig) -> dict[str, Any]:
+    image = OS_IMAGES[_family(node)][0]
+    name = node.spec.node_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+        "status": {"nodeInfo": {
+            "osImage": image, "operatingSystem": "linux", "architecture": "amd64",
+            "kernelVersion": "6.8.0-45-generic", "kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0",
+            "containerRuntimeVersion": "containerd://1.7.22", "machineID": "0" * 32, "systemUUID": name,
+            "bootID": "00000000-0000-0000-0000-000000000000",
+        }},
+    }
+
+
+def nodes_for(desired: DesiredState) -> list[dict[str, Any]]:
+    return [node_object(n) for n in desired.nodes.values()]
+
+
+class AgentHosts:
+    """Node model running the real agent against one fake root per node."""
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="multinic-hosts-"))
+        self.missing_macs: dict[str, set[str]] = {}
+
+    def lose_nic(self, node: str, mac: str) -> None:
+        """The VM of ``node`` no longer has the NIC with ``mac`` (the agent will say so)."""
+        self.missing_macs.setdefault(node, set()).add(mac.lower())
+
+    def root_for(self, node: NodeConfig) -> Path:
+        root = self.workdir / node.spec.node_name
+        (root / "etc").mkdir(parents=True, exist_ok=True)
+        (root / "etc" / "os-release").write_text(OS_IMAGES[_family(node)][1])
+        net = root / "sys" / "class" / "net"
+        net.mkdir(parents=True, exist_ok=True)
+        for index, iface in enumerate(node.spec.interfaces):
+            device = net / f"ens{19 + index}"
+            device.mkdir(exist_ok=True)
+            if iface.mac_address in self.missing_macs.get(node.spec.node_name, set()):
+                (device / "address").write_text("02:00:00:00:00:00\n")
+            else:
+                (device / "address").write_text(iface.mac_address + "\n")
+            (device / "mtu").write_text("1500\n")
+            (device / "operstate").write_text("up\n")
+        return root
+
+    def __call__(self, pod: dict[str, Any]) -> Outcome:
+        container = pod["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        document = json.loads(env.get("MULTINIC_CONFIG") or "{}")
+        node = NodeConfig.model_validate(document)
+        root = self.root_for(node)
+        action = container["args"][1]
+        command = [sys.executable, "-m", "reconciler", "agent", action, "--root", str(root), "--activate", "none"]
+        done = subprocess.run(command, input=None, capture_output=True, text=True, timeout=60, check=False,
+                              env={"MULTINIC_CONFIG": env.get("MULTINIC_CONFIG") or "", "PATH": "/usr/bin:/bin",
+                                   "NODE_NAME": node.spec.node_name})
+        message = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-1000:]
+        return succeed(message, delay=0.5) if done.returncode == 0 else fail(message, done.returncode, delay=0.5)
