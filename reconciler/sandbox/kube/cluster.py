@@ -86,6 +86,10 @@ class WriteOptions:
 def _load_body(body: bytes | dict[str, Any], content_type: str = "") -> Any:
     if isinstance(body, dict | list):
         return body
+    if "protobuf" in content_type or "cbor" in content_type:
+        # clients (kubectl for built-ins) retry with JSON after a 415
+        raise ApiError(415, f'the body of the request was in an unknown format - accepted media '
+                       f'types include: application/json, application/yaml ("{content_type}")')
     try:
         if "yaml" in content_type:
             return yaml.safe_load(body.decode() or "null")

@@ -35,7 +35,8 @@ def kubeconfig(url: str, ca_pem: bytes | None = None, token: str | None = None,
     cluster: dict[str, object] = {"server": url}
     if ca_pem is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
-    user: dict[str, object] = {"token": token} if token else {}
+    # kubectl prompts for a username over HTTPS without credentials; any token is accepted
+    user: dict[str, object] = {"token": token or "kube-sandbox"}
     return {
         "apiVersion": "v1",
         "kind": "Config",

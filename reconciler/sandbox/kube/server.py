@@ -326,13 +326,9 @@ class KubeSandbox:
     def set_status(self, api_version: str, kind: str, name: str, status: dict[str, Any],
                    namespace: str = "", manager: str = "sandbox") -> dict[str, Any]:
         rt = self.cluster.type_for(api_version, kind)
-        body = {"apiVersion": api_version, "kind": kind,
-                "metadata": {"name": name, "namespace": namespace}, "status": status}
+        body = self.cluster.get(rt, namespace, name).copy()
+        body["status"] = status
         subresource = "status" if rt.status_subresource else ""
-        current = self.cluster.get(rt, namespace, name).copy()
-        if not subresource:
-            current["status"] = status
-            body = current
         return self.cluster.update(rt, namespace, name, body, WriteOptions(manager=manager),
                                    subresource).obj
 
