@@ -185,20 +185,28 @@ class ProxmoxClient:
                 endpoint=self.endpoint.url,
             ) from None
 
-    def find_vm(self, vmid: int) -> VmLocation | None:
-        """Where QEMU VM ``vmid`` lives (via ``/cluster/resources?type=vm``); None if absent."""
+    def vm_locations(self) -> dict[int, VmLocation]:
+        """Every QEMU VM of the cluster and where it runs: one ``/cluster/resources?type=vm``."""
         resources = self._get("/cluster/resources?type=vm", lambda api: api.cluster.resources.get(type="vm"), list)
+        out: dict[int, VmLocation] = {}
         for entry in resources:
             if not isinstance(entry, Mapping) or entry.get("type") != "qemu":
                 continue
-            if str(entry.get("vmid")) == str(vmid):
-                return VmLocation(
-                    vmid=int(vmid),
-                    node=str(entry.get("node")),
-                    name=str(entry.get("name") or ""),
-                    status=str(entry.get("status") or "unknown"),
-                )
-        return None
+            try:
+                vmid = int(entry["vmid"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            out[vmid] = VmLocation(
+                vmid=vmid,
+                node=str(entry.get("node")),
+                name=str(entry.get("name") or ""),
+                status=str(entry.get("status") or "unknown"),
+            )
+        return out
+
+    def find_vm(self, vmid: int) -> VmLocation | None:
+        """Where QEMU VM ``vmid`` lives (via ``/cluster/resources?type=vm``); None if absent."""
+        return self.vm_locations().get(int(vmid))
 
     def vm_config(self, node: str, vmid: int) -> VmConfig:
         """The VM's current config with its NICs parsed."""
