@@ -536,3 +536,35 @@ def test_builtin_objects_are_validated_with_the_kubernetes_schemas(
         core.create_namespaced_config_map(NS, {"metadata": {"name": "y",
                                                             "labels": {"a": "not ok"}}})
     assert bad_label.value.status == 422
+
+
+def test_leases_support_optimistic_leader_election(sandbox: KubeSandbox) -> None:
+    leases = client.CoordinationV1Api(sandbox.api_client())
+    lease = leases.create_namespaced_lease(NS, {"metadata": {"name": "leader"}, "spec": {
+        "holderIdentity": "a", "leaseDurationSeconds": 15}})
+    lease.spec.holder_identity = "b"
+    leases.replace_namespaced_lease("leader", NS, lease)
+    lease.spec.holder_identity = "c"  # lost the race: stale resourceVersion
+    with pytest.raises(ApiException) as exc:
+        leases.replace_namespaced_lease("leader", NS, lease)
+    assert exc.value.status == 409
+    assert leases.read_namespaced_lease("leader", NS).spec.holder_identity == "b"
+
+
+def test_events_can_be_recorded_and_selected_by_involved_object(core: client.CoreV1Api) -> None:
+    for name in ("worker-01", "worker-02"):
+        core.create_namespaced_event(NS, {
+            "metadata": {"generateName": "mnnc-"},
+            "involvedObject": {"kind": "MultiNicNodeConfig", "name": name, "namespace": NS},
+            "reason": "Applied", "message": f"applied {name}", "type": "Normal"})
+    events = core.list_namespaced_event(NS, field_selector="involvedObject.name=worker-02,"
+                                        "reason=Applied")
+    assert [e.message for e in events.items] == ["applied worker-02"]
+
+
+def test_deleting_a_namespace_deletes_what_is_in_it(sandbox: KubeSandbox,
+                                                    core: client.CoreV1Api) -> None:
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "a"}})
+    core.delete_namespace(NS)
+    assert sandbox.get("v1", "ConfigMap", "a", NS) is None
+    assert sandbox.get("v1", "Namespace", NS) is None
