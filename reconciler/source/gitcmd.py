@@ -173,8 +173,8 @@ class GitRunner:
         reason = "; ".join(lines[-3:]) or "failed"
         return self.scrub(f"git {subcommand}: {reason}")
 
-    def out(self, *args: str, network: bool = False) -> str:
-        return self(*args, network=network)[1].strip()
+    def out(self, *args: str, network: bool = False, input_env: dict[str, str] | None = None) -> str:
+        return self(*args, network=network, input_env=input_env)[1].strip()
 
 
 def subcommand(args: tuple[str, ...] | list[str]) -> str:

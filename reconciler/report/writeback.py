@@ -1,0 +1,183 @@
+"""Commits the rendered ``status/`` tree back to the config repo and pushes it, never forcing.
+
+Each attempt builds the status commit from scratch on top of the remote's current head, with
+plumbing and a private index: the head's tree is read, ``status/`` is replaced by exactly the given
+files, every other path stays byte-for-byte the head's. A push rejected because someone pushed
+meanwhile (non-fast-forward) is therefore retried by fetching the new head and rebuilding on it:
+the config commit that arrived is kept, the history stays linear, nothing is ever force-pushed.
+
+The writer keeps its own bare, shallow clone in ``work_dir``; it never touches the source's
+checkouts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, split_credentials
+
+log = logging.getLogger(__name__)
+
+STATUS_DIR = "status"
+SKIP_CI = "[skip ci]"
+_REJECTED = re.compile(r"^!\t\S+\t\[rejected\] \((non-fast-forward|fetch first|stale info)\)", re.MULTILINE)
+_MISSING_REF = ("couldn't find remote ref", "could not find remote ref")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    committed: bool  # a status commit was created (False: the remote already holds these files)
+    pushed: bool  # the remote branch now holds our commit (or was created)
+    commit: str | None  # our status commit, when one was made
+    attempts: int  # push attempts (1 without contention)
+    error: str | None  # scrubbed reason when the status could not be pushed
+
+
+class _Rejected(Exception):
+    """The push lost a race: the remote branch moved after our fetch."""
+
+
+class StatusWriter:
+    def __init__(self, repo_url: str, *, branch: str, status_branch: str | None = None,
+                 author_name: str = "multinic-reconciler", author_email: str = "multinic-reconciler@localhost",
+                 work_dir: Path | str, auth: GitAuth | None = None, max_attempts: int = 5,
+                 backoff: float = 0.2, shallow: bool = True) -> None:
+        self.url, url_user, url_token = split_credentials(repo_url)
+        self.branch = branch
+        self.status_branch = status_branch or branch
+        self.author_name, self.author_email = author_name, author_email
+        self.work_dir = Path(work_dir)
+        self.max_attempts = max(1, max_attempts)
+        self.backoff = backoff
+        self.shallow = shallow
+        self._repo = self.work_dir / "repo.git"
+        self.git = GitRunner(self._repo, auth=auth, private_dir=self.work_dir / "private",
+                             url_user=url_user, url_token=url_token)
+
+    def write(self, files: dict[str, str], message: str) -> WriteResult:
+        """Makes ``status/`` on the status branch hold exactly ``files``; commits only on change."""
+        files = _checked(files)
+        if SKIP_CI not in message:
+            message = f"{message.rstrip()} {SKIP_CI}"
+        attempt = 0
+        try:
+            self._ensure_repo()
+            while True:
+                attempt += 1
+                base, exists = self._fetch_base()
+                tree = self._tree_with(base, files)
+                unchanged = tree == self.git.out("rev-parse", base + "^{tree}")
+                if unchanged and exists:
+                    return WriteResult(False, False, None, attempt, None)  # nothing to commit: not an error
+                # Unchanged but absent: the new status branch is created at the watched head.
+                commit = base if unchanged else self._commit(tree, base, message)
+                try:
+                    self._push(commit)
+                except _Rejected:
+                    if attempt >= self.max_attempts:
+                        return WriteResult(False, False, None, attempt,
+                                           f"push to {self.status_branch} rejected {attempt} times: the branch keeps "
+                                           "moving; the next cycle tries again")
+                    log.info("status push to %s rejected (the branch moved); rebuilding on the new head",
+                             self.status_branch)
+                    time.sleep(self.backoff * attempt * (1 + random.random()))
+                    continue
+                log.info("status commit %s pushed to %s", commit[:12], self.status_branch)
+                return WriteResult(commit != base, True, commit if commit != base else None, attempt, None)
+        except GitError as exc:
+            log.warning("status write-back to %s: %s", self.url, exc)
+            return WriteResult(False, False, None, attempt, str(exc))
+        except OSError as exc:
+            return WriteResult(False, False, None, attempt, self.git.scrub(f"status write-back: {exc}"))
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _ensure_repo(self) -> None:
+        if not (self._repo / "HEAD").exists():
+            self._repo.mkdir(parents=True, exist_ok=True)
+            self.git("init", "--quiet", "--bare", str(self._repo))
+            self.git("config", "gc.auto", "256")
+        self.git("config", "remote.origin.url", self.url)
+
+    def _fetch(self, branch: str) -> tuple[int, str]:
+        depth = ["--depth=1"] if self.shallow else []
+        status, _, err = self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *depth, "origin",
+                                  f"+refs/heads/{branch}:refs/remotes/origin/{branch}", network=True, check=False)
+        if status != 0 and depth and "shallow" in err.lower() and not any(m in err for m in _MISSING_REF):
+            self.shallow = False
+            return self._fetch(branch)
+        return status, err
+
+    def _fetch_base(self) -> tuple[str, bool]:
+        """The remote head to build on, and whether the status branch exists already."""
+        status, err = self._fetch(self.status_branch)
+        if status == 0:
+            return self.git.out("rev-parse", f"refs/remotes/origin/{self.status_branch}^{{commit}}"), True
+        if self.status_branch == self.branch or not any(m in err for m in _MISSING_REF):
+            raise GitError(self.git.describe("fetch", err))
+        # A separate status branch that does not exist yet starts at the watched branch.
+        status, err = self._fetch(self.branch)
+        if status != 0:
+            raise GitError(self.git.describe("fetch", err))
+        return self.git.out("rev-parse", f"refs/remotes/origin/{self.branch}^{{commit}}"), False
+
+    def _tree_with(self, base: str, files: dict[str, str]) -> str:
+        """The tree of ``base`` with ``status/`` replaced by ``files`` (a private index, no work tree)."""
+        private = self.work_dir / "private"
+        scratch = Path(tempfile.mkdtemp(prefix="status-", dir=private))
+        index = private / "status.index"
+        try:
+            index.unlink(missing_ok=True)
+            for path, content in files.items():
+                target = scratch / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content.encode("utf-8"))
+            env = {"GIT_INDEX_FILE": str(index)}
+            self.git("read-tree", base, input_env=env)
+            # The pathspec confines the update to status/: additions, changes and removals there only.
+            self.git("-c", "core.autocrlf=false", "-c", "core.safecrlf=false", f"--work-tree={scratch}",
+                     "add", "--all", "--force", "--", STATUS_DIR, input_env=env)
+            return self.git.out("write-tree", input_env=env)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            index.unlink(missing_ok=True)
+
+    def _commit(self, tree: str, parent: str, message: str) -> str:
+        env = {"GIT_AUTHOR_NAME": self.author_name, "GIT_AUTHOR_EMAIL": self.author_email,
+               "GIT_COMMITTER_NAME": self.author_name, "GIT_COMMITTER_EMAIL": self.author_email}
+        return self.git.out("-c", "commit.gpgSign=false", "commit-tree", tree, "-p", parent, "-m", message,
+                            input_env=env)
+
+    def _push(self, commit: str) -> None:
+        """A plain (fast-forward only) push; raises _Rejected when the branch moved since our fetch."""
+        status, out, err = self.git("push", "--porcelain", "--quiet", "origin",
+                                    f"{commit}:refs/heads/{self.status_branch}", network=True, check=False)
+        if status == 0:
+            return
+        if _REJECTED.search(out):
+            raise _Rejected
+        raise GitError(self.git.describe("push", "\n".join(x for x in (err, _porcelain_reason(out)) if x)))
+
+
+def _porcelain_reason(out: str) -> str:
+    return "; ".join(line.split("\t")[-1] for line in out.splitlines() if line.startswith("!"))
+
+
+def _checked(files: dict[str, str]) -> dict[str, str]:
+    """Every path must be a plain relative path inside status/ (we never write anything else)."""
+    checked: dict[str, str] = {}
+    for path, content in files.items():
+        pure = PurePosixPath(path)
+        parts = pure.parts
+        if (pure.is_absolute() or len(parts) < 2 or parts[0] != STATUS_DIR or any(p in ("", ".", "..") for p in parts)
+                or "\\" in path or str(pure) != path or any(p == ".git" for p in parts)):
+            raise ValueError(f"{path!r}: status files must be relative paths under {STATUS_DIR}/")
+        checked[path] = content
+    return checked
