@@ -208,9 +208,11 @@ def test_a_quorum_loss_shows_as_degraded_with_warnings(
     repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
 ) -> None:
     topology = Topology.from_dict(
-        {"cluster": "pve-prod", "nodes": [{"name": "pve1"}, {"name": "pve2", "online": False}, {"name": "pve3",
-                                                                                              "online": False}]}
-    )  # fmt: skip
+        {
+            "cluster": "pve-prod",
+            "nodes": [{"name": "pve1"}, {"name": "pve2", "online": False}, {"name": "pve3", "online": False}],
+        }
+    )
     sandbox = pve_sandbox_factory(topology)
     repo.add_cluster("pve-prod", sandbox, expected_node_count=3)
     repo.cycle(T0)
@@ -361,5 +363,9 @@ def test_removing_the_cluster_file_makes_the_plan_delete_its_cr(
     ]
     apply_desired(repo.kube, repo.desired())
     assert repo.kube.get("ProxmoxCluster", "pve-e") is None
-    assert {o.name for o in register_clusters(repo.kube, repo.desired(), now=T0)} == {"pve-a", "pve-b", "pve-c",
-                                                                                        "pve-d"}  # fmt: skip
+    assert {o.name for o in register_clusters(repo.kube, repo.desired(), now=T0)} == {
+        "pve-a",
+        "pve-b",
+        "pve-c",
+        "pve-d",
+    }

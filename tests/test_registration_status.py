@@ -172,8 +172,13 @@ def test_a_reverification_with_the_same_answer_patches_only_last_verified() -> N
 
 
 def test_conditions_written_by_others_are_kept_in_place() -> None:
-    other = {"type": "Reconciling", "status": "False", "lastTransitionTime": "2025-01-01T00:00:00Z", "reason": "Done",
-             "message": ""}  # fmt: skip
+    other = {
+        "type": "Reconciling",
+        "status": "False",
+        "lastTransitionTime": "2025-01-01T00:00:00Z",
+        "reason": "Done",
+        "message": "",
+    }
     status = verified_status({"conditions": [other]}, cluster(), info(), generation=1, now=T0)
     assert [c["type"] for c in status["conditions"]] == ["Reconciling", "Ready"]
     assert status["conditions"][0] == other
@@ -188,8 +193,16 @@ def secrets(**named: dict[str, str]) -> Any:
 
 
 def test_token_credentials_are_preferred_over_a_password() -> None:
-    read = secrets(**{"pve-creds": {"tokenId": "a@pve!t", "tokenSecret": "s3cr3t-token", "username": "u@pam",
-                                    "password": "pw-123456"}})  # fmt: skip
+    read = secrets(
+        **{
+            "pve-creds": {
+                "tokenId": "a@pve!t",
+                "tokenSecret": "s3cr3t-token",
+                "username": "u@pam",
+                "password": "pw-123456",
+            }
+        }
+    )
     creds = read_credentials(read, cluster())
     assert creds.auth_kind == "token" and creds.token_id == "a@pve!t"
     assert "s3cr3t-token" not in repr(creds)
