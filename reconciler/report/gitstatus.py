@@ -1,0 +1,252 @@
+"""The ``status/`` files committed back to the config repo, rendered from plain data.
+
+``render`` is a pure function: the same reports give byte-identical files, so the write-back
+commits only when a status really changed. Nothing here carries a timestamp (condition transition
+times included); the commit itself records when a report was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+STATUS_DIR = "status"
+HEADER = "# Written by multinic-reconciler after each reconcile; edits are overwritten.\n"
+_SAFE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_CELL_LIMIT = 160
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")  # user:token@ in a URL inside an error
+
+
+@dataclass(frozen=True)
+class InterfaceReport:
+    name: str
+    mac: str | None = None
+    state: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ConditionReport:
+    type: str
+    status: str
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    name: str  # CR name (= file stem under nodes/)
+    node_name: str | None = None  # Kubernetes node, when it differs from the name
+    phase: str = "Unknown"
+    applied_revision: str | None = None
+    interfaces: tuple[InterfaceReport, ...] = field(default=())
+    last_error: str | None = None
+    source_path: str | None = None
+    conditions: tuple[ConditionReport, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interfaces", tuple(self.interfaces))
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+
+    @classmethod
+    def from_resource(cls, name: str, spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None) -> NodeReport:
+        """From a MultiNicNodeConfig's spec and status (as the reconciler writes them)."""
+        spec, status = spec or {}, status or {}
+        return cls(
+            name=name,
+            node_name=spec.get("nodeName") or None,
+            phase=status.get("phase") or "Unknown",
+            applied_revision=status.get("appliedRevision"),
+            interfaces=tuple(InterfaceReport(i.get("name", "?"), i.get("macAddress"), i.get("state"), i.get("error"))
+                             for i in status.get("interfaces") or []),
+            last_error=status.get("lastError"),
+            source_path=status.get("sourcePath"),
+            conditions=_conditions(status.get("conditions")),
+        )
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    name: str
+    endpoint: str | None = None
+    version: str | None = None
+    node_count: int | None = None
+    online_nodes: int | None = None
+    health: str | None = None  # Healthy, Degraded, Unreachable
+    ready: bool | None = None
+    last_error: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+
+    @classmethod
+    def from_resource(cls, name: str, spec: Mapping[str, Any] | None,
+                      status: Mapping[str, Any] | None) -> ClusterReport:
+        """From a ProxmoxCluster's spec and status (as registration writes them)."""
+        spec, status = spec or {}, status or {}
+        ready = next((c.get("status") == "True" for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+                     None)
+        return cls(name=name, endpoint=spec.get("apiEndpoint"), version=status.get("version"),
+                   node_count=status.get("nodeCount"), online_nodes=status.get("onlineNodes"),
+                   health=status.get("health"), ready=ready, last_error=status.get("lastError"),
+                   warnings=tuple(status.get("warnings") or ()))
+
+
+def render(nodes: Iterable[NodeReport], clusters: Iterable[ClusterReport], *,
+           revision: str | None) -> dict[str, str]:
+    """path (``status/...``) -> content for the whole ``status/`` tree; stale files are simply absent."""
+    nodes = sorted(nodes, key=lambda n: n.name)
+    clusters = sorted(clusters, key=lambda c: c.name)
+    files: dict[str, str] = {}
+    node_paths = _paths("nodes", [n.name for n in nodes])
+    cluster_paths = _paths("clusters", [c.name for c in clusters])
+    for node in nodes:
+        files[node_paths[node.name]] = _yaml(_node_document(node))
+    for cluster in clusters:
+        files[cluster_paths[cluster.name]] = _yaml(_cluster_document(cluster))
+    files[f"{STATUS_DIR}/README.md"] = _readme(nodes, clusters, node_paths, cluster_paths, revision)
+    return files
+
+
+def summary(nodes: Iterable[NodeReport], clusters: Iterable[ClusterReport]) -> str:
+    """The commit message: ``status: 8 ready, 1 failed, 2 clusters healthy [skip ci]``."""
+    return f"status: {_summary_text(list(nodes), list(clusters))} [skip ci]"
+
+
+# -- documents --------------------------------------------------------------------------------------
+
+
+def _node_document(node: NodeReport) -> dict[str, Any]:
+    return _compact({
+        "name": node.name,
+        "nodeName": node.node_name,
+        "phase": node.phase,
+        "appliedRevision": node.applied_revision,
+        "sourcePath": node.source_path,
+        "lastError": node.last_error,
+        "interfaces": [_compact({"name": i.name, "macAddress": i.mac, "state": i.state, "error": i.error})
+                       for i in node.interfaces],
+        "conditions": [_compact({"type": c.type, "status": c.status, "reason": c.reason, "message": c.message})
+                       for c in node.conditions],
+    })
+
+
+def _cluster_document(cluster: ClusterReport) -> dict[str, Any]:
+    return _compact({
+        "name": cluster.name,
+        "endpoint": cluster.endpoint,
+        "version": cluster.version,
+        "nodeCount": cluster.node_count,
+        "onlineNodes": cluster.online_nodes,
+        "health": cluster.health,
+        "ready": cluster.ready,
+        "lastError": cluster.last_error,
+        "warnings": list(cluster.warnings),
+    })
+
+
+def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: dict[str, str],
+            cluster_paths: dict[str, str], revision: str | None) -> str:
+    lines = ["# Reconciler status", "",
+             "<!-- Written by multinic-reconciler after each reconcile; edits are overwritten. -->", "",
+             f"Config revision: `{revision[:12]}`" if revision else "Config revision: none (working tree)", "",
+             f"Summary: {_summary_text(nodes, clusters)}", "", "## Nodes", ""]
+    if nodes:
+        lines += ["| Node | Phase | Applied revision | Interfaces | Last error |", "|---|---|---|---|---|"]
+        for n in nodes:
+            label = f"[{_cell(n.name)}]({_relative(node_paths[n.name])})"
+            if n.node_name and n.node_name != n.name:
+                label += f" ({_cell(n.node_name)})"
+            interfaces = ", ".join(_interface_cell(i) for i in n.interfaces)
+            applied = f"`{_cell(n.applied_revision[:12])}`" if n.applied_revision else ""
+            lines.append(f"| {label} | {_cell(n.phase)} | {applied} | {interfaces} | {_cell(n.last_error)} |")
+    else:
+        lines.append("No nodes.")
+    lines += ["", "## Clusters", ""]
+    if clusters:
+        lines += ["| Cluster | Endpoint | Version | Nodes | Health | Last error / warnings |",
+                  "|---|---|---|---|---|---|"]
+        for c in clusters:
+            label = f"[{_cell(c.name)}]({_relative(cluster_paths[c.name])})"
+            count = f"{c.online_nodes}/{c.node_count} online" if c.node_count is not None else ""
+            notes = "; ".join(x for x in (c.last_error, *c.warnings) if x)
+            lines.append(f"| {label} | {_cell(c.endpoint)} | {_cell(c.version)} | {count} | "
+                         f"{_cell(c.health or ('Ready' if c.ready else 'Unknown'))} | {_cell(notes)} |")
+    else:
+        lines.append("No clusters.")
+    return "\n".join(lines) + "\n"
+
+
+def _summary_text(nodes: list[NodeReport], clusters: list[ClusterReport]) -> str:
+    phases = Counter(n.phase.lower() for n in nodes)
+    order = sorted(phases, key=lambda p: ({"ready": 0, "failed": 1}.get(p, 2), p))
+    parts = [f"{phases[p]} {p}" for p in order] or ["no nodes"]
+    health = Counter((c.health or "unknown").lower() for c in clusters)
+    if not clusters:
+        parts.append("no clusters")
+    elif set(health) == {"healthy"}:
+        parts.append(f"{len(clusters)} cluster{'s' if len(clusters) != 1 else ''} healthy")
+    else:
+        parts.append(f"clusters: {', '.join(f'{health[h]} {h}' for h in sorted(health))}")
+    return ", ".join(parts)
+
+
+# -- formatting -------------------------------------------------------------------------------------
+
+
+def _paths(folder: str, names: list[str]) -> dict[str, str]:
+    """File per name; a name unfit for a file name gets a sanitized, hash-suffixed one."""
+    paths: dict[str, str] = {}
+    for name in names:
+        stem = name
+        if not _SAFE_NAME.fullmatch(name) or len(name) > 200:
+            digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+            stem = re.sub(r"[^a-z0-9.-]+", "_", name.lower())[:60].strip("._-") + f"-{digest}"
+        paths[name] = f"{STATUS_DIR}/{folder}/{stem}.yaml"
+    return paths
+
+
+def _relative(path: str) -> str:
+    return path.removeprefix(f"{STATUS_DIR}/")
+
+
+def _compact(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: _USERINFO.sub(r"\1***@", v) if isinstance(v, str) else v
+            for k, v in document.items() if v is not None and v != [] and v != ""}
+
+
+def _yaml(document: dict[str, Any]) -> str:
+    return HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                                   width=10_000)
+
+
+def _interface_cell(interface: InterfaceReport) -> str:
+    text = f"{interface.name}: {interface.state}" if interface.state else interface.name
+    if interface.error:
+        text += f" ({interface.error})"
+    return _cell(text)
+
+
+def _cell(value: object) -> str:
+    """Table-safe text: one line, pipes escaped, no raw HTML, bounded length."""
+    if value is None:
+        return ""
+    text = _USERINFO.sub(r"\1***@", " ".join(str(value).split()))
+    if len(text) > _CELL_LIMIT:
+        text = text[: _CELL_LIMIT - 1] + "…"
+    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;").replace("<", "&lt;")
+            .replace(">", "&gt;"))
+
+
+def _conditions(raw: object) -> tuple[ConditionReport, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(ConditionReport(str(c.get("type")), str(c.get("status")), c.get("reason"), c.get("message"))
+                 for c in raw if isinstance(c, dict) and c.get("type"))
