@@ -18,7 +18,7 @@ KUBE_MINOR = 32
 class SchemaView:
     """One schema node. ``defs`` resolves ``$ref`` (built-ins); CRD schemas have none."""
 
-    __slots__ = ("builtin", "defs", "node")
+    __slots__ = ("_children", "_items", "builtin", "defs", "node")
 
     def __init__(self, node: dict[str, Any], defs: dict[str, Any] | None = None) -> None:
         self.defs = defs
@@ -26,6 +26,8 @@ class SchemaView:
         while defs is not None and "$ref" in node:
             node = defs[node["$ref"].rsplit("/", 1)[-1]]
         self.node = node
+        self._children: dict[str, SchemaView | None] = {}  # views are cached: walks are hot
+        self._items: SchemaView | None = None
 
     def _view(self, node: dict[str, Any]) -> SchemaView:
         if "$builtin" in node:  # a CRD's implicit metadata: the built-in ObjectMeta
@@ -49,6 +51,13 @@ class SchemaView:
 
     def child(self, key: str) -> SchemaView | None:
         """Schema of field ``key``; None when the field is unknown (would be pruned)."""
+        try:
+            return self._children[key]
+        except KeyError:
+            found = self._children[key] = self._child(key)
+            return found
+
+    def _child(self, key: str) -> SchemaView | None:
         props = self.node.get("properties")
         if props and key in props:
             return self._view(props[key])
@@ -60,8 +69,10 @@ class SchemaView:
         return None
 
     def items(self) -> SchemaView:
-        items = self.node.get("items")
-        return self._view(items) if isinstance(items, dict) else ANY
+        if self._items is None:
+            items = self.node.get("items")
+            self._items = self._view(items) if isinstance(items, dict) else ANY
+        return self._items
 
     @property
     def list_type(self) -> str:
@@ -133,14 +144,27 @@ def builtin_view(api_version: str, kind: str) -> SchemaView | None:
     return SchemaView(root, builtin_defs()) if root is not None else None
 
 
+@functools.cache
 def object_meta_view() -> SchemaView:
     return SchemaView(
         {"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}, builtin_defs()
     )
 
 
+_CRD_VIEWS: dict[int, tuple[Any, SchemaView]] = {}
+
+
 def crd_view(schema: dict[str, Any] | None) -> SchemaView:
     """A CRD's openAPIV3Schema; the implicit apiVersion/kind/metadata are added here."""
+    cached = _CRD_VIEWS.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    view = _build_crd_view(schema)
+    _CRD_VIEWS[id(schema)] = (schema, view)
+    return view
+
+
+def _build_crd_view(schema: dict[str, Any] | None) -> SchemaView:
     node = dict(schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
     props = dict(node.get("properties") or {})
     props.setdefault("apiVersion", {"type": "string"})
