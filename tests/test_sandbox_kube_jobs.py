@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from reconciler.sandbox.kube.errors import ApiError
 from reconciler.sandbox.kube.node_model import fail, hang, succeed
 from reconciler.sandbox.kube.server import KubeSandbox
 
@@ -197,3 +198,25 @@ def test_the_controller_thread_completes_jobs_created_over_http(
         lambda: (batch.read_namespaced_job_status("auto", NS).status.succeeded or 0) == 1,
         timeout=5)
     assert done
+
+
+def test_reapplying_an_identical_job_with_server_side_apply_writes_nothing(
+        sandbox: KubeSandbox) -> None:
+    first = sandbox.apply(job("j", node="worker-01"), manager="reconciler", force=False)
+    sandbox.jobs.step()
+    rv = sandbox.resource_version
+    again = sandbox.apply(job("j", node="worker-01"), manager="reconciler", force=False)
+    assert sandbox.resource_version == rv
+    assert again["metadata"]["uid"] == first["metadata"]["uid"]
+    with pytest.raises(ApiError, match="field is immutable"):
+        sandbox.apply(job("j", node="worker-02"), manager="reconciler")
+
+
+def test_delete_collection_with_a_label_selector(sandbox: KubeSandbox) -> None:
+    core = client.CoreV1Api(sandbox.api_client())
+    for name, role in (("a", "agent"), ("b", "agent"), ("c", "other")):
+        core.create_namespaced_config_map(NS, {"metadata": {"name": name,
+                                                            "labels": {"role": role}}})
+    core.delete_collection_namespaced_config_map(NS, label_selector="role=agent")
+    assert [c["metadata"]["name"] for c in sandbox.list("v1", "ConfigMap", NS)] == ["c"]
+    assert sandbox.request_log.count("deletecollection", "configmaps") == 1
