@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1
+# One image for both commands:
+#   reconciler run              the GitOps loop (the chart's Deployment, non-root)
+#   reconciler agent apply      the node agent (the node Jobs; they set their own securityContext)
+#
+# Build:   docker build -t multinic-reconciler:dev .      (or: podman build / buildah bud)
+# Check:   docker run --rm multinic-reconciler:dev --version
+#
+# The agent's live activation uses `ip` (iproute2, installed below). `netplan` and `nmcli` are
+# the node's own: the agent runs them inside the host root the Job mounts, so their versions
+# always match the node's OS. See docs/architecture.md ("The node agent").
+
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+# --- build: a wheel and a self-contained virtualenv ------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv /opt/multinic
+COPY pyproject.toml README.md ./
+COPY reconciler ./reconciler
+COPY schemas ./schemas
+COPY charts/multinic-reconciler/crds ./charts/multinic-reconciler/crds
+COPY example-repo ./example-repo
+RUN /opt/multinic/bin/pip install --upgrade pip \
+ && /opt/multinic/bin/pip wheel --no-deps --wheel-dir /wheels . \
+ && /opt/multinic/bin/pip install /wheels/*.whl \
+ && /opt/multinic/bin/reconciler --version
+
+# --- runtime ------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="multinic-reconciler" \
+      org.opencontainers.image.description="GitOps reconciler and node agent for multi-NIC Kubernetes nodes on Proxmox VE" \
+      org.opencontainers.image.source="https://github.com/multinic/multinic-reconciler" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# git + ssh: the config repo (clone, fetch, status push); iproute2: the agent's live activation.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git openssh-client iproute2 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 65532 multinic \
+ && useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin multinic
+COPY --from=build /opt/multinic /opt/multinic
+ENV PATH=/opt/multinic/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["reconciler"]
+CMD ["run"]
