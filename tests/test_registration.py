@@ -369,3 +369,37 @@ def test_removing_the_cluster_file_makes_the_plan_delete_its_cr(
         "pve-c",
         "pve-d",
     }
+
+
+def test_a_failed_status_write_for_one_cluster_does_not_stop_the_others(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, kube_sandbox: KubeSandbox, pve_secret_guard: SecretGuard
+) -> None:
+    repo.add_cluster("pve-a", pve_sandbox_factory())
+    repo.add_cluster("pve-b", pve_sandbox_factory())
+    kube_sandbox.faults.inject(
+        verb="patch",
+        resource="proxmoxclusters",
+        subresource="status",
+        name="pve-a",
+        status=403,
+        message="denied by policy",
+    )
+    outcomes = repo.cycle(T0)
+    assert outcomes["pve-a"].ready and not outcomes["pve-a"].status_written
+    assert "403" in (outcomes["pve-a"].write_error or "")
+    assert outcomes["pve-b"].status_written and repo.status("pve-b")["version"] == "8.0.3"
+    assert repo.status("pve-a") == {}
+
+
+def test_an_invalid_reconciler_yaml_blocks_registration_too(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory()
+    repo.add_cluster("pve-sandbox", sandbox)
+    repo.cycle(T0)
+    sandbox.request_log.clear()
+    (repo.root / "reconciler.yaml").write_text("apiVersion: multinic.io/v1alpha1\nkind: ReconcilerSettings\nspec: 3\n")
+    desired = validate_repo(repo.root).desired
+    assert desired.settings_blocked
+    assert register_clusters(repo.kube, desired, now=T0 + timedelta(hours=1)) == []
+    assert len(sandbox.request_log) == 0

@@ -84,6 +84,7 @@ class ClusterOutcome:
     status_written: bool
     status: dict[str, Any] | None  # the status after this cycle (owned fields)
     info: ClusterInfo | None = None
+    write_error: str | None = None  # the status patch failed (e.g. the CR was deleted meanwhile)
 
 
 # --- time -------------------------------------------------------------------------------------
@@ -330,9 +331,14 @@ def register_clusters(
 ) -> list[ClusterOutcome]:
     """Verify the clusters that are due and write their status; see the module docstring.
 
-    ``live``: the ``ProxmoxCluster`` CRs as listed this cycle (saves a LIST); read when omitted.
-    Clusters without a CR (not applied yet, or blocked) are skipped.
+    ``live``: the ``ProxmoxCluster`` CRs as they are *after* this cycle's apply (e.g. the objects
+    the applies returned; saves a LIST); read when omitted. A list from before the apply would
+    carry the old ``metadata.generation`` and delay noticing a spec change by one cycle.
+    Clusters without a CR (not applied yet, or blocked) are skipped; so is everything while
+    ``reconciler.yaml`` is invalid (the planner blocks everything then too).
     """
+    if desired.settings_blocked:
+        return []
     now = now or datetime.now(UTC)
     crs = {
         str((obj.get("metadata") or {}).get("name")): dict(obj)
@@ -407,10 +413,14 @@ def _write(kube: ClusterKube, job: _Job, now: datetime) -> ClusterOutcome:
         info = None
         log.warning("ProxmoxCluster %s verification failed (%s): %s", name, result.reason, result.message)
     patch = status_patch(previous, new)
-    written = False
+    written, write_error = False, None
     if patch:
-        kube.patch_status(KIND_CLUSTER, name, patch)
-        written = True
+        try:
+            kube.patch_status(KIND_CLUSTER, name, patch)
+            written = True
+        except Exception as exc:  # KubeError: one cluster's failed write must not stop the others
+            write_error = str(exc)
+            log.warning("ProxmoxCluster %s: status not written: %s", name, exc)
     condition = ready_condition(new) or {}
     return ClusterOutcome(
         name=name,
@@ -420,6 +430,7 @@ def _write(kube: ClusterKube, job: _Job, now: datetime) -> ClusterOutcome:
         reason=condition.get("reason"),
         message=condition.get("message"),
         status_written=written,
-        status=_merged(previous, patch),
+        status=_merged(previous, patch) if written or not patch else previous,
         info=info,
+        write_error=write_error,
     )
