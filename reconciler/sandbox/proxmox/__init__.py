@@ -18,6 +18,8 @@ Contract:
 
 Entry points: ``ProxmoxSandbox`` (in-process), ``reconciler sandbox proxmox`` (``cli``), and the
 pytest plugin ``reconciler.sandbox.proxmox.pytest_plugin`` (fixtures ``pve_sandbox`` & co).
+``from_config`` builds topologies matching a config repo (demo); ``kube_setup`` puts CRDs and the
+clusters' Secrets into a Kubernetes API (kube sandbox) for registration.
 """
 
 from reconciler.sandbox.proxmox.faults import FaultRule, Faults
