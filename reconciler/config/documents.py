@@ -129,16 +129,23 @@ def _check_depth(text: str, exact: bool = False) -> None:
                     raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", *_mark(event))
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-    except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc) from None
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text) from None
 
 
-def _yaml_error(exc: yaml.YAMLError) -> LoadError:
+def _yaml_error(exc: yaml.YAMLError, text: str = "") -> LoadError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # A character YAML does not allow (a control character): no mark, only an offset.
+        position = min(exc.position, len(text))
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return LoadError(f"invalid YAML: character U+{ord(char):04X} is not allowed in YAML files", line, column)
     if isinstance(exc, yaml.MarkedYAMLError):
         problem = exc.problem or exc.context or "invalid YAML"
         line, column = _mark(exc.problem_mark or exc.context_mark)
-        return LoadError(f"invalid YAML: {problem}", line, column)
-    return LoadError(f"invalid YAML: {exc}")
+        return LoadError(f"invalid YAML: {' '.join(str(problem).split())}", line, column)
+    return LoadError(f"invalid YAML: {' '.join(str(exc).split())}")
 
 
 _SCALARS = _StrictLoader("")  # only its scalar constructors are used, never its parser
@@ -228,7 +235,7 @@ def parse(text: str) -> Any:
             return loader.construct_document(node)
         return _data(node)
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc) from None
+        raise _yaml_error(exc, text) from None
     except RecursionError:
         raise LoadError(f"nesting deeper than {MAX_DEPTH} levels") from None
     finally:
