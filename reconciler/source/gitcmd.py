@@ -41,6 +41,7 @@ NETWORK_TIMEOUT = 120.0  # seconds for one clone/fetch/push/ls-remote
 LOCAL_TIMEOUT = 60.0
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+_BOILERPLATE = {"Please make sure you have the correct access rights", "and the repository exists."}
 _HEADER = re.compile(r"(?i)(authorization:\s*)(basic|bearer|token)?\s*\S+")
 
 
@@ -169,7 +170,8 @@ class GitRunner:
 
     def describe(self, subcommand: str, stderr: str) -> str:
         """A one-line, scrubbed reason from git's stderr."""
-        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("hint:")]
+        lines = [ln.strip() for ln in stderr.splitlines()
+                 if ln.strip() and not ln.startswith("hint:") and ln.strip() not in _BOILERPLATE]
         reason = "; ".join(lines[-3:]) or "failed"
         return self.scrub(f"git {subcommand}: {reason}")
 
