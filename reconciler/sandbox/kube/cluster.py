@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import functools
 import json
 import random
@@ -238,7 +239,8 @@ class Cluster:
             patched = patching.strategic_merge_patch(current, patch, self.view(rt))
         if not isinstance(patched, dict):
             raise bad_request("the patch did not result in an object")
-        meta = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
+        meta: dict[str, Any] = patched["metadata"] if isinstance(patched.get("metadata"), dict) \
+            else {}
         if meta.get("resourceVersion", old.obj["metadata"]["resourceVersion"]) != \
                 old.obj["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, rt.group, name)
@@ -505,7 +507,7 @@ class Cluster:
     @_serialized
     def delete_collection(self, rt: ResourceType, namespace: str | None,
                           predicate: Predicate | None, options: dict[str, Any] | None = None,
-                          dry_run: bool = False) -> list[dict[str, Any]]:
+                          dry_run: bool = False) -> builtins.list[dict[str, Any]]:
         deleted = []
         for stored in self.list(rt, namespace, predicate).items:
             meta = stored.obj["metadata"]

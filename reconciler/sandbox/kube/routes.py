@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from typing import Any
 
 from reconciler.sandbox.kube import discovery
@@ -30,7 +31,7 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    headers: Mapping[str, str]
+    headers: Message  # http.server's case-insensitive headers
     body: bytes = b""
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import select
@@ -57,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: builtins.list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -296,7 +297,7 @@ class KubeSandbox:
         return [s.copy() for s in page.items]
 
     def seed(self, *objects: dict[str, Any] | Iterable[dict[str, Any]],
-             manager: str = "sandbox-seed") -> list[dict[str, Any]]:
+             manager: str = "sandbox-seed") -> builtins.list[dict[str, Any]]:
         """Create objects (CRDs first if mixed in), creating namespaces on the way."""
         flat: list[dict[str, Any]] = []
         for item in objects:

@@ -165,7 +165,7 @@ def _list_type_rules(node: dict[str, Any], path: str, causes: list[Cause]) -> No
                                    "must be array if x-kubernetes-list-type is specified"))
         keys = node.get("x-kubernetes-list-map-keys") or []
         if list_type == "map":
-            items = node.get("items") if isinstance(node.get("items"), dict) else {}
+            items: dict[str, Any] = node["items"] if isinstance(node.get("items"), dict) else {}
             if not keys:
                 causes.append(_required(f"{path}.x-kubernetes-list-map-keys", "must not be "
                                         "empty if x-kubernetes-list-type is map"))

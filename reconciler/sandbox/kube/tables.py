@@ -112,6 +112,13 @@ def _custom_cell(column: dict[str, Any], obj: dict[str, Any], now: float) -> Any
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _custom_column(column: dict[str, Any]) -> Cell:
+    def cell(obj: dict[str, Any], now: float) -> Any:
+        return _custom_cell(column, obj, now)
+
+    return cell
+
+
 def build_table(rt: ResourceType, objects: list[dict[str, Any]], list_meta: dict[str, Any],
                 now: float, include_object: str = "Metadata") -> dict[str, Any]:
     name_col = _column("Name", "string", "name", "Name must be unique within a namespace.")
@@ -121,7 +128,7 @@ def build_table(rt: ResourceType, objects: list[dict[str, Any]], list_meta: dict
         for col in rt.printer_columns:
             columns.append(_column(col["name"], col.get("type", "string"), col.get("format", ""),
                                    col.get("description", ""), col.get("priority", 0)))
-            cells.append(lambda o, n, c=col: _custom_cell(c, o, n))
+            cells.append(_custom_column(col))
     elif rt.plural == "customresourcedefinitions":
         columns.append(_column("Created At", "date"))
         cells.append(lambda o, n: o.get("metadata", {}).get("creationTimestamp", ""))
