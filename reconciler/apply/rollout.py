@@ -126,8 +126,10 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
         if created is not None:
             report.started.append(job_name)
         report.running += 1
+        # The same words as a later cycle's "running": the status must not change just because a
+        # cycle passed (that would be one needless status write per started Job).
         report.nodes[name] = NodeState(name, "running", digest, job_name, revision,
-                                       message=f"Job {job_name} started", changed=created is not None)
+                                       message=f"Job {job_name} running", changed=created is not None)
 
     for change in wanted_removals:
         report.nodes[change.name] = _remove(kube, change, existing, cluster_nodes or {}, report,
@@ -234,7 +236,7 @@ def _remove(kube: Kube, change: Change, existing: dict[str, dict[str, Any]],
         if kube.create_job(manifest) is not None:
             report.started.append(job_name)
         report.running += 1
-        return NodeState(change.name, "removing", digest, job_name, message=f"cleanup Job {job_name} started",
+        return NodeState(change.name, "removing", digest, job_name, message=f"cleanup Job {job_name} running",
                          changed=True)
     phase = jobs.job_state(job)
     if phase == "running":

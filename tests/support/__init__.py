@@ -1,0 +1,1 @@
+"""Shared helpers for the plan/apply/rollout integration tests (import as ``support.reconcile``)."""
