@@ -14,6 +14,7 @@ import yaml
 from kubernetes_validate import utils as kv
 from test_chart_support import (
     CHART,
+    ROOT,
     DATA,
     MINIMAL_VALUES,
     NAMESPACE,
@@ -150,6 +151,19 @@ def test_default_env_configures_run_through_multinic_variables() -> None:
     for name in ("MULTINIC_BRANCH", "MULTINIC_STATUS_BRANCH", "MULTINIC_WEBHOOK_SECRET", "MULTINIC_GIT_TOKEN",
                  "MULTINIC_GIT_SSH_KEY", "MULTINIC_GIT_KNOWN_HOSTS"):
         assert name not in env
+
+
+def test_every_multinic_variable_the_chart_sets_is_read_by_the_code() -> None:
+    """The chart configures `reconciler run` through env only; a name the code never reads is a
+    silently ignored setting."""
+    source = "\n".join(p.read_text() for p in (ROOT / "reconciler").rglob("*.py") if "sandbox" not in p.parts)
+    names = set()
+    for values in VALUE_SETS.values():
+        names |= {n for n in container_env(one(manifests(values), "Deployment")) if n.startswith("MULTINIC_")}
+    names |= {"MULTINIC_GIT_TOKEN"}
+    unread = sorted(n for n in names if f'"{n}"' not in source
+                    and f'env_default("{n.removeprefix("MULTINIC_")}"' not in source)
+    assert not unread, f"the chart sets {unread} but reconciler/ never reads them"
 
 
 def test_values_all_env_and_mounts_follow_the_values() -> None:
