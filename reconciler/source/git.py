@@ -250,6 +250,8 @@ class GitSource:
         status, _, err = self.git(*config, "verify-commit", commit, check=False, input_env=env)
         if status == 0:
             return None
+        if not err.strip():
+            return f"commit {commit[:12]} is not signed by an allowed key: it carries no signature"
         return self.git.describe("verify-commit", err).replace(
             "git verify-commit:", f"commit {commit[:12]} is not signed by an allowed key:", 1)
 
