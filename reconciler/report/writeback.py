@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 STATUS_DIR = "status"
 SKIP_CI = "[skip ci]"
-_REJECTED = re.compile(r"^!\t\S+\t\[rejected\] \((non-fast-forward|fetch first|stale info)\)", re.MULTILINE)
+# Lost races: the branch moved after our fetch, or another push held the ref's lock at that instant.
+_REJECTED = re.compile(r"^!\t\S+\t(\[rejected\] \((non-fast-forward|fetch first)\)"
+                       r"|\[remote rejected\] \((cannot lock ref|failed to update ref)[^)]*\))", re.MULTILINE)
 _MISSING_REF = ("couldn't find remote ref", "could not find remote ref")
 
 

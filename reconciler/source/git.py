@@ -22,7 +22,6 @@ import hashlib
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,12 +257,3 @@ class GitSource:
     def _has_commit(self, commit: str) -> bool:
         return self.git("cat-file", "-e", commit + "^{commit}", check=False)[0] == 0
 
-
-def wait_for_change(source: GitSource, interval: float, *, stop_after: float | None = None) -> PollResult:
-    """Polls until a config change (or an error); for simple loops and the demo."""
-    deadline = None if stop_after is None else time.monotonic() + stop_after
-    while True:
-        result = source.poll()
-        if result.changed or result.error or (deadline is not None and time.monotonic() >= deadline):
-            return result
-        time.sleep(interval)

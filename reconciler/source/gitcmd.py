@@ -114,7 +114,7 @@ class GitRunner:
         token = (auth.token if auth else None) or url_token
         self._secrets = tuple(s for s in ((auth.secrets if auth else ()) + (url_token or "",)) if s)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "MULTINIC_GIT_"))}
-        env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", LANG="C", GIT_CONFIG_NOSYSTEM="1")
+        env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", LANG="C")
         # Never prompt; an askpass answering nothing makes an unauthenticated remote fail at once.
         private_dir.mkdir(parents=True, exist_ok=True)
         askpass = private_dir / "askpass.sh"
