@@ -14,11 +14,11 @@ import yaml
 from kubernetes_validate import utils as kv
 from test_chart_support import (
     CHART,
-    ROOT,
     DATA,
     MINIMAL_VALUES,
     NAMESPACE,
     RELEASE,
+    ROOT,
     by_kind,
     chart,
     container_env,
