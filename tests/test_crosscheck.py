@@ -27,7 +27,7 @@ from reconciler.config.validation import DesiredState, validate_repo
 from reconciler.kube.client import Kube
 from reconciler.sandbox.proxmox import ProxmoxSandbox
 from reconciler.sandbox.proxmox.from_config import point_repo_at, topologies_from_config
-from reconciler.sandbox.proxmox.kube_setup import apply_desired, cluster_secrets, put_secret
+from reconciler.sandbox.proxmox.kube_setup import apply_desired, put_cluster_secrets, put_secret
 from reconciler.sandbox.proxmox.leak_scan import SecretGuard
 from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
 
@@ -70,9 +70,7 @@ def example(
     root = tmp_path / "example-repo"
     shutil.copytree(resources.example_repo_dir(), root)
     point_repo_at(root, {name: sb.url for name, sb in sandboxes.items()})
-    for name, cluster in validate_repo(root).desired.clusters.items():
-        for secret, data in cluster_secrets(cluster, sandboxes[name], auth=AUTH[name]).items():  # type: ignore[arg-type]
-            put_secret(pve_kube.api, NS, secret, data)
+    put_cluster_secrets(pve_kube.api, NS, validate_repo(root).desired, sandboxes, auth=AUTH)  # type: ignore[arg-type]
     yield Example(root, pve_kube, sandboxes)
 
 

@@ -135,3 +135,18 @@ def apply_desired(kube: Any, desired: Any, *, revision: str | None = None) -> An
         elif change.action is Action.DELETE:
             kube.delete(change.kind, change.name, change.live_version)
     return changes
+
+
+def put_cluster_secrets(
+    api: Any,
+    namespace: str,
+    desired: Any,
+    sandboxes: Mapping[str, ProxmoxSandbox],
+    *,
+    auth: Mapping[str, Literal["token", "ticket"]] | None = None,
+) -> None:
+    """The Secrets of every cluster in ``desired`` that has a sandbox (token auth unless ``auth`` says)."""
+    for name, sandbox in sandboxes.items():
+        cluster = desired.clusters[name]
+        for secret, data in cluster_secrets(cluster, sandbox, auth=(auth or {}).get(name, "token")).items():
+            put_secret(api, namespace, secret, data)
