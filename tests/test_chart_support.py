@@ -3,6 +3,7 @@ manifests, validate them, and let the kube sandbox serve the built-in kinds the 
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,12 @@ NAMESPACE = "multinic-system"
 # The minimum a user passes (README quickstart): everything else is the chart's default.
 MINIMAL_VALUES: dict[str, Any] = {"git": {"url": "https://git.example.net/infra/multinic-config.git"}}
 
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed (pip install -e '.[test]')")
+try:
+    import helm_python as helm
+except ImportError:  # skipped locally, a failure under CI=true (like a missing kubectl)
+    if os.environ.get("CI", "").lower() == "true":
+        raise
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed (pip install -e '.[test]')")
 
 
 def load_values(name: str) -> dict[str, Any]:
