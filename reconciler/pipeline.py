@@ -95,17 +95,20 @@ def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datet
     sources = cycle.validation.desired.sources
     for name, state in sorted(cycle.rollout.nodes.items()):
         cr = nodes.get(name)
-        if state.state == "removed" or cr is None:
-            continue
-        wanted = status.node_status(state, cr, source_path=sources.get((KIND_NODE, name)), now=now)  # type: ignore[arg-type]
-        patch = status.patch_for(cr.status, wanted)  # type: ignore[attr-defined]
-        if patch is not None:
-            try:
-                kube.patch_status(KIND_NODE, name, patch)
-                writes += 1
-            except KubeError:
-                pass  # the object may be gone; the next cycle recomputes
-        if state.changed:
+        transition = True
+        if state.state != "removed" and cr is not None:  # a removed node has no status left to write
+            wanted = status.node_status(state, cr, source_path=sources.get((KIND_NODE, name)), now=now)  # type: ignore[arg-type]
+            patch = status.patch_for(cr.status, wanted)  # type: ignore[attr-defined]
+            # A state the status already shows (an unschedulable node, a failed cleanup, seen again
+            # each cycle) is no transition: no Event for it.
+            transition = patch is not None
+            if patch is not None:
+                try:
+                    kube.patch_status(KIND_NODE, name, patch)
+                    writes += 1
+                except KubeError:
+                    pass  # the object may be gone; the next cycle recomputes
+        if state.changed and transition:
             warning = state.state in ("failed", "unschedulable", "remove-failed", "stalled")
             reason = {"applied": "Applied", "running": "RolloutStarted", "failed": "ApplyFailed",
                       "unschedulable": "Unschedulable", "removing": "CleanupStarted",

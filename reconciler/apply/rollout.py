@@ -221,7 +221,8 @@ def _remove(kube: Kube, change: Change, existing: dict[str, dict[str, Any]],
         applied = remove(kube, change)
         done.message = f"custom resource deleted ({why}; no cleanup Job)"
         if not applied.ok:
-            return NodeState(change.name, "remove-failed", digest, message=applied.error or "")
+            return NodeState(change.name, "remove-failed", digest, message=applied.error or "", changed=True)
+        done.changed = True  # one Event says the object went away and why
         return done
     job_name = jobs.job_name("remove", node.spec.node_name, digest)
     job = existing.get(job_name)
@@ -249,5 +250,5 @@ def _remove(kube: Kube, change: Change, existing: dict[str, dict[str, Any]],
         done.job, done.result, done.changed = job_name, result, True
         done.message = "node files removed by the cleanup Job; custom resource deleted"
         return done
-    return NodeState(change.name, "remove-failed", digest, job_name, result,
-                     problem or _failure_message(job, result), changed=True)
+    return NodeState(change.name, "remove-failed", digest, job_name, result=result,
+                     message=problem or _failure_message(job, result), changed=True)

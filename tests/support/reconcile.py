@@ -56,11 +56,10 @@ def commit(repo: Path, message: str = "change") -> str:
 
 
 def git_repo(source: Path | None, dest: Path) -> Path:
-    """``source`` (a config repo directory) copied to ``dest`` as a fresh Git repo with one commit."""
+    """``source`` (a config repo directory) copied to ``dest`` as a fresh Git repo with one commit;
+    with ``source=None``, ``dest`` itself (already on disk) becomes the repo."""
     if source is not None:
         shutil.copytree(source, dest)
-    else:
-        dest.mkdir(parents=True)
     git(dest, "init", "-q", "-b", "main")
     commit(dest, "initial")
     return dest
