@@ -447,8 +447,8 @@ def test_real_agents_on_the_example_fleet_report_a_lost_nic_and_apply_everywhere
         ready = env.cr("worker-01")["status"]  # type: ignore[index]
         assert [i["device"] for i in ready["interfaces"]] == ["ens19", "ens20", "ens21"]
         events = env.sandbox.list("v1", "Event", NAMESPACE)
-        assert any(e["reason"] == "ApplyFailed" and e["type"] == "Warning" and e["involvedObject"]["name"] == "worker-03"
-                   for e in events)
+        assert any(e["reason"] == "ApplyFailed" and e["type"] == "Warning"
+                   and e["involvedObject"]["name"] == "worker-03" for e in events)
 
 
 def test_api_version_constant_matches_the_crd_group() -> None:
