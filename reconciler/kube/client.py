@@ -27,6 +27,10 @@ PAGE_SIZE = 500
 TIMEOUT = (5.0, 30.0)  # connect, read
 
 
+class NotLeader(Exception):
+    """A write was refused because this replica no longer holds the leader Lease."""
+
+
 class KubeError(Exception):
     """A Kubernetes API call failed for good; ``status`` is the HTTP code (0: no response)."""
 
@@ -50,6 +54,8 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s
 
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
+        if exc.status == 409 and '"AlreadyExists"' in str(exc.body or ""):
+            return False  # not a race to retry: the object is there
         return exc.status in retry.TRANSIENT_STATUS
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
 
@@ -88,13 +94,18 @@ class Kube:
     namespace: str
     backoff: retry.Backoff = field(default_factory=retry.Backoff)
     on_retry: Callable[[BaseException, int], None] | None = None
+    # Called before every write; raises NotLeader when this replica may not act (leader election).
+    write_guard: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.custom = k8s.CustomObjectsApi(self.api)
         self.core = k8s.CoreV1Api(self.api)
         self.batch = k8s.BatchV1Api(self.api)
+        self.coordination = k8s.CoordinationV1Api(self.api)
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
+        if self.write_guard is not None and not what.startswith(("list", "get", "read")):
+            self.write_guard()
         try:
             return retry.call(operation, backoff=self.backoff, is_transient=_transient,
                               retry_after=_retry_after, on_retry=self._log_retry)
@@ -260,3 +271,34 @@ class Kube:
             self._call("create event", create)
         except KubeError as exc:
             log.warning("could not record event: %s", exc)
+
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        def read() -> Any:
+            return self.coordination.read_namespaced_lease(name, self.namespace, _request_timeout=TIMEOUT,
+                                                           _preload_content=False)
+        try:
+            return _body(self._call(f"get lease {name}", read))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def write_lease(self, lease: dict[str, Any]) -> dict[str, Any] | None:
+        """Create (no resourceVersion) or replace (optimistic, with resourceVersion) a Lease;
+        ``None`` when someone else wrote it first (409): the caller lost the race. Not retried."""
+        name = lease["metadata"]["name"]
+
+        def write() -> Any:
+            if lease["metadata"].get("resourceVersion"):
+                return self.coordination.replace_namespaced_lease(name, self.namespace, lease,
+                                                                  _request_timeout=TIMEOUT, _preload_content=False)
+            return self.coordination.create_namespaced_lease(self.namespace, lease, _request_timeout=TIMEOUT,
+                                                             _preload_content=False)
+        try:
+            return _body(write())
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise _error(exc, f"write lease {name}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc, f"write lease {name}") from None

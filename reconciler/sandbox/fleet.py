@@ -4,7 +4,7 @@ real agent.
 ``nodes_for(desired)`` gives one realistic ``Node`` per config node (its ``osImage`` decides which
 files the Job mounts). ``AgentHosts`` is a node model: for each Job pod it builds a fake root for
 that node (``etc/os-release``, ``sys/class/net/<dev>/address`` with the spec's MACs) and runs the
-real ``reconciler agent`` on it with ``--activate none``, so the termination message the
+real agent engine on it (``--activate none``), so the termination message the
 reconciler reads is a genuine agent result. Nodes can be scripted to lose a NIC (the agent then
 reports a real error).
 """
@@ -12,8 +12,6 @@ reports a real error).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,8 @@ from reconciler.sandbox.kube.node_model import Outcome, fail, succeed
 
 OS_IMAGES = {
     "ubuntu": ("Ubuntu 24.04.1 LTS", 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'),
-    "rhel": ("Rocky Linux 9.4 (Blue Onyx)", 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'),
+    "rhel": ("Rocky Linux 9.4 (Blue Onyx)",
+             'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'),
 }
 
 
@@ -83,15 +82,21 @@ class AgentHosts:
         return root
 
     def __call__(self, pod: dict[str, Any]) -> Outcome:
+        # In-process (the agent's engine, the same code path as ``reconciler agent``): the sandbox
+        # consults its node model while serving, so this must be quick.
+        import io
+
+        from reconciler.agent import engine
+
         container = pod["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        document = json.loads(env.get("MULTINIC_CONFIG") or "{}")
-        node = NodeConfig.model_validate(document)
+        node = NodeConfig.model_validate(json.loads(env.get("MULTINIC_CONFIG") or "{}"))
         root = self.root_for(node)
-        action = container["args"][1]
-        command = [sys.executable, "-m", "reconciler", "agent", action, "--root", str(root), "--activate", "none"]
-        done = subprocess.run(command, input=None, capture_output=True, text=True, timeout=60, check=False,
-                              env={"MULTINIC_CONFIG": env.get("MULTINIC_CONFIG") or "", "PATH": "/usr/bin:/bin",
-                                   "NODE_NAME": node.spec.node_name})
-        message = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-1000:]
-        return succeed(message, delay=0.5) if done.returncode == 0 else fail(message, done.returncode, delay=0.5)
+        opts = engine.Options(root=root, config_root=root, activate="none", activate_command=None, verify="none",
+                              verify_timeout=1.0, dry_run=False, out=io.StringIO())
+        if container["args"][1] == "remove":
+            result = engine.remove(opts, node.spec.node_name)
+        else:
+            result = engine.apply(node, opts)
+        message = result.to_json()
+        return succeed(message, delay=0.5) if result.exit_code() == 0 else fail(message, result.exit_code(), delay=0.5)

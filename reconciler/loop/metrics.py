@@ -1,0 +1,44 @@
+"""Prometheus metrics of the loop, in a registry of its own (tests may run several loops)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.cycle_seconds = Histogram("multinic_reconcile_cycle_duration_seconds",
+                                       "Duration of one reconcile cycle.", registry=r,
+                                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.cycles = Counter("multinic_reconcile_cycles_total", "Reconcile cycles by result.", ["result"],
+                              registry=r)
+        self.revision = Gauge("multinic_last_applied_revision_info", "The config revision last applied (value 1).",
+                              ["revision"], registry=r)
+        self.objects = Gauge("multinic_objects", "Live objects by kind and phase.", ["kind", "phase"], registry=r)
+        self.errors = Counter("multinic_errors_total", "Errors talking to other systems.", ["system"], registry=r)
+        self.jobs_in_flight = Gauge("multinic_node_jobs_in_flight", "Node Jobs running.", registry=r)
+        self.validation_errors = Gauge("multinic_validation_errors", "Errors in the config repo at the last cycle.",
+                                       registry=r)
+        self.leader = Gauge("multinic_leader", "1 when this replica holds the leader Lease.", registry=r)
+        self.status_commits = Counter("multinic_status_commits_total", "Status commits pushed to Git.", registry=r)
+        self.webhooks = Counter("multinic_webhooks_total", "Webhook requests by result.", ["result"], registry=r)
+        self._revision: str | None = None
+
+    def set_revision(self, revision: str | None) -> None:
+        if revision == self._revision:
+            return
+        if self._revision is not None:
+            self.revision.remove(self._revision)
+        if revision is not None:
+            self.revision.labels(revision).set(1)
+        self._revision = revision
+
+    def set_objects(self, counts: dict[tuple[str, str], int]) -> None:
+        self.objects.clear()
+        for (kind, phase), value in counts.items():
+            self.objects.labels(kind, phase).set(value)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

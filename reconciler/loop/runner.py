@@ -1,0 +1,198 @@
+"""The loop: while leader, poll the source and run one pipeline cycle every interval, at once on a
+webhook, and every few seconds while a rollout is in flight.
+
+Leadership is renewed by a background thread, so a long cycle never lets the Lease lapse; the loop
+checks it before every cycle and a standby never polls, plans or writes. SIGTERM (``stop``) lets
+the current cycle finish, then the Lease is released so a standby takes over at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reconciler import pipeline
+from reconciler.kube.client import NotLeader
+from reconciler.kube.jobs import JobSettings
+from reconciler.loop import logs
+from reconciler.loop.leader import LeaderElector
+from reconciler.loop.metrics import Metrics
+from reconciler.loop.server import State
+from reconciler.source.local import Checkout, open_directory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Poll:
+    checkout: Checkout | None
+    changed: bool
+    error: str | None = None
+
+
+class Source(Protocol):
+    def poll(self) -> Any: ...  # an object with .checkout, .changed, .error
+
+
+class LocalSource:
+    """A directory on disk (a checkout kept up to date by something else)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._last: str | None = None
+
+    def poll(self) -> Poll:
+        checkout = open_directory(self.path)
+        key = f"{checkout.revision}:{checkout.dirty}"
+        changed, self._last = key != self._last, key
+        return Poll(checkout, changed)
+
+
+@dataclass
+class LoopSettings:
+    interval: float = 30.0
+    requeue: float = 2.0  # while a rollout is in flight
+    identity: str = "reconciler"
+    lease_namespace: str = "multinic-system"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    job_settings: JobSettings = field(default_factory=JobSettings)
+    max_cycles: int | None = None  # stop after this many cycles (tests, demo)
+
+
+CycleHook = Callable[[pipeline.Cycle, Any], None]  # (cycle, kube connect) -> side effects (reports)
+
+
+class Runner:
+    def __init__(self, source: Source, connect: pipeline.Connect, settings: LoopSettings, *,
+                 metrics: Metrics | None = None, state: State | None = None,
+                 after_cycle: list[CycleHook] | None = None) -> None:
+        self.source = source
+        self.connect = connect
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.state = state or State()
+        self.after_cycle = after_cycle or []
+        self.stop = threading.Event()
+        self.cycles = 0
+        self.last_cycle: pipeline.Cycle | None = None
+        self.elector = LeaderElector(connect(settings.lease_namespace), settings.identity,
+                                     lease_duration=settings.lease_duration,
+                                     renew_deadline=settings.renew_deadline, retry_period=settings.retry_period)
+        # Every Kube adapter the cycle builds refuses writes unless our leadership is fresh.
+        self.connect = self._guarded(connect)
+
+    def _guarded(self, connect: pipeline.Connect) -> pipeline.Connect:
+        def guarded(namespace: str) -> Any:
+            kube = connect(namespace)
+            kube.write_guard = self.elector.guard
+            return kube
+        return guarded
+
+    def _renew(self) -> None:
+        while not self.stop.is_set():
+            leading = self.elector.try_acquire_or_renew()
+            self.metrics.leader.set(1 if leading else 0)
+            if not leading and not self.state.ready:
+                self.state.ready = True  # a standby that reached the Lease is healthy and ready to take over
+            self.stop.wait(self.settings.retry_period)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.state.trigger.set()
+
+    def run(self) -> int:
+        _warm_up()
+        renewer = threading.Thread(target=self._renew, name="lease", daemon=True)
+        renewer.start()
+        self.state.alive = renewer.is_alive
+        next_due = 0.0
+        try:
+            while not self.stop.is_set():
+                if not self.elector.is_leader:
+                    self.state.trigger.wait(self.settings.retry_period)
+                    continue
+                if self.state.trigger.is_set() or time.monotonic() >= next_due:
+                    self.state.trigger.clear()
+                    in_flight = self.cycle()
+                    self.cycles += 1
+                    if self.settings.max_cycles is not None and self.cycles >= self.settings.max_cycles:
+                        break
+                    next_due = time.monotonic() + (self.settings.requeue if in_flight else self.settings.interval)
+                self.state.trigger.wait(max(0.0, min(self.settings.retry_period, next_due - time.monotonic())))
+        finally:
+            self.stop.set()
+            renewer.join(timeout=self.settings.retry_period + 5)
+            self.elector.release()
+        return 0
+
+    def cycle(self) -> bool:
+        """One reconcile; returns whether a rollout is still in flight (requeue soon)."""
+        started = time.monotonic()
+        try:
+            poll = self.source.poll()
+            if poll.error:
+                self.metrics.errors.labels("git").inc()
+                log.warning("source: %s (keeping the last good revision)", poll.error)
+            if poll.checkout is None:
+                self.metrics.cycles.labels("no-source").inc()
+                return False
+            token = logs.revision.set(poll.checkout.label)
+            try:
+                cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings)
+                self.last_cycle = cycle
+                for hook in self.after_cycle:
+                    hook(cycle, self.connect)
+                self._record(cycle)
+            finally:
+                logs.revision.reset(token)
+            self.state.ready = True
+            self.metrics.cycles.labels("ok").inc()
+            return bool(cycle.rollout and cycle.rollout.in_flight)
+        except NotLeader as exc:
+            log.warning("cycle stopped: %s", exc)
+            self.metrics.cycles.labels("not-leader").inc()
+            return False
+        except Exception:
+            log.exception("reconcile cycle failed")
+            self.metrics.errors.labels("kubernetes").inc()
+            self.metrics.cycles.labels("error").inc()
+            return False
+        finally:
+            self.metrics.cycle_seconds.observe(time.monotonic() - started)
+
+    def _record(self, cycle: pipeline.Cycle) -> None:
+        for done in cycle.applied:
+            extra = {"object": f"{done.change.kind}/{done.change.name}"}
+            if done.ok:
+                log.info("%s (%s)", done.change.action.value, done.change.reason, extra=extra)
+            else:
+                log.error("%s failed: %s", done.change.action.value, done.error, extra=extra)
+                self.metrics.errors.labels("kubernetes").inc()
+        rollout = cycle.rollout
+        if rollout is not None:
+            for name in rollout.started:
+                log.info("node Job started", extra={"object": f"Job/{name}"})
+            self.metrics.jobs_in_flight.set(rollout.running)
+            counts: dict[tuple[str, str], int] = {}
+            for state in rollout.nodes.values():
+                key = ("MultiNicNodeConfig", state.state)
+                counts[key] = counts.get(key, 0) + 1
+            self.metrics.set_objects(counts)
+        self.metrics.validation_errors.set(len(cycle.validation.errors))
+        if cycle.validation.ok or cycle.changes.has_changes:
+            self.metrics.set_revision(cycle.checkout.revision)
+
+
+def _warm_up() -> None:
+    """Import what a cycle needs before the Lease renewer starts, so a first cycle's imports never
+    hold the import lock while the renewer needs it."""
+    import reconciler.apply.crs
+    import reconciler.apply.rollout
+    import reconciler.report.events
+    import reconciler.report.status  # noqa: F401
