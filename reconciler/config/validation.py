@@ -8,6 +8,7 @@ everything, since limits such as the prune guard would otherwise silently fall b
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -77,6 +78,19 @@ class _Collector:
 
 
 def validate_repo(root: Path | str, *, jobs: int = 1) -> ValidationResult:
+    # Validation allocates millions of small acyclic objects (YAML nodes, dicts, models) and keeps
+    # many of them: the cyclic garbage collector would rescan them over and over (a third of the
+    # run time on a 10,000-node repo) and find nothing to free. It is paused for the run.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _validate(root, jobs)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _validate(root: Path | str, jobs: int) -> ValidationResult:
     root = Path(root)
     if not root.is_dir():
         raise RepoUnreadable(f"{root}: not a directory")
