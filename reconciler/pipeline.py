@@ -7,9 +7,9 @@ and is what ``plan``, ``apply --once``, ``run`` and ``demo`` call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler.config.repo import KIND_CLUSTER, KIND_NODE
 from reconciler.config.validation import ValidationResult, validate_repo
@@ -34,6 +34,8 @@ class Cycle:
     applied: list[Applied] = field(default_factory=list)
     rollout: RolloutReport | None = None
     status_writes: int = 0
+    clusters: list[Any] = field(default_factory=list)  # registration outcomes (ClusterOutcome)
+    nic_checks: dict[str, Any] = field(default_factory=dict)  # node -> NodeCheck (VM NIC cross-check)
 
     @property
     def failed(self) -> list[Applied]:
@@ -50,17 +52,29 @@ def observe(kube: Kube | None) -> dict[str, list[LiveObject]]:
 Live = dict[str, list[LiveObject]]
 
 
-def plan_checkout(checkout: Checkout, connect: Connect | None) -> tuple[Cycle, Kube | None, Live]:
+def plan_checkout(checkout: Checkout, connect: Connect | None, *,
+                  check_nics: bool = False) -> tuple[Cycle, Kube | None, Live]:
+    """Validate and plan. With ``check_nics`` (and cluster access), nodes whose MACs are not on
+    their Proxmox VM are named in the plan's notes, so a wrong MAC is caught before a Job runs."""
     validation = validate_repo(checkout.path)
     kube = connect(validation.desired.settings.spec.namespace) if connect is not None else None
     live = observe(kube)
     changes = plan(validation.desired, live, revision=checkout.revision)
-    return Cycle(checkout, validation, changes), kube, live
+    cycle = Cycle(checkout, validation, changes)
+    if check_nics and kube is not None and any(n.spec.proxmox for n in validation.desired.nodes.values()):
+        from reconciler.apply.proxmox import crosscheck
+
+        cycle.nic_checks = crosscheck.check_verified_nodes(kube, validation.desired)
+        notes = [f"VM NIC check, {validation.desired.sources.get((KIND_NODE, name), name)}: {problem}"
+                 for name, check in sorted(cycle.nic_checks.items()) for problem in check.mismatches]
+        cycle.changes = replace(changes, notes=changes.notes + tuple(notes))
+    return cycle, kube, live
 
 
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
-               now: datetime | None = None) -> Cycle:
-    """One full cycle: CRs, one rollout step, node status and Events."""
+               now: datetime | None = None, proxmox: bool = True, check_nics: bool = False) -> Cycle:
+    """One full cycle: CRs, cluster registration (when due), the VM NIC check (when asked), one
+    rollout step, node status and Events."""
     from reconciler.apply import rollout
     from reconciler.apply.crs import apply_changes
     from reconciler.kube.jobs import JobSettings
@@ -69,6 +83,8 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     assert kube is not None
     desired = cycle.validation.desired
     cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))
+    if proxmox and not desired.settings_blocked and desired.clusters:
+        _proxmox(kube, cycle, live, now, check_nics)
     nodes = {o.name: rollout.LiveNode(o.name, o.spec, o.generation, o.status) for o in live.get(KIND_NODE, [])}
     for done in cycle.applied:
         if done.ok and done.live is not None and done.change.kind == KIND_NODE:
@@ -83,6 +99,34 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
         revision=checkout.revision)
     cycle.status_writes = _report_nodes(kube, cycle, nodes, now)
     return cycle
+
+
+def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
+    """Live objects of ``kind`` as they are after this cycle's writes (no extra LIST)."""
+    objects = {o.name: {"metadata": {"name": o.name, "generation": o.generation,
+                                     "annotations": o.annotations, "labels": o.labels},
+                        "spec": o.spec, "status": o.status} for o in live.get(kind, [])}
+    for done in cycle.applied:
+        if done.ok and done.live is not None and done.change.kind == kind:
+            objects[done.change.name] = done.live
+    return list(objects.values())
+
+
+def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, check_nics: bool) -> None:
+    from reconciler.apply.proxmox import crosscheck, registration
+
+    desired = cycle.validation.desired
+    clusters = _freshest(KIND_CLUSTER, live, cycle)
+    cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters)
+    if check_nics and any(n.spec.proxmox for n in desired.nodes.values()):
+        fresh = kube.list_owned(KIND_CLUSTER)  # registration may just have verified a cluster
+        cycle.nic_checks = crosscheck.check_verified_nodes(kube, desired, live=fresh)
+        current = {o["metadata"]["name"]: o.get("status") for o in _freshest(KIND_NODE, live, cycle)}
+        for name, check in cycle.nic_checks.items():
+            patch = crosscheck.node_status_patch(check, current.get(name))
+            if patch:
+                kube.patch_status(KIND_NODE, name, patch)
+                cycle.status_writes += 1
 
 
 def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:

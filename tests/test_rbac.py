@@ -26,7 +26,7 @@ READ_VERBS = frozenset({"get", "list", "watch"})
 # Namespaced, in the release namespace, unless listed in CLUSTER_WIDE.
 NAMESPACED_CALLS = {
     *((verb, "multinic.io", plural) for plural in ("multinicnodeconfigs", "proxmoxclusters")
-      for verb in ("get", "list", "patch", "delete")),
+      for verb in ("get", "list", "create", "patch", "delete")),
     ("patch", "multinic.io", "multinicnodeconfigs/status"),
     ("patch", "multinic.io", "proxmoxclusters/status"),
     ("list", "batch", "jobs"), ("create", "batch", "jobs"), ("delete", "batch", "jobs"),

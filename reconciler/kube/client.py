@@ -7,6 +7,7 @@ transient failures with capped, jittered backoff.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -99,9 +100,19 @@ class Kube:
 
     def __post_init__(self) -> None:
         self.custom = k8s.CustomObjectsApi(self.api)
-        self.core = k8s.CoreV1Api(self.api)
-        self.batch = k8s.BatchV1Api(self.api)
-        self.coordination = k8s.CoordinationV1Api(self.api)
+
+    # The typed APIs load large model modules: built on first use, so short CLI calls stay fast.
+    @functools.cached_property
+    def core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api)
+
+    @functools.cached_property
+    def batch(self) -> k8s.BatchV1Api:
+        return k8s.BatchV1Api(self.api)
+
+    @functools.cached_property
+    def coordination(self) -> k8s.CoordinationV1Api:
+        return k8s.CoordinationV1Api(self.api)
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
         if self.write_guard is not None and not what.startswith(("list", "get", "read")):

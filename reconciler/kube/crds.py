@@ -128,7 +128,7 @@ CLUSTER_STATUS: dict[str, Any] = {
         "nodeCount": {"type": "integer", "description": "Number of Proxmox nodes."},
         "onlineNodes": {"type": "integer", "description": "Number of Proxmox nodes online."},
         "health": {"type": "string", "description": "Healthy, Degraded or Unreachable."},
-        "lastVerified": {"type": "string", "format": "date-time", "description": "Last successful verification."},
+        "lastVerified": {"type": "string", "format": "date-time", "description": "Last verification against the API (the Ready condition says whether it succeeded)."},
         "tlsInsecure": {"type": "boolean", "description": "TLS verification is disabled for this cluster."},
         "warnings": {"type": "array", "items": {"type": "string"}, "description": "Non-fatal findings."},
     },

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         source = build_source(args)
         metrics, state = Metrics(), State()
         runner = Runner(source, connect, settings, metrics=metrics, state=state,
-                        after_cycle=after_cycle_hooks(args, metrics))
+                        after_cycle=after_cycle_hooks(args, source, metrics))
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"reconciler run: {exc}", file=sys.stderr)
         return 2

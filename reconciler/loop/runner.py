@@ -63,9 +63,25 @@ class LoopSettings:
     retry_period: float = 2.0
     job_settings: JobSettings = field(default_factory=JobSettings)
     max_cycles: int | None = None  # stop after this many cycles (tests, demo)
+    nic_check_interval: float = 300.0
 
 
 CycleHook = Callable[[pipeline.Cycle, Any], None]  # (cycle, kube connect) -> side effects (reports)
+
+
+class NicCheckSchedule:
+    """The VM NIC cross-check costs one Proxmox call per node: run it when the config changed and
+    otherwise every ``every`` seconds, not on every poll."""
+
+    def __init__(self, every: float = 300.0) -> None:
+        self.every = every
+        self._last = float("-inf")
+
+    def due(self, changed: bool) -> bool:
+        if changed or time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            return True
+        return False
 
 
 class Runner:
@@ -79,6 +95,7 @@ class Runner:
         self.state = state or State()
         self.after_cycle = after_cycle or []
         self.stop = threading.Event()
+        self.nic_checks = NicCheckSchedule(settings.nic_check_interval)
         self.cycles = 0
         self.last_cycle: pipeline.Cycle | None = None
         self.elector = LeaderElector(connect(settings.lease_namespace), settings.identity,
@@ -144,7 +161,8 @@ class Runner:
                 return False
             token = logs.revision.set(poll.checkout.label)
             try:
-                cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings)
+                cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings,
+                                            check_nics=self.nic_checks.due(bool(poll.changed)))
                 self.last_cycle = cycle
                 for hook in self.after_cycle:
                     hook(cycle, self.connect)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 from typing import Any
 
+from reconciler.config.repo import KIND_CLUSTER, KIND_NODE
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.runner import CycleHook, LocalSource, Source
-from reconciler.pipeline import Connect
+from reconciler.pipeline import Connect, Cycle
+
+log = logging.getLogger(__name__)
 
 
 def is_remote(repo: str) -> bool:
@@ -17,12 +22,69 @@ def is_remote(repo: str) -> bool:
 def build_source(args: argparse.Namespace) -> Source:
     if not is_remote(str(args.repo)):
         return LocalSource(str(args.repo))
-    raise RuntimeError("Git remotes are not supported yet")
+    from reconciler.source.git import GitSource
+    from reconciler.source.gitcmd import GitAuth
+
+    return GitSource(str(args.repo), branch=args.branch, cache_dir=Path(args.cache_dir) / "source",
+                     auth=GitAuth.from_env())
 
 
-def after_cycle_hooks(args: argparse.Namespace, metrics: Metrics) -> list[CycleHook]:
-    return []
+class StatusReporter:
+    """After each cycle: render ``status/`` from the live custom resources and commit it back
+    (only when a report changed). Needs a Git remote; a local directory is never written."""
+
+    def __init__(self, args: argparse.Namespace, source: Source, metrics: Metrics) -> None:
+        self.args, self.source, self.metrics = args, source, metrics
+        self.writer: Any = None
+
+    def __call__(self, cycle: Cycle, connect: Connect) -> None:
+        from reconciler.report import gitstatus
+
+        settings = cycle.validation.desired.settings.spec
+        if not settings.status.enabled or cycle.validation.desired.settings_blocked:
+            return
+        kube = connect(settings.namespace)
+        nodes = [gitstatus.NodeReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
+                 for o in kube.list_owned(KIND_NODE)]
+        clusters = [gitstatus.ClusterReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
+                    for o in kube.list_owned(KIND_CLUSTER)]
+        files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision)
+        result = self._writer(settings.status.branch).write(files, gitstatus.summary(nodes, clusters))
+        if result.error:
+            self.metrics.errors.labels("git").inc()
+            log.warning("status write-back: %s", result.error)
+        elif result.pushed:
+            self.metrics.status_commits.inc()
+            log.info("status committed and pushed (%s, %d attempt(s))", (result.commit or "")[:12], result.attempts)
+
+    def _writer(self, configured_branch: str | None) -> Any:
+        if self.writer is None:
+            from reconciler.report.writeback import StatusWriter
+            from reconciler.source.gitcmd import GitAuth
+
+            args = self.args
+            self.writer = StatusWriter(
+                str(args.repo), branch=getattr(self.source, "branch", None) or args.branch or "main",
+                status_branch=args.status_branch or configured_branch,
+                author_name=args.status_author_name, author_email=args.status_author_email,
+                work_dir=Path(args.cache_dir) / "writeback", auth=GitAuth.from_env())
+        return self.writer
+
+
+def after_cycle_hooks(args: argparse.Namespace, source: Source, metrics: Metrics) -> list[CycleHook]:
+    hooks: list[CycleHook] = []
+    if is_remote(str(args.repo)) and not args.no_status:
+        hooks.append(StatusReporter(args, source, metrics))
+    return hooks
 
 
 def read_api(connect: Connect, namespace: str) -> Any:
-    return None
+    """``GET /api/v1/...`` handler bound to a read-only adapter in ``namespace``."""
+    from reconciler.apply.proxmox import api
+
+    kube = connect(namespace)
+
+    def handle(method: str, path: str) -> tuple[int, dict[str, Any]]:
+        return api.handle(method, path, kube)
+
+    return handle

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with open_source(args) as checkout:
-            cycle, _, _ = pipeline.plan_checkout(checkout, None if args.offline else kube_connector(args))
+            connect = None if args.offline else kube_connector(args)
+            cycle, _, _ = pipeline.plan_checkout(checkout, connect, check_nics=not args.offline)
     except (RepoUnreadable, OSError, RuntimeError, KubeError) as exc:
         print(f"reconciler plan: {formats.printable(str(exc))}", file=sys.stderr)
         return 2
