@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         secret = _secret(args)
         settings = LoopSettings(interval=args.interval, identity=args.identity,
                                 lease_namespace=args.lease_namespace or args.namespace or "multinic-system",
+                                # client-go's proportions: 15s lease, 10s renew deadline, 2s retry period
                                 lease_duration=args.lease_duration, renew_deadline=args.lease_duration * 2 / 3,
+                                retry_period=max(0.2, args.lease_duration * 2 / 15),
                                 job_settings=job_settings(args), max_cycles=args.max_cycles)  # type: ignore[arg-type]
         connect = kube_connector(args)
         source = build_source(args)

@@ -108,9 +108,8 @@ class LeaderElector:
         return True
 
     def release(self) -> None:
-        """On a clean shutdown, hand the Lease over at once instead of letting it expire."""
-        if self._leading_since is None:
-            return
+        """On a clean shutdown, hand the Lease over at once instead of letting it expire (whenever
+        we are still its holder, even if a late renewal made us stop acting)."""
         try:
             lease = self.kube.get_lease(self.name)
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:

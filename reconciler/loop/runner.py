@@ -98,7 +98,7 @@ class Runner:
         self.nic_checks = NicCheckSchedule(settings.nic_check_interval)
         self.cycles = 0
         self.last_cycle: pipeline.Cycle | None = None
-        self.elector = LeaderElector(connect(settings.lease_namespace), settings.identity,
+        self.elector = LeaderElector(self._identified(connect(settings.lease_namespace)), settings.identity,
                                      lease_duration=settings.lease_duration,
                                      renew_deadline=settings.renew_deadline, retry_period=settings.retry_period)
         # Every Kube adapter the cycle builds refuses writes unless our leadership is fresh.
@@ -106,10 +106,17 @@ class Runner:
 
     def _guarded(self, connect: pipeline.Connect) -> pipeline.Connect:
         def guarded(namespace: str) -> Any:
-            kube = connect(namespace)
+            kube = self._identified(connect(namespace))
             kube.write_guard = self.elector.guard
             return kube
         return guarded
+
+    def _identified(self, kube: Any) -> Any:
+        """Requests carry this replica's identity in their User-Agent (audit logs tell replicas apart)."""
+        from reconciler import __version__
+
+        kube.api.user_agent = f"multinic-reconciler/{__version__} ({self.settings.identity})"
+        return kube
 
     def _renew(self) -> None:
         while not self.stop.is_set():
