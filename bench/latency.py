@@ -12,7 +12,6 @@ committed.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import shutil
 import statistics
@@ -25,8 +24,6 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -37,7 +34,7 @@ from reconciler.loop.runner import LoopSettings, Runner  # noqa: E402
 from reconciler.loop.server import HTTPServer, State  # noqa: E402
 from reconciler.loop.webhook import sign_github  # noqa: E402
 from reconciler.loop.wiring import StatusReporter  # noqa: E402
-from reconciler.sandbox.fleet import nodes_for  # noqa: E402
+from reconciler.sandbox.fleet import prepare, write_config_repo  # noqa: E402
 from reconciler.sandbox.kube.server import KubeSandbox  # noqa: E402
 from reconciler.source.git import GitSource  # noqa: E402
 
@@ -51,15 +48,6 @@ def git(*args: str, cwd: Path | None = None) -> str:
                           check=True, timeout=60).stdout.strip()
 
 
-def write_repo(path: Path, nodes: int) -> None:
-    (path / "nodes").mkdir(parents=True)
-    for i in range(nodes):
-        (path / "nodes" / f"node-{i:02d}.yaml").write_text(
-            f"apiVersion: multinic.io/v1alpha1\nkind: MultiNicNodeConfig\nmetadata:\n  name: node-{i:02d}\n"
-            f"spec:\n  osFamily: ubuntu\n  interfaces:\n    - name: storage0\n"
-            f"      macAddress: 02:00:00:00:00:{i:02x}\n      addresses: [10.9.0.{i + 10}/24]\n      mtu: 9000\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, default=5)
@@ -69,16 +57,13 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="multinic-latency-"))
     remote, user = work / "remote.git", work / "user"
     git("init", "--bare", "-q", str(remote))
-    write_repo(user, args.nodes)
+    write_config_repo(user, args.nodes)
     git("init", "-q", cwd=user)
     git("add", "-A", cwd=user)
     git("commit", "-q", "-m", "nodes", cwd=user)
     git("push", "-q", str(remote), "HEAD:main", cwd=user)
     with KubeSandbox() as sb:
-        for crd in sorted(glob.glob(str(ROOT / "charts/multinic-reconciler/crds/*.yaml"))):
-            sb.seed(yaml.safe_load(Path(crd).read_text()))
-        sb.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        sb.seed(*nodes_for(validate_repo(user).desired))
+        prepare(sb, validate_repo(user).desired, namespace=NAMESPACE)
         source = GitSource(remote.as_uri(), branch="main", cache_dir=work / "cache" / "source")
         metrics, state = Metrics(), State()
         status = argparse.Namespace(repo=remote.as_uri(), branch="main", status_branch=None,

@@ -4,21 +4,20 @@ cycle commits nothing, and a remote that is unreachable for three cycles loses n
 from __future__ import annotations
 
 import argparse
-import glob
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from test_loop_leader import NAMESPACE, write_repo
+from test_loop_leader import NAMESPACE
 
 from reconciler.config.validation import validate_repo
 from reconciler.kube.client import Kube
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.runner import LoopSettings, Runner
 from reconciler.loop.wiring import StatusReporter
-from reconciler.sandbox.fleet import nodes_for
+from reconciler.sandbox.fleet import prepare
+from reconciler.sandbox.fleet import write_config_repo as write_repo
 from reconciler.sandbox.kube.server import KubeSandbox
 from reconciler.source.git import GitSource
 
@@ -41,10 +40,7 @@ def world(tmp_path):
     git("commit", "-q", "-m", "three nodes", cwd=user)
     git("push", "-q", str(remote), "HEAD:main", cwd=user)
     with KubeSandbox() as sb:
-        for crd in sorted(glob.glob(str(ROOT / "charts/multinic-reconciler/crds/*.yaml"))):
-            sb.seed(yaml.safe_load(Path(crd).read_text()))
-        sb.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        sb.seed(*nodes_for(validate_repo(user).desired))
+        prepare(sb, validate_repo(user).desired, namespace=NAMESPACE)
         source = GitSource(remote.as_uri(), branch="main", cache_dir=tmp_path / "cache" / "source")
         metrics = Metrics()
         args = argparse.Namespace(repo=remote.as_uri(), branch="main", status_branch=None,

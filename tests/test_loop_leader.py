@@ -3,7 +3,6 @@ other takes over when the leader dies, and a restart mid-rollout starts no dupli
 
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import subprocess
@@ -13,10 +12,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-import yaml
 
 from reconciler.config.validation import validate_repo
-from reconciler.sandbox.fleet import nodes_for
+from reconciler.sandbox.fleet import nodes_for, prepare
+from reconciler.sandbox.fleet import write_config_repo as write_repo
 from reconciler.sandbox.kube.node_model import succeed
 from reconciler.sandbox.kube.server import KubeSandbox
 
@@ -24,27 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "multinic-system"
 
 
-def write_repo(path: Path, nodes: int) -> Path:
-    """A config repo of ``nodes`` Ubuntu nodes without Proxmox (the loop is what is under test)."""
-    (path / "nodes").mkdir(parents=True)
-    (path / "reconciler.yaml").write_text(
-        "apiVersion: multinic.io/v1alpha1\nkind: ReconcilerSettings\nmetadata:\n  name: reconciler\n"
-        "spec:\n  rollout:\n    maxParallel: 2\n    maxFailures: 5\n")
-    for i in range(nodes):
-        (path / "nodes" / f"node-{i:02d}.yaml").write_text(
-            f"apiVersion: multinic.io/v1alpha1\nkind: MultiNicNodeConfig\nmetadata:\n  name: node-{i:02d}\n"
-            f"spec:\n  osFamily: ubuntu\n  interfaces:\n    - name: storage0\n"
-            f"      macAddress: 02:00:00:00:00:{i:02x}\n"
-            f"      addresses: [10.9.0.{i + 10}/24]\n      mtu: 9000\n")
-    return path
-
-
 @pytest.fixture
 def sandbox(tmp_path):
     with KubeSandbox() as sb:
-        for crd in sorted(glob.glob(str(ROOT / "charts/multinic-reconciler/crds/*.yaml"))):
-            sb.seed(yaml.safe_load(Path(crd).read_text()))
-        sb.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        prepare(sb, namespace=NAMESPACE)
         yield sb
 
 

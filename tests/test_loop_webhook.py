@@ -38,7 +38,7 @@ def post(url: str, headers: dict[str, str], body: bytes = BODY) -> int:
 
 
 def test_a_github_signed_push_is_accepted_and_triggers_a_cycle(served):
-    state, metrics, url = served
+    state, _, url = served
     assert post(url, {"X-Hub-Signature-256": webhook.sign_github(SECRET, BODY)}) == 202
     assert state.trigger.is_set()
 

@@ -100,3 +100,32 @@ class AgentHosts:
             result = engine.apply(node, opts)
         message = result.to_json()
         return succeed(message, delay=0.5) if result.exit_code() == 0 else fail(message, result.exit_code(), delay=0.5)
+
+
+def prepare(sandbox: Any, desired: DesiredState | None = None, *, namespace: str = "multinic-system") -> None:
+    """Make a kube sandbox look like a cluster with the chart installed: our CRDs (the chart's
+    files), the namespace, and, given a desired state, one Node per config node."""
+    import yaml
+
+    from reconciler import resources
+
+    for crd in sorted(resources.crds_dir().glob("*.yaml")):
+        sandbox.seed(yaml.safe_load(crd.read_text(encoding="utf-8")))
+    sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    if desired is not None:
+        sandbox.seed(*nodes_for(desired))
+
+
+def write_config_repo(path: Path, nodes: int, *, max_parallel: int = 2, max_failures: int = 5) -> Path:
+    """A small generated config repo: ``nodes`` Ubuntu nodes with one storage NIC, no Proxmox."""
+    (path / "nodes").mkdir(parents=True)
+    (path / "reconciler.yaml").write_text(
+        "apiVersion: multinic.io/v1alpha1\nkind: ReconcilerSettings\nmetadata:\n  name: reconciler\n"
+        f"spec:\n  rollout:\n    maxParallel: {max_parallel}\n    maxFailures: {max_failures}\n")
+    for i in range(nodes):
+        (path / "nodes" / f"node-{i:02d}.yaml").write_text(
+            f"apiVersion: multinic.io/v1alpha1\nkind: MultiNicNodeConfig\nmetadata:\n  name: node-{i:02d}\n"
+            f"spec:\n  osFamily: ubuntu\n  interfaces:\n    - name: storage0\n"
+            f"      macAddress: 02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}\n"
+            f"      addresses: [10.9.{i >> 8}.{(i & 0xFF) + 1}/16]\n      mtu: 9000\n")
+    return path
