@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -81,22 +80,6 @@ def generate(repo: Path, count: int, interfaces: int) -> None:
         subprocess.run(["git", "-C", str(repo), *command], check=True, env=env, capture_output=True)
 
 
-def nodelay(sandbox: KubeSandbox) -> None:
-    """The sandbox's HTTP server sends headers and body in two writes without TCP_NODELAY, so each
-    response stalls ~40 ms on Nagle + delayed ACK (a real apiserver does not). Set TCP_NODELAY on
-    accepted sockets; it changes timing only, never what is requested or answered."""
-    server = sandbox._server
-    assert server is not None
-    accept = server.get_request
-
-    def get_request():  # type: ignore[no-untyped-def]
-        conn, address = accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn, address
-
-    server.get_request = get_request  # type: ignore[method-assign]
-
-
 def seed_statuses(sandbox: KubeSandbox, revision: str) -> int:
     """Each node CR's status as a finished, successful rollout at ``revision`` leaves it."""
     seeded = 0
@@ -145,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
               f"generated and committed in {time.perf_counter() - started:.1f}s")
 
         with KubeSandbox(jobs="manual") as sandbox:
-            nodelay(sandbox)
             for path in sorted((ROOT / "charts" / "multinic-reconciler" / "crds").glob("*.yaml")):
                 sandbox.seed(yaml.safe_load(path.read_text(encoding="utf-8")))
             sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
@@ -155,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
             checkout = open_directory(repo)
             assert checkout.revision is not None
-            print(f"sandbox: {sandbox.url} (in-process; TCP_NODELAY set on its sockets, see nodelay())")
+            print(f"sandbox: {sandbox.url} (in-process)")
 
             started = time.perf_counter()
             cycle, kube, _ = pipeline.plan_checkout(checkout, connect)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from support.reconcile import CRD_DIR, EXAMPLE_REPO, NAMESPACE, ROOT, git_repo, nodelay, start_env
+from support.reconcile import CRD_DIR, EXAMPLE_REPO, NAMESPACE, ROOT, git_repo, start_env
 
 from reconciler.config import schemas
 from reconciler.kube import crds
@@ -35,7 +35,6 @@ def openapi(crd: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def ns_kubectl(kubectl: Kubectl, kube_sandbox: KubeSandbox) -> Kubectl:
-    nodelay(kube_sandbox)
     # `kubectl create namespace` sends a protobuf body, which the sandbox answers with 415 (a
     # sandbox deviation, see the report); `kubectl apply` sends JSON.
     kubectl("apply", "-f", "-", input=yaml.safe_dump(
@@ -98,7 +97,6 @@ def test_the_spec_schema_of_the_crd_covers_every_field_of_the_json_schema(kind: 
 # -- structural: installs here means installs on a real cluster --------------------------------
 
 def test_our_crds_install_and_their_kinds_are_served(kube_sandbox: KubeSandbox) -> None:
-    nodelay(kube_sandbox)
     ext = client.ApiextensionsV1Api(kube_sandbox.api_client())
     for path in sorted(CRD_DIR.glob("*.yaml")):
         created = ext.create_custom_resource_definition(load(path))
@@ -133,7 +131,6 @@ BREAKAGES = {"additionalProperties-false": (_break_additional_properties, "addit
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_a_hand_broken_copy_of_our_crd_is_refused_as_non_structural(kube_sandbox: KubeSandbox,
                                                                    breakage: str) -> None:
-    nodelay(kube_sandbox)
     crd = load(NODE_CRD)
     damage, words = BREAKAGES[breakage]
     damage(crd)
@@ -252,7 +249,6 @@ def test_the_reconciler_refuses_to_write_an_unknown_field(kube_sandbox: KubeSand
     """fieldValidation=Strict: a field the CRD does not know is an error, not silently pruned."""
     from reconciler.kube.client import Kube, KubeError
 
-    nodelay(kube_sandbox)
     for path in sorted(CRD_DIR.glob("*.yaml")):
         kube_sandbox.seed(load(path))
     kube_sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})

@@ -9,7 +9,6 @@ node, plus a config repo that is a real Git repository (so revisions exist).
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,26 +163,8 @@ class ReconcileEnv:
         return [(r.verb, r.resource, r.name) for r in self.sandbox.request_log.writes()]
 
 
-def nodelay(sandbox: KubeSandbox) -> KubeSandbox:
-    """Work around a sandbox deviation: its HTTP server writes the headers and the body of a
-    response in two sends without TCP_NODELAY, so Nagle plus the client's delayed ACK stall every
-    response ~40 ms (a real apiserver sets TCP_NODELAY, as Go does by default). Only timing
-    changes; every request is still answered and logged the same way."""
-    server = sandbox._server
-    assert server is not None, "start the sandbox first"
-    accept = server.get_request
-
-    def get_request():  # type: ignore[no-untyped-def]
-        conn, address = accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn, address
-
-    server.get_request = get_request  # type: ignore[method-assign]
-    return sandbox
-
-
 def start_sandbox(repo: Path | None, *, jobs: str = "auto", seed_nodes: bool = True) -> KubeSandbox:
-    sandbox = nodelay(KubeSandbox(jobs=jobs).start())
+    sandbox = KubeSandbox(jobs=jobs).start()
     install_crds(sandbox)
     if seed_nodes and repo is not None:
         sandbox.seed(*nodes_for(validate_repo(repo).desired))

@@ -179,6 +179,13 @@ class _Server(ThreadingHTTPServer):
         self.sandbox = sandbox
         super().__init__(address, _Handler)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus the client's
+        # delayed ACK would stall every response ~40 ms (Go's apiserver sets it by default).
+        conn, address = super().get_request()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, address
+
 
 class KubeSandbox:
     """A wire-level Kubernetes API server on localhost (context manager; ``start()/stop()``).
