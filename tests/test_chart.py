@@ -28,7 +28,6 @@ from test_chart_support import (
     manifests,
     one,
     render,
-    serve_chart_kinds,
 )
 
 from reconciler import resources
@@ -288,7 +287,6 @@ def test_schema_violations_are_refused_at_install_time(values: dict[str, Any], w
 
 @pytest.mark.parametrize("values_name", VALUE_SETS)
 def test_rendered_manifests_apply_cleanly_with_kubectl(values_name: str, kube_sandbox: Any, kubectl: Any) -> None:
-    serve_chart_kinds(kube_sandbox)
     objects = rendered(values_name)
     # Helm's order: CRDs first (crds/, plus the operator's CRD the ServiceMonitor needs), then
     # the namespace (`helm install --create-namespace`), then the templates.
@@ -311,7 +309,6 @@ def test_rendered_manifests_apply_cleanly_with_kubectl(values_name: str, kube_sa
 
 
 def test_kubectl_apply_against_the_sandbox_refuses_a_misspelt_field(kube_sandbox: Any, kubectl: Any) -> None:
-    serve_chart_kinds(kube_sandbox)
     kubectl("apply", "-f", "-", input=yaml.safe_dump(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
     deployment = one(rendered("defaults"), "Deployment")

@@ -72,31 +72,3 @@ def container_env(deployment: dict[str, Any]) -> dict[str, Any]:
     """name -> value (or the valueFrom mapping) of the reconciler container."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
-
-
-# Kinds the chart renders that the sandbox does not serve out of the box. Registering them as
-# built-ins makes the sandbox validate them against Kubernetes' own OpenAPI schemas (the ones
-# kubernetes-validate ships), exactly as it validates its other built-in kinds.
-EXTRA_BUILTINS = (
-    ("apps", "v1", "deployments", "Deployment", True),
-    ("", "v1", "services", "Service", True),
-    ("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
-    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
-    ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
-    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
-    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True),
-    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
-)
-
-
-def serve_chart_kinds(sandbox: Any) -> None:
-    from reconciler.sandbox.kube.resources import ResourceType
-
-    registry = sandbox.cluster.registry
-    missing = [entry for entry in EXTRA_BUILTINS if registry.lookup(*entry[:3]) is None]
-    with registry._lock:
-        for group, version, plural, kind, namespaced in missing:
-            registry._builtin[(group, version, plural)] = ResourceType(
-                group, version, plural, kind, namespaced,
-                tracks_generation=kind == "Deployment", status_subresource=kind == "Deployment")
-        registry.generation += 1  # discovery and OpenAPI caches key on it

@@ -133,6 +133,17 @@ BUILTINS: tuple[ResourceType, ...] = (
         default_propagation="Orphan",
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    # What the Helm chart installs (validated against Kubernetes' own schemas like every built-in).
+    ResourceType("apps", "v1", "deployments", "Deployment", True, short_names=("deploy",), categories=("all",),
+                 status_subresource=True, tracks_generation=True),
+    _core("services", "Service", short_names=("svc",), categories=("all",)),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, short_names=("pdb",),
+                 status_subresource=True, tracks_generation=True),
     ResourceType(
         "events.k8s.io",
         "v1",
