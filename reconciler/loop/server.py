@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +94,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: State, metrics: Metrics, secret: str) -> None:
         super().__init__(address, _Handler)
         self.state, self.metrics, self.secret = state, metrics, secret
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up (probes, scrapers) is normal; anything else is logged, not printed.
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | TimeoutError):
+            log.error("http: error serving %s", client_address, exc_info=True)
 
 
 class HTTPServer:

@@ -179,6 +179,12 @@ class _Server(ThreadingHTTPServer):
         self.sandbox = sandbox
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up a keep-alive connection is normal, not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
     def get_request(self) -> tuple[socket.socket, Any]:
         # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus the client's
         # delayed ACK would stall every response ~40 ms (Go's apiserver sets it by default).
