@@ -83,14 +83,19 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     assert kube is not None
     desired = cycle.validation.desired
     cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))
+    nic_patches: dict[str, dict[str, Any]] = {}
     if proxmox and not desired.settings_blocked and desired.clusters:
-        _proxmox(kube, cycle, live, now, check_nics)
+        nic_patches = _proxmox(kube, cycle, live, now, check_nics)
     nodes = {o.name: rollout.LiveNode(o.name, o.spec, o.generation, o.status) for o in live.get(KIND_NODE, [])}
     for done in cycle.applied:
         if done.ok and done.live is not None and done.change.kind == KIND_NODE:
             obj = done.live
             nodes[done.change.name] = rollout.LiveNode(done.change.name, obj.get("spec") or {},
                                                        obj["metadata"].get("generation"), obj.get("status") or {})
+    for name, patch in nic_patches.items():  # the node status below must start from what was just written
+        if name in nodes:
+            merged = {k: v for k, v in {**nodes[name].status, **patch}.items() if v is not None}
+            nodes[name] = rollout.LiveNode(name, nodes[name].spec, nodes[name].generation, merged)
     failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
     wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
     cycle.rollout = rollout.step(
@@ -112,12 +117,15 @@ def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
     return list(objects.values())
 
 
-def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, check_nics: bool) -> None:
+def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None,
+             check_nics: bool) -> dict[str, dict[str, Any]]:
+    """Registration, then (when asked) the VM NIC check; returns the node status patches written."""
     from reconciler.apply.proxmox import crosscheck, registration
 
     desired = cycle.validation.desired
     clusters = _freshest(KIND_CLUSTER, live, cycle)
     cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters)
+    written: dict[str, dict[str, Any]] = {}
     if check_nics and any(n.spec.proxmox for n in desired.nodes.values()):
         fresh = kube.list_owned(KIND_CLUSTER)  # registration may just have verified a cluster
         cycle.nic_checks = crosscheck.check_verified_nodes(kube, desired, live=fresh)
@@ -127,6 +135,8 @@ def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, check_n
             if patch:
                 kube.patch_status(KIND_NODE, name, patch)
                 cycle.status_writes += 1
+                written[name] = patch
+    return written
 
 
 def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:

@@ -138,3 +138,13 @@ def test_reports_are_built_from_custom_resource_status():
     assert cluster == ClusterReport("pve-prod", endpoint="https://pve", version="8.2", node_count=3, online_nodes=2,
                                     health="Degraded", ready=True, warnings=("1 of 3 offline",))
     assert NodeReport.from_resource("new", None, None).phase == "Unknown"
+
+
+def test_a_vm_nic_mismatch_from_the_node_status_is_shown_in_the_readme_and_the_node_report() -> None:
+    status = {"phase": "Ready", "proxmoxCheck": {"checked": True, "mismatches": [
+        "macAddress bc:24:11:00:00:09 (storage0) is not on VM 202 (net0 bc:24:11:fe:00:ca)"]}}
+    node = NodeReport.from_resource("worker-02", {"nodeName": "worker-02"}, status)
+    files = render([node], [], revision="a" * 40)
+    row = next(line for line in files["status/README.md"].splitlines() if line.startswith("| [worker-02]"))
+    assert "VM NIC check: macAddress bc:24:11:00:00:09 (storage0) is not on VM 202" in row
+    assert "is not on VM 202" in files["status/nodes/worker-02.yaml"]

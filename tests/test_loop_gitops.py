@@ -133,4 +133,7 @@ def test_the_demo_runs_the_whole_flow_and_leaves_the_remote_for_inspection(tmp_p
         assert expected in out, expected
     log = remote_log(tmp_path / "remote.git")
     assert any(line.startswith("Demo User|worker-01: storage MTU 8000") for line in log)
+    readme = git("--git-dir", str(tmp_path / "remote.git"), "show", "main:status/README.md")
+    worker_02 = next(line for line in readme.splitlines() if line.startswith("| [worker-02]"))
+    assert "VM NIC check: macAddress" in worker_02  # the wrong MAC on the VM reaches Git
     assert log[0].startswith("multinic-reconciler|status:")

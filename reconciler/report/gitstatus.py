@@ -49,10 +49,12 @@ class NodeReport:
     last_error: str | None = None
     source_path: str | None = None
     conditions: tuple[ConditionReport, ...] = field(default=())
+    vm_nic_mismatches: tuple[str, ...] = field(default=())  # from the Proxmox VM NIC check
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "interfaces", tuple(self.interfaces))
         object.__setattr__(self, "conditions", tuple(self.conditions))
+        object.__setattr__(self, "vm_nic_mismatches", tuple(self.vm_nic_mismatches))
 
     @classmethod
     def from_resource(cls, name: str, spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None) -> NodeReport:
@@ -68,6 +70,7 @@ class NodeReport:
             last_error=status.get("lastError"),
             source_path=status.get("sourcePath"),
             conditions=_conditions(status.get("conditions")),
+            vm_nic_mismatches=tuple(str(m) for m in (status.get("proxmoxCheck") or {}).get("mismatches") or []),
         )
 
 
@@ -135,6 +138,7 @@ def _node_document(node: NodeReport) -> dict[str, Any]:
                        for i in node.interfaces],
         "conditions": [_compact({"type": c.type, "status": c.status, "reason": c.reason, "message": c.message})
                        for c in node.conditions],
+        "vmNicMismatches": list(node.vm_nic_mismatches),
     })
 
 
@@ -159,14 +163,16 @@ def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: 
              f"Config revision: `{revision[:12]}`" if revision else "Config revision: none (working tree)", "",
              f"Summary: {_summary_text(nodes, clusters)}", "", "## Nodes", ""]
     if nodes:
-        lines += ["| Node | Phase | Applied revision | Interfaces | Last error |", "|---|---|---|---|---|"]
+        lines += ["| Node | Phase | Applied revision | Interfaces | Last error / VM NIC check |",
+                  "|---|---|---|---|---|"]
         for n in nodes:
             label = f"[{_cell(n.name)}]({_relative(node_paths[n.name])})"
             if n.node_name and n.node_name != n.name:
                 label += f" ({_cell(n.node_name)})"
             interfaces = ", ".join(_interface_cell(i) for i in n.interfaces)
             applied = f"`{_cell(n.applied_revision[:12])}`" if n.applied_revision else ""
-            lines.append(f"| {label} | {_cell(n.phase)} | {applied} | {interfaces} | {_cell(n.last_error)} |")
+            problems = "; ".join(x for x in (n.last_error, *(f"VM NIC check: {m}" for m in n.vm_nic_mismatches)) if x)
+            lines.append(f"| {label} | {_cell(n.phase)} | {applied} | {interfaces} | {_cell(problems)} |")
     else:
         lines.append("No nodes.")
     lines += ["", "## Clusters", ""]
