@@ -52,11 +52,12 @@ def observe(kube: Kube | None) -> dict[str, list[LiveObject]]:
 Live = dict[str, list[LiveObject]]
 
 
-def plan_checkout(checkout: Checkout, connect: Connect | None, *,
-                  check_nics: bool = False) -> tuple[Cycle, Kube | None, Live]:
-    """Validate and plan. With ``check_nics`` (and cluster access), nodes whose MACs are not on
-    their Proxmox VM are named in the plan's notes, so a wrong MAC is caught before a Job runs."""
-    validation = validate_repo(checkout.path)
+def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bool = False,
+                  validation: ValidationResult | None = None) -> tuple[Cycle, Kube | None, Live]:
+    """Validate (unless ``validation`` of this very checkout is given) and plan. With
+    ``check_nics`` (and cluster access), nodes whose MACs are not on their Proxmox VM are named in
+    the plan's notes, so a wrong MAC is caught before a Job runs."""
+    validation = validation or validate_repo(checkout.path)
     kube = connect(validation.desired.settings.spec.namespace) if connect is not None else None
     live = observe(kube)
     changes = plan(validation.desired, live, revision=checkout.revision)
@@ -72,14 +73,15 @@ def plan_checkout(checkout: Checkout, connect: Connect | None, *,
 
 
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
-               now: datetime | None = None, proxmox: bool = True, check_nics: bool = False) -> Cycle:
+               now: datetime | None = None, proxmox: bool = True, check_nics: bool = False,
+               validation: ValidationResult | None = None) -> Cycle:
     """One full cycle: CRs, cluster registration (when due), the VM NIC check (when asked), one
     rollout step, node status and Events."""
     from reconciler.apply import rollout
     from reconciler.apply.crs import apply_changes
     from reconciler.kube.jobs import JobSettings
 
-    cycle, kube, live = plan_checkout(checkout, connect)
+    cycle, kube, live = plan_checkout(checkout, connect, validation=validation)
     assert kube is not None
     desired = cycle.validation.desired
     cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))

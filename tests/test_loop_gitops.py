@@ -137,3 +137,40 @@ def test_the_demo_runs_the_whole_flow_and_leaves_the_remote_for_inspection(tmp_p
     worker_02 = next(line for line in readme.splitlines() if line.startswith("| [worker-02]"))
     assert "VM NIC check: macAddress" in worker_02  # the wrong MAC on the VM reaches Git
     assert log[0].startswith("multinic-reconciler|status:")
+
+
+_OPENED: list[str] = []
+_WATCHING: list[bool] = [False]
+
+
+def _audit(event: str, args: tuple) -> None:
+    path = args[0] if args and isinstance(args[0], str) else ""
+    if _WATCHING[0] and event == "open" and "/nodes/" in path and "/status/" not in path:
+        _OPENED.append(path)
+
+
+sys.addaudithook(_audit)  # observes opens (cannot be removed; inert unless a test is watching)
+
+
+def test_a_quiet_cycle_reuses_the_validation_of_an_unchanged_commit_and_a_new_commit_is_read_again(world):
+    sb, runner, remote, user = world
+    settle(sb, runner)
+    _OPENED.clear()
+    _WATCHING[0] = True
+    try:
+        cycle(runner)
+        quiet = list(_OPENED)
+        node = user / "nodes" / "node-00.yaml"
+        git("pull", "-q", str(remote), "main", cwd=user)
+        node.write_text(node.read_text().replace("mtu: 9000", "mtu: 7000"))
+        git("commit", "-q", "-am", "node-00: MTU 7000", cwd=user)
+        git("push", "-q", str(remote), "HEAD:main", cwd=user)
+        _OPENED.clear()
+        cycle(runner)
+        changed = list(_OPENED)
+    finally:
+        _WATCHING[0] = False
+    assert quiet == []  # same commit: no config file read again
+    assert any(path.endswith("node-00.yaml") for path in changed)
+    cr = sb.get("multinic.io/v1alpha1", "MultiNicNodeConfig", "node-00", namespace=NAMESPACE)
+    assert cr["spec"]["interfaces"][0]["mtu"] == 7000

@@ -96,6 +96,7 @@ class Runner:
         self.after_cycle = after_cycle or []
         self.stop = threading.Event()
         self.nic_checks = NicCheckSchedule(settings.nic_check_interval)
+        self._validated: tuple[tuple[str, str], Any] | None = None
         self.cycles = 0
         self.last_cycle: pipeline.Cycle | None = None
         self.elector = LeaderElector(self._identified(connect(settings.lease_namespace)), settings.identity,
@@ -169,7 +170,8 @@ class Runner:
             token = logs.revision.set(poll.checkout.label)
             try:
                 cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings,
-                                            check_nics=self.nic_checks.due(bool(poll.changed)))
+                                            check_nics=self.nic_checks.due(bool(poll.changed)),
+                                            validation=self._validation(poll.checkout))
                 self.last_cycle = cycle
                 for hook in self.after_cycle:
                     hook(cycle, self.connect)
@@ -190,6 +192,19 @@ class Runner:
             return False
         finally:
             self.metrics.cycle_seconds.observe(time.monotonic() - started)
+
+    def _validation(self, checkout: Checkout) -> Any:
+        """The validation of ``checkout``, reused while the same clean commit is polled: a Git
+        checkout of a commit never changes, and re-reading thousands of files every interval only
+        burns CPU. A work tree without a commit, or with local edits, is validated every time."""
+        from reconciler.config.validation import validate_repo
+
+        if checkout.revision is None or checkout.dirty:
+            return validate_repo(checkout.path)
+        key = (str(checkout.path), checkout.revision)
+        if self._validated is None or self._validated[0] != key:
+            self._validated = (key, validate_repo(checkout.path))
+        return self._validated[1]
 
     def _record(self, cycle: pipeline.Cycle) -> None:
         for done in cycle.applied:
