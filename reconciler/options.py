@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from reconciler.source.local import Checkout
 
 
+def is_remote(repo: str) -> bool:
+    """A Git URL (https://, ssh://, git://, file://, git@host:path) rather than a local directory."""
+    return "://" in repo or repo.startswith("git@")
+
+
 def env_default(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"MULTINIC_{name}", default)
 
@@ -41,7 +46,7 @@ def open_source(args: argparse.Namespace) -> Iterator[Checkout]:
     from reconciler.source.local import open_directory
 
     repo = str(args.repo)
-    if "://" in repo or repo.startswith("git@"):
+    if is_remote(repo):
         from reconciler.source.git import GitSource  # type: ignore[import-not-found]
 
         with GitSource.temporary(repo, branch=args.branch) as checkout:

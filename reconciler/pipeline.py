@@ -65,7 +65,9 @@ def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bo
     if check_nics and kube is not None and any(n.spec.proxmox for n in validation.desired.nodes.values()):
         from reconciler.apply.proxmox import crosscheck
 
-        cycle.nic_checks = crosscheck.check_verified_nodes(kube, validation.desired)
+        # The LIST the plan already made tells which clusters are verified: no second one.
+        clusters = _freshest(KIND_CLUSTER, live, cycle)
+        cycle.nic_checks = crosscheck.check_verified_nodes(kube, validation.desired, live=clusters)
         notes = [f"VM NIC check, {validation.desired.sources.get((KIND_NODE, name), name)}: {problem}"
                  for name, check in sorted(cycle.nic_checks.items()) for problem in check.mismatches]
         cycle.changes = replace(changes, notes=changes.notes + tuple(notes))

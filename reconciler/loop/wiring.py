@@ -10,13 +10,10 @@ from typing import Any
 from reconciler.config.repo import KIND_CLUSTER, KIND_NODE
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.runner import CycleHook, LocalSource, Source
+from reconciler.options import is_remote
 from reconciler.pipeline import Connect, Cycle
 
 log = logging.getLogger(__name__)
-
-
-def is_remote(repo: str) -> bool:
-    return "://" in repo or repo.startswith("git@")
 
 
 def build_source(args: argparse.Namespace) -> Source:
