@@ -18,13 +18,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/multinic
 COPY pyproject.toml README.md ./
+COPY requirements/runtime.txt ./requirements/runtime.txt
 COPY reconciler ./reconciler
 COPY schemas ./schemas
 COPY charts/multinic-reconciler/crds ./charts/multinic-reconciler/crds
 COPY example-repo ./example-repo
-RUN /opt/multinic/bin/pip install --upgrade pip \
- && /opt/multinic/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/multinic/bin/pip install /wheels/*.whl \
+# Dependencies exactly as locked (versions and hashes, scripts/lock.sh), then our wheel alone.
+RUN /opt/multinic/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+ && /opt/multinic/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/multinic/bin/pip install --no-deps /wheels/*.whl \
  && /opt/multinic/bin/reconciler --version
 
 # --- runtime ------------------------------------------------------------------------------

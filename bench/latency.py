@@ -27,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from multinic_sandbox.harness.fleet import prepare, write_config_repo  # noqa: E402
+from multinic_sandbox.kube.server import KubeSandbox  # noqa: E402
+
 from reconciler.config.validation import validate_repo  # noqa: E402
 from reconciler.kube.client import Kube  # noqa: E402
 from reconciler.loop.metrics import Metrics  # noqa: E402
@@ -34,8 +37,6 @@ from reconciler.loop.runner import LoopSettings, Runner  # noqa: E402
 from reconciler.loop.server import HTTPServer, State  # noqa: E402
 from reconciler.loop.webhook import sign_github  # noqa: E402
 from reconciler.loop.wiring import StatusReporter  # noqa: E402
-from reconciler.sandbox.fleet import prepare, write_config_repo  # noqa: E402
-from reconciler.sandbox.kube.server import KubeSandbox  # noqa: E402
 from reconciler.source.git import GitSource  # noqa: E402
 
 NAMESPACE = "multinic-system"

@@ -36,13 +36,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from multinic_sandbox.kube.server import KubeSandbox  # noqa: E402
+
 from reconciler import pipeline  # noqa: E402
 from reconciler.apply.crs import apply_changes  # noqa: E402
 from reconciler.apply.rollout import LiveNode, NodeState  # noqa: E402
 from reconciler.kube import jobs, objects  # noqa: E402
 from reconciler.kube.client import Kube  # noqa: E402
 from reconciler.report import status  # noqa: E402
-from reconciler.sandbox.kube.server import KubeSandbox  # noqa: E402
 from reconciler.source.local import open_directory  # noqa: E402
 
 NAMESPACE = "multinic-system"

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from reconciler import __version__
 
@@ -26,9 +27,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("reconciler.loop.cli", "run the GitOps loop (poll, webhook, leader election, HTTP)"),
     "agent": ("reconciler.agent.cli", "node side: render and activate network config"),
     "clusters": ("reconciler.apply.proxmox.cli", "list or show registered Proxmox VE clusters"),
-    "sandbox": ("reconciler.sandbox.cli", "start a wire-level Kubernetes or Proxmox VE test server"),
-    "demo": ("reconciler.demo", "run the whole flow on this machine against the sandboxes"),
 }
+# Subcommands another distribution provides (``multinic-sandbox``: ``sandbox`` and ``demo``),
+# found through entry points so the product never imports the sandbox.
+PLUGIN_GROUP = "multinic_reconciler.commands"
+PLUGIN_COMMANDS: dict[str, str] = {
+    "sandbox": "start a wire-level Kubernetes or Proxmox VE test server",
+    "demo": "run the whole flow on this machine against the sandboxes",
+}
+SANDBOX_MISSING = (
+    "reconciler {name}: needs the multinic-sandbox package, which is not installed.\n"
+    "  From a checkout: pip install -e ./sandbox   (scripts/setup.sh does this)\n"
+    "  Otherwise:      pip install multinic-sandbox"
+)
+
+
+def _plugins() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name in PLUGIN_COMMANDS}
+
+
+def _missing(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(_: argparse.Namespace) -> int:
+        print(SANDBOX_MISSING.format(name=name), file=sys.stderr)
+        return 2
+
+    return run
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -46,13 +71,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             module = importlib.import_module(module_name)
             module.add_arguments(command)
             command.set_defaults(_run=module.run)
+    plugins = _plugins() if only is None or only in PLUGIN_COMMANDS else {}
+    for name, help_text in PLUGIN_COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name == only:
+            if name in plugins:
+                module = plugins[name].load()
+                module.add_arguments(command)
+                command.set_defaults(_run=module.run)
+            else:
+                command.set_defaults(_run=_missing(name))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in args_list if not a.startswith("-")), None)
-    parser = build_parser(chosen if chosen in COMMANDS else None)
+    parser = build_parser(chosen if chosen in COMMANDS or chosen in PLUGIN_COMMANDS else None)
     args = parser.parse_args(args_list)
     if getattr(args, "_run", None) is None:
         parser.print_help(sys.stderr)

@@ -61,14 +61,12 @@ def kube_connector(args: argparse.Namespace) -> Callable[[str], Kube]:
     """Returns ``connect(namespace)``; the namespace is known only once reconciler.yaml is read."""
 
     def connect(namespace: str) -> Kube:
-        from kubernetes.config.config_exception import ConfigException
-
-        from reconciler.kube.client import Kube, api_client
+        from reconciler.kube.client import Kube, KubeError, api_client
 
         try:
             api = api_client(args.kubeconfig, args.context)
-        except (ConfigException, OSError) as exc:
-            raise RuntimeError(f"cannot load Kubernetes configuration: {exc}") from None
+        except KubeError as exc:
+            raise RuntimeError(str(exc)) from None
         return Kube(api, args.namespace or namespace)
 
     return connect

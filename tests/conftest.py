@@ -2,4 +2,5 @@
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = ["reconciler.sandbox.proxmox.pytest_plugin", "reconciler.sandbox.kube.pytest_plugin"]
+pytest_plugins: list[str] = ["multinic_sandbox.proxmox.pytest_plugin", "multinic_sandbox.kube.pytest_plugin",
+                              "multinic_sandbox.harness.pytest_plugin"]

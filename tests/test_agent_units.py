@@ -8,7 +8,7 @@ import pytest
 from test_agent_support import OS_RELEASES, add_nic, make_root
 
 from reconciler.agent import devices, files, osdetect
-from reconciler.agent.result import MAX_BYTES, AgentResult, InterfaceResult
+from reconciler.nodejob.result import MAX_BYTES, AgentResult, InterfaceResult
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from multinic_sandbox.harness.kube_setup import apply_desired, cluster_secrets, cluster_yaml, put_secret
+from multinic_sandbox.kube.server import KubeSandbox
+from multinic_sandbox.proxmox import ProxmoxSandbox, Topology
+from multinic_sandbox.proxmox.leak_scan import SecretGuard
+from multinic_sandbox.proxmox.pytest_plugin import SandboxFactory
 
 from reconciler.apply.proxmox.api import handle
 from reconciler.apply.proxmox.crosscheck import check_verified_nodes, node_status_patch
 from reconciler.apply.proxmox.registration import register_clusters
 from reconciler.config.validation import DesiredState, validate_repo
 from reconciler.kube.client import Kube
-from reconciler.sandbox.kube.server import KubeSandbox
-from reconciler.sandbox.proxmox import ProxmoxSandbox, Topology
-from reconciler.sandbox.proxmox.kube_setup import apply_desired, cluster_secrets, cluster_yaml, put_secret
-from reconciler.sandbox.proxmox.leak_scan import SecretGuard
-from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NODE = """

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from multinic_sandbox.kube.pytest_plugin import Kubectl
+from multinic_sandbox.kube.server import KubeSandbox
 from support.reconcile import CRD_DIR, EXAMPLE_REPO, NAMESPACE, ROOT, git_repo, start_env
 
 from reconciler.config import schemas
 from reconciler.kube import crds
-from reconciler.sandbox.kube.pytest_plugin import Kubectl
-from reconciler.sandbox.kube.server import KubeSandbox
 
 KINDS = ("MultiNicNodeConfig", "ProxmoxCluster")
 NODE_CRD = CRD_DIR / "multinicnodeconfigs.multinic.io.yaml"
@@ -181,7 +181,7 @@ def test_kubectl_apply_of_the_crds_then_get_mnnc_shows_the_printer_columns(
 
 
 def test_kubectl_get_mnnc_shows_what_the_reconciler_rolled_out(tmp_path: Path) -> None:
-    from reconciler.sandbox.kube.pytest_plugin import Kubectl
+    from multinic_sandbox.kube.pytest_plugin import Kubectl
 
     with start_env(git_repo(EXAMPLE_REPO, tmp_path / "repo")) as env:
         for _ in range(20):

@@ -13,6 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from multinic_sandbox.harness.kube_setup import apply_desired, put_cluster_secrets, put_secret
+from multinic_sandbox.harness.pve_topology import point_repo_at, topologies_from_config
+from multinic_sandbox.proxmox import ProxmoxSandbox
+from multinic_sandbox.proxmox.leak_scan import SecretGuard
+from multinic_sandbox.proxmox.pytest_plugin import SandboxFactory
 
 from reconciler import resources
 from reconciler.apply.proxmox.crosscheck import (
@@ -25,11 +30,6 @@ from reconciler.apply.proxmox.crosscheck import (
 from reconciler.apply.proxmox.registration import register_clusters
 from reconciler.config.validation import DesiredState, validate_repo
 from reconciler.kube.client import Kube
-from reconciler.sandbox.proxmox import ProxmoxSandbox
-from reconciler.sandbox.proxmox.from_config import point_repo_at, topologies_from_config
-from reconciler.sandbox.proxmox.kube_setup import apply_desired, put_cluster_secrets, put_secret
-from reconciler.sandbox.proxmox.leak_scan import SecretGuard
-from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NS = "multinic-system"

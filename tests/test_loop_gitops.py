@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from multinic_sandbox.harness.fleet import prepare
+from multinic_sandbox.harness.fleet import write_config_repo as write_repo
+from multinic_sandbox.kube.server import KubeSandbox
 from test_loop_leader import NAMESPACE
 
 from reconciler.config.validation import validate_repo
@@ -16,9 +19,6 @@ from reconciler.kube.client import Kube
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.runner import LoopSettings, Runner
 from reconciler.loop.wiring import StatusReporter
-from reconciler.sandbox.fleet import prepare
-from reconciler.sandbox.fleet import write_config_repo as write_repo
-from reconciler.sandbox.kube.server import KubeSandbox
 from reconciler.source.git import GitSource
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,12 +12,12 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from multinic_sandbox.harness.fleet import nodes_for, prepare
+from multinic_sandbox.harness.fleet import write_config_repo as write_repo
+from multinic_sandbox.kube.node_model import succeed
+from multinic_sandbox.kube.server import KubeSandbox
 
 from reconciler.config.validation import validate_repo
-from reconciler.sandbox.fleet import nodes_for, prepare
-from reconciler.sandbox.fleet import write_config_repo as write_repo
-from reconciler.sandbox.kube.node_model import succeed
-from reconciler.sandbox.kube.server import KubeSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "multinic-system"

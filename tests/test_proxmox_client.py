@@ -11,6 +11,10 @@ import logging
 from pathlib import Path
 
 import pytest
+from multinic_sandbox.proxmox import ApiToken, ProxmoxSandbox, Topology, User
+from multinic_sandbox.proxmox.leak_scan import SecretGuard
+from multinic_sandbox.proxmox.pytest_plugin import SandboxFactory
+from multinic_sandbox.proxmox.topology import ROLES, default_nodes
 
 from reconciler.apply.proxmox import errors
 from reconciler.apply.proxmox.client import (
@@ -19,10 +23,6 @@ from reconciler.apply.proxmox.client import (
     ProxmoxClient,
     parse_endpoint,
 )
-from reconciler.sandbox.proxmox import ApiToken, ProxmoxSandbox, Topology, User
-from reconciler.sandbox.proxmox.leak_scan import SecretGuard
-from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
-from reconciler.sandbox.proxmox.topology import ROLES, default_nodes
 
 WRONG_SECRET = "00000000-dead-beef-0000-000000000000"
 WRONG_PASSWORD = "not-the-password-at-all"

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
+from multinic_sandbox.kube.request_log import RequestRecord
+from multinic_sandbox.kube.server import KubeSandbox
 from test_chart_support import MINIMAL_VALUES, NAMESPACE, by_kind, container_env, crds, manifests, one
-
-from reconciler.sandbox.kube.request_log import RequestRecord
-from reconciler.sandbox.kube.server import KubeSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "example-repo"
@@ -185,12 +184,13 @@ def test_the_authorizer_matches_subresources_and_names_exactly() -> None:
 def reconcile_against_sandbox(sandbox: KubeSandbox, cycles: int = 4) -> None:
     """What the reconciler does in its namespace: leader election, apply cycles (CRs, Jobs,
     pods, status, Events), credential reads for the ProxmoxCluster files."""
+    from multinic_sandbox.harness.fleet import AgentHosts, nodes_for
+
     from reconciler import pipeline
     from reconciler.apply.proxmox.credentials import CredentialsMissing, read_credentials
     from reconciler.config.validation import validate_repo
     from reconciler.kube.client import Kube
     from reconciler.loop.leader import LeaderElector
-    from reconciler.sandbox.fleet import AgentHosts, nodes_for
     from reconciler.source.local import open_directory
 
     sandbox.seed(*crds())

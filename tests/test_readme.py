@@ -126,7 +126,7 @@ def test_each_readme_command_is_exercised(words: list[str], tmp_path: Path) -> N
         if "--help" not in args:
             assert "valid:" in out, out
     elif program == "kubectl":
-        from reconciler.sandbox.kube.pytest_plugin import kubectl_binary
+        from multinic_sandbox.kube.pytest_plugin import kubectl_binary
 
         words_only, skip = [], False
         for arg in args:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from multinic_sandbox.harness.fleet import AgentHosts
+from multinic_sandbox.kube.node_model import fail, hang, succeed
 from support.reconcile import (
     API_VERSION,
     EXAMPLE_REPO,
@@ -23,8 +25,6 @@ from support.reconcile import (
 from reconciler import pipeline
 from reconciler.config.validation import validate_repo
 from reconciler.kube import jobs, objects
-from reconciler.sandbox.fleet import AgentHosts
-from reconciler.sandbox.kube.node_model import fail, hang, succeed
 
 COUNT = 50
 STEP_SECONDS = 10.0  # sandbox clock advanced per cycle

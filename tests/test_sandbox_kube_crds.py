@@ -11,8 +11,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from reconciler.sandbox.kube.server import KubeSandbox
+from multinic_sandbox.kube.server import KubeSandbox
 
 DATA = Path(__file__).parent / "sandbox_kube_data"
 ROOT = "spec.versions[0].schema.openAPIV3Schema"

@@ -13,8 +13,7 @@ import urllib3
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from reconciler.sandbox.kube.server import KubeSandbox
+from multinic_sandbox.kube.server import KubeSandbox
 
 DATA = Path(__file__).parent / "sandbox_kube_data"
 GROUP, VERSION, PLURAL, NS = "sandbox.example.io", "v1alpha1", "widgets", "multinic-system"

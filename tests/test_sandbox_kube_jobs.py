@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from reconciler.sandbox.kube.errors import ApiError
-from reconciler.sandbox.kube.node_model import fail, hang, succeed
-from reconciler.sandbox.kube.server import KubeSandbox
+from multinic_sandbox.kube.errors import ApiError
+from multinic_sandbox.kube.node_model import fail, hang, succeed
+from multinic_sandbox.kube.server import KubeSandbox
 
 NS = "multinic-system"
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from reconciler.sandbox.kube.pytest_plugin import Kubectl, kubectl_binary
-from reconciler.sandbox.kube.server import KubeSandbox
+from multinic_sandbox.kube.pytest_plugin import Kubectl, kubectl_binary
+from multinic_sandbox.kube.server import KubeSandbox
 
 DATA = Path(__file__).parent / "sandbox_kube_data"
 REPO = Path(__file__).parent.parent

@@ -7,11 +7,10 @@ import time
 
 import pytest
 import requests
+from multinic_sandbox.proxmox import ProxmoxSandbox, PveVersion, Topology
+from multinic_sandbox.proxmox.leak_scan import SecretGuard
+from multinic_sandbox.proxmox.pytest_plugin import SandboxFactory
 from proxmoxer import ProxmoxAPI, ResourceException
-
-from reconciler.sandbox.proxmox import ProxmoxSandbox, PveVersion, Topology
-from reconciler.sandbox.proxmox.leak_scan import SecretGuard
-from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
 
 
 def api(sandbox: ProxmoxSandbox, **auth: str) -> ProxmoxAPI:
@@ -231,7 +230,7 @@ def test_the_request_log_and_sandbox_logs_hold_no_secret(
     raw(pve_sandbox, "GET", "/nodes", headers={"Authorization": f"PVEAPIToken={pve_sandbox.token_id}={wrong}"})
     pve_secret_guard.check_text("request log", repr(pve_sandbox.request_log.records))
     assert [r.auth for r in pve_sandbox.request_log] == ["token", "none", "ticket", "token"]
-    assert any(r.name == "reconciler.sandbox.proxmox" for r in caplog.records)
+    assert any(r.name == "multinic_sandbox.proxmox" for r in caplog.records)
     assert any(r.levelno == logging.DEBUG for r in caplog.records)  # scanned at DEBUG
 
 

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import yaml
+from multinic_sandbox.proxmox.leak_scan import find_leaks
 from proxmoxer import ProxmoxAPI
-
-from reconciler.sandbox.proxmox.leak_scan import find_leaks
 
 
 def start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], dict]:

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import requests
-
-from reconciler.sandbox.proxmox import ProxmoxSandbox, Topology
-from reconciler.sandbox.proxmox.pytest_plugin import SandboxFactory
+from multinic_sandbox.proxmox import ProxmoxSandbox, Topology
+from multinic_sandbox.proxmox.pytest_plugin import SandboxFactory
 
 DATA = Path(__file__).parent / "data" / "pve"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "pve"
@@ -81,7 +80,7 @@ def test_node_version_is_the_recorded_answer_for_pve_7_4(pve_sandbox_factory: Sa
 
 def test_every_version_preset_follows_the_observed_pveversion_formats() -> None:
     observed = [o["pveversion"] for o in recorded("pve_versions.json")["observed"]]
-    from reconciler.sandbox.proxmox import VERSION_PRESETS
+    from multinic_sandbox.proxmox import VERSION_PRESETS
 
     for name, v in VERSION_PRESETS.items():
         string = f"pve-manager/{v.version}/{v.repoid}"

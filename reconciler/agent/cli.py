@@ -130,7 +130,7 @@ def _emit(text: str, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.agent import activate, engine, osdetect
-    from reconciler.agent.result import AgentResult
+    from reconciler.nodejob.result import AgentResult
 
     real_root = _is_slash(args.root)
     kind = args.activate

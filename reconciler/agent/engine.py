@@ -19,7 +19,7 @@ from reconciler.agent import (
     render_netplan,
     verify,
 )
-from reconciler.agent.result import AgentResult, InterfaceResult, Outcome
+from reconciler.nodejob.result import AgentResult, InterfaceResult, Outcome
 from reconciler.config.models import Interface, NodeConfig
 
 _MAC = re.compile(r"(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from reconciler.agent.result import AgentResult
+from reconciler.nodejob.result import AgentResult
 from reconciler.config.models import NodeConfig, RolloutSettings
 from reconciler.kube import jobs, objects
 from reconciler.kube.client import Kube, KubeError

@@ -9,6 +9,7 @@ marks only when a diagnostic needs a line (the common case, a valid file, never 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,7 +21,10 @@ MAX_FILE_BYTES = 256 * 1024
 MAX_DEPTH = 64
 # Nesting depth can never exceed the number of structure indicators in the text, so files with
 # fewer than this many skip the (slower) exact depth check before the recursive composer runs.
-_INDICATOR_BUDGET = 1000
+# The budget is below libyaml's own nesting limit (1000 in the libyaml of PyYAML 6.0.4), and files
+# over it are checked with PyYAML's pure-Python parser, which has none: the refusal is always ours,
+# at the position of the first collection too deep, whatever libyaml would have said.
+_INDICATOR_BUDGET = 500
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -115,22 +119,32 @@ def decode(raw: bytes) -> str:
 
 def _check_depth(text: str, exact: bool = False) -> None:
     """Refuse hostile nesting (and aliases) from the event stream, before the recursive composer."""
-    if not exact and sum(text.count(ch) for ch in "[{-:?") < _INDICATOR_BUDGET:
+    over_budget = sum(text.count(ch) for ch in "[{-:?") >= _INDICATOR_BUDGET
+    if not exact and not over_budget:
         return
-    depth = 0
     try:
-        for event in yaml.parse(text, Loader=_Loader):
-            if isinstance(event, yaml.AliasEvent):
-                # Refused where it is used, before anything is composed.
-                raise LoadError("YAML aliases (*name) are not allowed; write the value out", *_mark(event))
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", *_mark(event))
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+        _walk_events(text, _Loader)
     except yaml.YAMLError as exc:
+        if over_budget and _Loader is not yaml.SafeLoader:
+            # libyaml may stop at its own nesting limit with its own words: the pure-Python parser
+            # has no limit, so it finds our refusal (or the same syntax error) itself.
+            with contextlib.suppress(yaml.YAMLError):
+                _walk_events(text, yaml.SafeLoader)
         raise _yaml_error(exc, text) from None
+
+
+def _walk_events(text: str, loader: type) -> None:
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            # Refused where it is used, before anything is composed.
+            raise LoadError("YAML aliases (*name) are not allowed; write the value out", *_mark(event))
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", *_mark(event))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _yaml_error(exc: yaml.YAMLError, text: str = "") -> LoadError:

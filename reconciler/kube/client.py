@@ -43,13 +43,18 @@ class KubeError(Exception):
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
     """``--kubeconfig``, else ``$KUBECONFIG`` / ``~/.kube/config``, else in-cluster config."""
+    from kubernetes.config.config_exception import ConfigException
+
     configuration = k8s.Configuration()
     default = os.path.expanduser("~/.kube/config")
-    if kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(default):
-        k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                    client_configuration=configuration)
-    else:
-        k8s_config.load_incluster_config(client_configuration=configuration)
+    try:
+        if kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(default):
+            k8s_config.load_kube_config(config_file=kubeconfig, context=context,
+                                        client_configuration=configuration)
+        else:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+    except (ConfigException, OSError) as exc:
+        raise KubeError(f"cannot load Kubernetes configuration: {exc}") from None
     return k8s.ApiClient(configuration)
 
 

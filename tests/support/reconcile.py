@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from multinic_sandbox.harness.fleet import nodes_for
+from multinic_sandbox.kube.server import KubeSandbox
 
 from reconciler import pipeline
 from reconciler.config.validation import validate_repo
 from reconciler.kube.client import Kube
 from reconciler.kube.jobs import JOB_SELECTOR, JobSettings, job_state
 from reconciler.kube.retry import Backoff
-from reconciler.sandbox.fleet import nodes_for
-from reconciler.sandbox.kube.server import KubeSandbox
 from reconciler.source.local import Checkout, open_directory
 
 ROOT = Path(__file__).resolve().parents[2]

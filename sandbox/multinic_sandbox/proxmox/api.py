@@ -1,0 +1,367 @@
+"""The PVE API endpoints the sandbox serves, as plain functions of (topology, request) -> data.
+
+Shapes follow the recordings in ``tests/data/pve/`` (field names, types, ordering irrelevant).
+Errors are ``ApiError`` carrying what pveproxy would send: status, reason phrase, and either a
+JSON body (``{"data": null}`` + ``errors``/``message``) or an empty one (proxy errors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from multinic_sandbox.proxmox.auth import Principal
+from multinic_sandbox.proxmox.topology import Node, Topology, Vm
+
+GIB = 1024**3
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        errors: dict[str, str] | None = None,
+        json_body: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.json_body = json_body
+
+
+@dataclass
+class ApiRequest:
+    method: str
+    path: str  # relative to /api2/json
+    query: dict[str, str] = field(default_factory=dict)
+    principal: Principal | None = None
+
+    @property
+    def caller(self) -> Principal:
+        assert self.principal is not None  # every routed endpoint is authenticated
+        return self.principal
+
+
+Handler = Callable[[Topology, ApiRequest, dict[str, str]], Any]
+
+
+def _fingerprint(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+
+
+def _proxy_to(topology: Topology, node_name: str) -> Node:
+    """Requests for /nodes/{node}/... are proxied by pveproxy to that node."""
+    node = topology.node(node_name)
+    if node is None:
+        raise ApiError(
+            500,
+            f"hostname lookup '{node_name}' failed - failed to get address info for: "
+            f"{node_name}: Name or service not known",
+        )
+    if not node.online:
+        # AnyEvent::HTTP status of the failed proxy connection; empty body (see error_595.json).
+        raise ApiError(595, "Connection timed out", json_body=False)
+    return node
+
+
+def _uptime(node: Node) -> int:
+    return 2236708 + len(node.name) * 1000 if node.online else 0
+
+
+def version(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    v = topology.version
+    return {"version": v.version, "release": v.release, "repoid": v.repoid}
+
+
+def nodes_index(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    out = []
+    for node in topology.nodes:
+        entry: dict[str, Any] = {
+            "node": node.name,
+            "status": "online" if node.online else "offline",
+            "type": "node",
+            "id": f"node/{node.name}",
+            "level": "",
+            "ssl_fingerprint": _fingerprint(node.name),
+        }
+        # PVE lists every node but only shows stats with Sys.Audit on /nodes/{node}.
+        if node.online and request.caller.has(f"/nodes/{node.name}", "Sys.Audit"):
+            entry.update(_node_stats(node))
+        out.append(entry)
+    return out
+
+
+def _node_stats(node: Node) -> dict[str, Any]:
+    return {
+        "uptime": _uptime(node),
+        "cpu": 0.00348605577689243,
+        "maxcpu": node.maxcpu,
+        "mem": node.maxmem // 3,
+        "maxmem": node.maxmem,
+        "disk": 2310930432,
+        "maxdisk": 940743983104,
+    }
+
+
+def cluster_status(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    request.caller.require("/", "Sys.Audit")
+    local = topology.local_node
+    if topology.cluster is None:
+        return [
+            {
+                "type": "node",
+                "id": f"node/{local.name}",
+                "name": local.name,
+                "ip": local.ip,
+                "level": "",
+                "local": 1,
+                "nodeid": 0,
+                "online": 1,
+            }
+        ]
+    online = sum(1 for n in topology.nodes if n.online)
+    out: list[dict[str, Any]] = [
+        {
+            "type": "cluster",
+            "id": "cluster",
+            "name": topology.cluster,
+            "version": topology.cluster_config_version,
+            "quorate": 1 if online * 2 > len(topology.nodes) else 0,
+            "nodes": len(topology.nodes),
+        }
+    ]
+    for index, node in enumerate(topology.nodes, start=1):
+        out.append(
+            {
+                "type": "node",
+                "id": f"node/{node.name}",
+                "name": node.name,
+                "nodeid": index,
+                "ip": node.ip,
+                "local": 1 if node is local else 0,
+                "online": 1 if node.online else 0,
+                "level": "",
+            }
+        )
+    return out
+
+
+_RESOURCE_TYPES = ("vm", "storage", "node", "sdn")
+
+
+def cluster_resources(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    wanted = request.query.get("type")
+    if wanted is not None and wanted not in _RESOURCE_TYPES:
+        raise ApiError(
+            400,
+            "Parameter verification failed.",
+            errors={
+                "type": f"value '{wanted}' does not have a value in the enumeration '{', '.join(_RESOURCE_TYPES)}'"
+            },
+        )
+    caller = request.caller
+    out: list[dict[str, Any]] = []
+    if wanted in (None, "vm"):
+        for node in topology.nodes:
+            for vm in node.vms:
+                if caller.has(f"/vms/{vm.vmid}", "VM.Audit"):
+                    out.append(_vm_resource(node, vm))
+    if wanted in (None, "node"):
+        for node in topology.nodes:
+            if caller.has(f"/nodes/{node.name}", "Sys.Audit"):
+                entry = {
+                    "id": f"node/{node.name}",
+                    "type": "node",
+                    "node": node.name,
+                    "status": "online" if node.online else "offline",
+                    "level": "",
+                    "cgroup-mode": 2,
+                }
+                if node.online:
+                    entry.update(_node_stats(node))
+                out.append(entry)
+    if wanted in (None, "storage"):
+        for node in topology.nodes:
+            if caller.has("/storage/local", "Datastore.Audit"):
+                out.append(
+                    {
+                        "id": f"storage/{node.name}/local",
+                        "type": "storage",
+                        "node": node.name,
+                        "storage": "local",
+                        "status": "available" if node.online else "unknown",
+                        "content": "iso,vztmpl,backup",
+                        "plugintype": "dir",
+                        "shared": 0,
+                        "disk": 10487595008,
+                        "maxdisk": 948338819072,
+                    }
+                )
+    return out
+
+
+def _vm_running(node: Node, vm: Vm) -> bool:
+    return node.online and vm.status == "running"
+
+
+def _vm_resource(node: Node, vm: Vm) -> dict[str, Any]:
+    running = _vm_running(node, vm)
+    return {
+        "id": f"qemu/{vm.vmid}",
+        "type": "qemu",
+        "vmid": vm.vmid,
+        "name": vm.name,
+        "node": node.name,
+        "status": (vm.status if node.online else "unknown"),
+        "template": 1 if vm.template else 0,
+        "cpu": 0.174069059487628 if running else 0,
+        "maxcpu": vm.cores,
+        "mem": (vm.memory * 1024 * 1024) // 4 if running else 0,
+        "maxmem": vm.memory * 1024 * 1024,
+        "disk": 0,
+        "maxdisk": 32 * GIB,
+        "diskread": 6656 if running else 0,
+        "diskwrite": 0,
+        "netin": 416956 if running else 0,
+        "netout": 17330 if running else 0,
+        "uptime": 669 if running else 0,
+    }
+
+
+def node_qemu(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    node = _proxy_to(topology, params["node"])
+    out = []
+    for vm in node.vms:
+        if not request.caller.has(f"/vms/{vm.vmid}", "VM.Audit"):
+            continue
+        running = _vm_running(node, vm)
+        entry: dict[str, Any] = {
+            "vmid": vm.vmid,
+            "name": vm.name,
+            "status": vm.status,
+            "cpus": vm.cores,
+            "cpu": 0.174069059487628 if running else 0,
+            "maxmem": vm.memory * 1024 * 1024,
+            "mem": (vm.memory * 1024 * 1024) // 4 if running else 0,
+            "maxdisk": 32 * GIB,
+            "disk": 0,
+            "diskread": 6656 if running else 0,
+            "diskwrite": 0,
+            "netin": 416956 if running else 0,
+            "netout": 17330 if running else 0,
+            "uptime": 669 if running else 0,
+        }
+        if running:
+            entry["pid"] = 4076000 + vm.vmid
+        out.append(entry)
+    return out
+
+
+def _vmid(params: dict[str, str]) -> int:
+    raw = params["vmid"]
+    if not raw.isdigit():
+        raise ApiError(
+            400,
+            "Parameter verification failed.",
+            errors={"vmid": f"type check ('integer') failed - got '{raw}'"},
+        )
+    return int(raw)
+
+
+def qemu_config(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    vmid = _vmid(params)
+    node = _proxy_to(topology, params["node"])
+    request.caller.require(f"/vms/{vmid}", "VM.Audit")
+    vm = next((v for v in node.vms if v.vmid == vmid), None)
+    if vm is None:
+        raise ApiError(500, f"Configuration file 'nodes/{node.name}/qemu-server/{vmid}.conf' does not exist")
+    config: dict[str, Any] = {
+        "name": vm.name,
+        "memory": vm.memory,
+        "cores": vm.cores,
+        "sockets": 1,
+        "ostype": "l26",
+        "scsihw": "virtio-scsi-single",
+        "scsi0": f"local-lvm:vm-{vmid}-disk-0,iothread=1,size=32G",
+        "boot": "order=scsi0;net0",
+        "smbios1": f"uuid=00000000-0000-4000-8000-{vmid:012d}",
+        "vmgenid": f"00000000-0000-4000-9000-{vmid:012d}",
+        **vm.net,
+        **vm.extra_config,
+    }
+    text = "".join(f"{k}: {config[k]}\n" for k in sorted(config))
+    config["digest"] = hashlib.sha1(text.encode()).hexdigest()
+    return config
+
+
+def node_status(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    node = _proxy_to(topology, params["node"])
+    request.caller.require(f"/nodes/{node.name}", "Sys.Audit")
+    v = topology.version
+    return {
+        "uptime": _uptime(node),
+        "idle": 0,
+        "wait": 0,
+        "cpu": 0.00260552371026576,
+        "loadavg": ["0.00", "0.00", "0.00"],
+        "pveversion": f"pve-manager/{v.version}/{v.repoid}",
+        "kversion": "Linux 6.8.12-1-pve #1 SMP PREEMPT_DYNAMIC PMX 6.8.12-1",
+        "ksm": {"shared": 0},
+        "swap": {"total": 0, "free": 0, "used": 0},
+        "memory": {"total": node.maxmem, "free": node.maxmem // 2, "used": node.maxmem // 2},
+        "rootfs": {
+            "total": 948338819072,
+            "free": 937851224064,
+            "used": 10487595008,
+            "avail": 937851224064,
+        },
+        "cpuinfo": {
+            "model": "QEMU Virtual CPU version 2.5+",
+            "mhz": "3400.000",
+            "sockets": 1,
+            "cores": node.maxcpu,
+            "cpus": node.maxcpu,
+            "hvm": "1",
+            "user_hz": 100,
+            "flags": "fpu vme de pse tsc msr pae mce cx8 apic sep",
+        },
+    }
+
+
+def node_version(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    _proxy_to(topology, params["node"])
+    return version(topology, request, params)
+
+
+_SEGMENT = r"[^/]+"
+ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+    ("GET", re.compile(r"/version"), version),
+    ("GET", re.compile(r"/nodes"), nodes_index),
+    ("GET", re.compile(r"/cluster/status"), cluster_status),
+    ("GET", re.compile(r"/cluster/resources"), cluster_resources),
+    ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/status"), node_status),
+    ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/version"), node_version),
+    ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu"), node_qemu),
+    (
+        "GET",
+        re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu/(?P<vmid>{_SEGMENT})/config"),
+        qemu_config,
+    ),
+]
+
+
+def dispatch(topology: Topology, request: ApiRequest) -> Any:
+    """Run the endpoint for ``request`` or raise ``ApiError`` (501 for unknown method/path)."""
+    path = request.path.rstrip("/") or "/"
+    for method, pattern, handler in ROUTES:
+        match = pattern.fullmatch(path)
+        if match and method == request.method:
+            return handler(topology, request, match.groupdict())
+    raise ApiError(501, f"Method '{request.method} {request.path}' not implemented")
