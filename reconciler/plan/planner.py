@@ -4,9 +4,10 @@ Rules, in the order they apply:
 - an invalid ``reconciler.yaml`` blocks everything (its limits would otherwise fall back to defaults);
 - a file that failed validation blocks its object: never created, changed or deleted;
 - an object whose file is gone is deleted only if we own it, prune is enabled, and the guard allows;
+- no object of a kind is deleted while a refused layout entry might hold its file (``held``);
 - the guard refuses, per kind, to delete more than ``maxDeletePercent`` of the owned objects in one
-  cycle (one deletion is always allowed), and always refuses to empty a kind completely when the
-  repository holds nothing at all (an empty checkout looks exactly like that);
+  cycle (one deletion is allowed unless it is 0), and always refuses to empty a kind completely when
+  the repository holds nothing at all (an empty checkout looks exactly like that);
 - a live spec that differs from Git is an update; when it also differs from what we last applied,
   the reason says it was edited by hand (drift) and apply reverts it.
 """
@@ -145,11 +146,15 @@ def _prune(
         ]
     percent = 100 * len(gone) / owned if owned else 100.0
     reason = ""
-    if repo_empty:
+    if kind in desired.held:
+        reason = desired.held[kind]
+    elif repo_empty:
         reason = (
             f"the repository holds no objects at all; refusing to delete all {len(gone)} "
             f"{kind} objects (an empty or wrong checkout looks the same)"
         )
+    elif prune.max_delete_percent == 0:
+        reason = f"prune guard: maxDeletePercent is 0; {len(gone)} {kind} object(s) kept"
     elif len(gone) > 1 and percent > prune.max_delete_percent:
         reason = (
             f"prune guard: deleting {len(gone)} of {owned} {kind} objects ({percent:.0f}%) exceeds "
