@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not cycle.validation.ok:
         sys.stderr.write(formats.text(cycle.validation))
-    sys.stdout.write(render.text(cycle.changes))
+    sys.stdout.write(render.text(cycle.changes, cycle.validation.diagnostics))
     past = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
     for done in cycle.applied:
         change = done.change

@@ -129,7 +129,7 @@ class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
     yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = _core_resolvers()
     yaml_constructors: ClassVar[dict[Any, Any]] = {
         tag: ctor
-        for tag, ctor in _Loader.yaml_constructors.items()
+        for tag, ctor in getattr(_Loader, "yaml_constructors", {}).items()
         if tag
         in {
             "tag:yaml.org,2002:null",
@@ -210,9 +210,10 @@ def _check_depth(text: str, exact: bool = False) -> None:
 def _walk_events(text: str, loader: type) -> None:
     depth = 0
     for event in yaml.parse(text, Loader=loader):
-        if getattr(event, "tag", None) is not None:
+        tag = getattr(event, "tag", None)
+        if tag is not None:
             raise LoadError(
-                f"explicit YAML tag {event.tag} is not allowed (plain data only); quote the value if it is text",
+                f"explicit YAML tag {tag} is not allowed (plain data only); quote the value if it is text",
                 *_mark(event),
             )
         if isinstance(event, yaml.AliasEvent):

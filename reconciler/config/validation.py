@@ -34,6 +34,8 @@ class DesiredState:
     blocked: dict[str, frozenset[str]]  # kind -> names whose file is invalid
     # kind -> why no object of that kind may be deleted (a refused entry whose names are unknown)
     held: dict[str, str] = field(default_factory=dict)
+    # (kind, name) -> the refused or invalid file(s) that block it, for messages
+    blocked_by: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def settings_blocked(self) -> bool:
@@ -217,30 +219,38 @@ def _desired(
     blocked: dict[str, set[str]] = {kind: set() for kind in schemas.SCHEMA_FILES}
     held: dict[str, str] = {}
 
-    def block(kind: str, stem: str | None, data: Any) -> None:
+    blocked_by: dict[tuple[str, str], list[str]] = {}
+
+    def mark(kind: str, name: str, path: str) -> None:
+        blocked[kind].add(name)
+        paths = blocked_by.setdefault((kind, name), [])
+        if path not in paths:
+            paths.append(path)
+
+    def block(kind: str, stem: str | None, data: Any, path: str) -> None:
         # The stem names the object (also lower-cased: Worker-01.yaml was worker-01.yaml);
         # the name and kind the file itself declares are blocked too, so that a file moved into
         # the wrong folder or renamed never lets its live object be deleted.
         if kind == repo.KIND_SETTINGS:
-            blocked[kind].add("reconciler")
+            mark(kind, "reconciler", path)
             return
         if stem:
-            blocked[kind].add(stem.lower())  # object names are lower case
+            mark(kind, stem.lower(), path)  # object names are lower case
         declared, name = _claimed_names(data)
         if name:
-            blocked[kind].add(name)
+            mark(kind, name, path)
             if declared in (repo.KIND_NODE, repo.KIND_CLUSTER):
-                blocked[declared].add(name)
+                mark(declared, name, path)
 
     for item in files:
         if item.path not in good_paths:
             doc = loaded.get(item.path)
-            block(item.kind, item.stem, doc.data if doc is not None else None)
+            block(item.kind, item.stem, doc.data if doc is not None else None, item.path)
     for refusal in refusals:
         if refusal.kind != repo.KIND_SETTINGS and refusal.name is None:
             held.setdefault(refusal.kind, f"{refusal.path} was refused; no {refusal.kind} is deleted until it is fixed")
             continue
-        block(refusal.kind, refusal.name, _peek(refusal.absolute) if refusal.absolute else None)
+        block(refusal.kind, refusal.name, _peek(refusal.absolute) if refusal.absolute else None, refusal.path)
     settings_list = ok[repo.KIND_SETTINGS]
     return DesiredState(
         settings=settings_list[0][1] if settings_list else ReconcilerSettings(),
@@ -249,4 +259,5 @@ def _desired(
         sources={(kind, m.name): d.path for kind in (repo.KIND_NODE, repo.KIND_CLUSTER) for d, m in ok[kind]},
         blocked={k: frozenset(v) for k, v in blocked.items()},
         held=held,
+        blocked_by={key: tuple(paths) for key, paths in blocked_by.items()},
     )

@@ -83,6 +83,7 @@ def plan(desired: DesiredState, live: Mapping[str, Iterable[LiveObject]], *, rev
         for name in sorted(set(models) | blocked):
             source = desired.sources.get((kind, name))
             if name in blocked:
+                source = source or next(iter(desired.blocked_by.get((kind, name), ())), None)
                 reason = (
                     "file is invalid; the live object is left unchanged"
                     if name in current
