@@ -8,6 +8,7 @@ everything, since limits such as the prune guard would otherwise silently fall b
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler import redact
 from reconciler.config import crossfile, documents, repo, schemas
 from reconciler.config.diagnostics import Diagnostic, Pointer, Severity, field_path
 from reconciler.config.documents import Document, LoadError
@@ -76,6 +78,8 @@ class _Collector:
         self.add(Diagnostic(doc.path, message, rule, field_path(pointer), line, column, severity))
 
     def add(self, diagnostic: Diagnostic) -> None:
+        if "@" in diagnostic.message:  # a value shown in a message may carry URL user info
+            diagnostic = dataclasses.replace(diagnostic, message=redact.scrub(diagnostic.message))
         self.diagnostics.append(diagnostic)
         if diagnostic.severity == "error":
             self.failed.add(diagnostic.path)

@@ -38,10 +38,15 @@ class LiveObject:
     generation: int | None = None
     resource_version: str | None = None
     status: dict[str, Any] = field(default_factory=dict)
+    # Label and annotation keys our field manager applied (from managedFields): only these are
+    # ever removed when Git drops them; keys set by others are left alone.
+    applied_labels: frozenset[str] = frozenset()
+    applied_annotations: frozenset[str] = frozenset()
 
     @classmethod
     def from_manifest(cls, obj: Mapping[str, Any]) -> LiveObject:
         metadata = obj.get("metadata") or {}
+        labels, annotations = _applied_metadata(metadata.get("managedFields") or ())
         return cls(
             kind=obj.get("kind", ""),
             name=metadata.get("name", ""),
@@ -51,6 +56,8 @@ class LiveObject:
             generation=metadata.get("generation"),
             resource_version=metadata.get("resourceVersion"),
             status=obj.get("status") or {},
+            applied_labels=labels,
+            applied_annotations=annotations,
         )
 
     @property
@@ -98,6 +105,41 @@ def plan(desired: DesiredState, live: Mapping[str, Iterable[LiveObject]], *, rev
     return ChangeSet(tuple(changes), revision, tuple(notes))
 
 
+def _applied_metadata(managed: Iterable[Any]) -> tuple[frozenset[str], frozenset[str]]:
+    labels: set[str] = set()
+    annotations: set[str] = set()
+    for entry in managed:
+        if not isinstance(entry, Mapping) or entry.get("manager") != objects.FIELD_MANAGER:
+            continue
+        if entry.get("operation") != "Apply":
+            continue
+        meta = (entry.get("fieldsV1") or {}).get("f:metadata") or {}
+        labels |= {k[2:] for k in (meta.get("f:labels") or {}) if k.startswith("f:")}
+        annotations |= {k[2:] for k in (meta.get("f:annotations") or {}) if k.startswith("f:")}
+    return frozenset(labels), frozenset(annotations)
+
+
+# Annotations that change with every commit or are derived from the spec: never a change by themselves.
+_DERIVED = {objects.SPEC_HASH, objects.SOURCE_REVISION}
+
+
+def _metadata_changes(wanted: dict[str, Any], current: LiveObject) -> list[FieldChange]:
+    """Labels and annotations from Git that differ live, and the ones we applied that Git dropped."""
+    meta = wanted["metadata"]
+    out: list[FieldChange] = []
+    for part, live, applied in (
+        ("labels", current.labels, current.applied_labels),
+        ("annotations", current.annotations, current.applied_annotations),
+    ):
+        want = {k: v for k, v in meta[part].items() if k not in _DERIVED}
+        for key in sorted(set(want) | (set(applied) - _DERIVED)):
+            if key in want and live.get(key) != want[key]:
+                out.append(FieldChange(f"metadata.{part}.{key}", live.get(key), want[key]))
+            elif key not in want and key in live:
+                out.append(FieldChange(f"metadata.{part}.{key}", live[key], None))
+    return out
+
+
 def _models(desired: DesiredState, kind: str) -> Mapping[str, NodeConfig | ProxmoxCluster]:
     return desired.nodes if kind == KIND_NODE else desired.clusters
 
@@ -107,14 +149,7 @@ def _compare(kind: str, name: str, source: str | None, wanted: dict[str, Any], c
         return Change(kind, name, Action.CREATE, source, "new file", desired=wanted)
     fields = diff(current.spec, wanted["spec"])
     meta = wanted["metadata"]
-    for label, value in sorted(meta["labels"].items()):
-        if current.labels.get(label) != value:
-            fields.append(FieldChange(f"metadata.labels.{label}", current.labels.get(label), value))
-    for key in (objects.SOURCE_PATH,):
-        if current.annotations.get(key) != meta["annotations"][key]:
-            fields.append(
-                FieldChange(f"metadata.annotations.{key}", current.annotations.get(key), meta["annotations"][key])
-            )
+    fields += _metadata_changes(wanted, current)
     if not fields:
         return Change(kind, name, Action.UNCHANGED, source, desired=wanted, live=current.spec,
                       live_version=current.resource_version)
