@@ -47,7 +47,7 @@ def open_source(args: argparse.Namespace) -> Iterator[Checkout]:
 
     repo = str(args.repo)
     if is_remote(repo):
-        from reconciler.source.git import GitSource  # type: ignore[import-not-found]
+        from reconciler.source.git import GitSource
 
         with GitSource.temporary(repo, branch=args.branch) as checkout:
             yield checkout

@@ -142,7 +142,7 @@ def _known_state(kube: Kube, node: NodeConfig, cr: LiveNode, digest: str, existi
     status = cr.status
     if status.get("specHash") == digest and status.get("phase") in ("Ready", "Failed"):
         state: State = "applied" if status["phase"] == "Ready" else "failed"
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         return NodeState(name, state, digest, status.get("job"), status.get("appliedRevision"),
                          message=ready.get("message") or status.get("lastError") or "")
     job_name = jobs.job_name("apply", node.spec.node_name, digest)
