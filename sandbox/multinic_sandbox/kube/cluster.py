@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import yaml
 
-from multinic_sandbox.kube import patching, ssa, structural
+from multinic_sandbox.kube import patching, protobuf, ssa, structural
 from multinic_sandbox.kube.clock import Clock
 from multinic_sandbox.kube.defaults import apply_defaults, initial_status
 from multinic_sandbox.kube.errors import (
@@ -87,8 +87,10 @@ class WriteOptions:
 def _load_body(body: bytes | dict[str, Any], content_type: str = "") -> Any:
     if isinstance(body, dict | list):
         return body
-    if "protobuf" in content_type or "cbor" in content_type:
-        # clients (kubectl for built-ins) retry with JSON after a 415
+    if "protobuf" in content_type:
+        # kubectl's typed generators and `auth can-i` send built-in kinds as protobuf
+        return protobuf.decode(body)
+    if "cbor" in content_type:
         raise ApiError(415, f'the body of the request was in an unknown format - accepted media '
                        f'types include: application/json, application/yaml ("{content_type}")')
     try:

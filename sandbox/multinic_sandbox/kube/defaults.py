@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from multinic_sandbox.kube.resources import ResourceType
@@ -29,6 +30,17 @@ def pod_spec_defaults(spec: dict[str, Any], restart_policy: str | None = "Always
     spec.setdefault("terminationGracePeriodSeconds", 30)
     _container_defaults(spec.get("containers") or [])
     _container_defaults(spec.get("initContainers") or [])
+
+
+def _merge_string_data(secret: dict[str, Any]) -> None:
+    """``stringData`` is write-only: merged into ``data`` (winning over it), never stored."""
+    string_data = secret.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = secret.get("data")
+        if not isinstance(data, dict):
+            data = secret["data"] = {}
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
 
 
 def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -61,6 +73,7 @@ def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
     elif rt.group == "" and rt.plural == "secrets":
         obj.setdefault("type", "Opaque")
+        _merge_string_data(obj)
     elif rt.plural == "customresourcedefinitions":
         spec = obj.setdefault("spec", {})
         spec.setdefault("conversion", {"strategy": "None"})
