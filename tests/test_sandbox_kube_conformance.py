@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from multinic_sandbox.kube.pytest_plugin import Kubectl
 from multinic_sandbox.kube.server import KubeSandbox
@@ -115,3 +118,120 @@ def test_install_section_of_the_readme_runs_unchanged(kubectl: Kubectl, kube_san
                                                          "known_hosts": "host key\n"}
     last = kubectl(*commands[-1][1:])
     assert "No resources found" in last.stdout + last.stderr
+
+
+# -- watching a rollout -------------------------------------------------------------------------
+def _mnnc(name: str, interfaces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "multinic.io/v1alpha1", "kind": "MultiNicNodeConfig",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"nodeName": name, "interfaces": interfaces if interfaces is not None else [
+                {"name": "storage0", "macAddress": "52:54:00:00:00:01"}]}}
+
+
+@pytest.fixture
+def product(kubectl: Kubectl) -> Kubectl:
+    """The product's CRDs installed and its namespace created, with the real kubectl."""
+    kubectl("create", "namespace", NS)
+    kubectl("apply", "--server-side", "-f", str(CRDS))
+    return kubectl
+
+
+def _set_ready(sandbox: KubeSandbox, name: str, status: str = "True") -> None:
+    stamp = "2026-01-01T00:00:00Z"
+    sandbox.set_status("multinic.io/v1alpha1", "MultiNicNodeConfig", name, {
+        "phase": "Ready" if status == "True" else "Applying", "interfaceCount": 1,
+        "conditions": [{"type": "Ready", "status": status, "reason": "Applied",
+                        "message": "applied", "lastTransitionTime": stamp}]}, namespace=NS)
+
+
+def _later(seconds: float, action: Any) -> threading.Thread:
+    def run() -> None:
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_kubectl_wait_for_condition_ready_returns_when_the_node_is_ready(
+        product: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    thread = _later(1.5, lambda: _set_ready(kube_sandbox, "worker-01"))
+    started = time.monotonic()
+    result = product("-n", NS, "wait", "--for=condition=Ready", "mnnc/worker-01",
+                     "--timeout=20s", check=False)
+    thread.join()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "multinicnodeconfig.multinic.io/worker-01 condition met"
+    assert 1.0 < time.monotonic() - started < 15
+    watches = kube_sandbox.request_log.filter(verb="watch", resource="multinicnodeconfigs")
+    assert watches, "kubectl wait watched the object"
+
+
+def test_kubectl_wait_on_an_already_ready_node_returns_at_once(product: Kubectl,
+                                                               kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    _set_ready(kube_sandbox, "worker-01")
+    result = product("-n", NS, "wait", "--for=condition=Ready", "mnnc/worker-01", "--timeout=5s")
+    assert "condition met" in result.stdout
+    not_ready = product("-n", NS, "wait", "--for=condition=Ready=False", "mnnc/worker-01",
+                        "--timeout=2s", check=False)
+    assert not_ready.returncode == 1 and "timed out" in not_ready.stderr
+
+
+def test_watch_list_sends_initial_events_then_the_initial_events_end_bookmark(
+        kube_sandbox: KubeSandbox) -> None:
+    import urllib.request
+
+    kube_sandbox.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": f"c{i}", "namespace": "default"}} for i in range(3)])
+    url = (f"{kube_sandbox.url}/api/v1/namespaces/default/configmaps?watch=true"
+           "&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+           "&timeoutSeconds=1")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        events = [json.loads(line) for line in response.read().splitlines() if line]
+    assert [e["type"] for e in events] == ["ADDED", "ADDED", "ADDED", "BOOKMARK"]
+    bookmark = events[-1]["object"]
+    assert bookmark["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert int(bookmark["metadata"]["resourceVersion"]) >= max(
+        int(e["object"]["metadata"]["resourceVersion"]) for e in events[:3])
+    bad = url.replace("&allowWatchBookmarks=true", "")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(bad, timeout=10)
+    assert caught.value.code == 422
+
+
+def test_a_watch_from_a_compacted_resource_version_gets_410_gone(
+        kube_sandbox: KubeSandbox) -> None:
+    import urllib.request
+
+    kube_sandbox.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "c", "namespace": "default"}}])
+    old = kube_sandbox.resource_version
+    kube_sandbox.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "d", "namespace": "default"}}])
+    kube_sandbox.compact()
+    url = (f"{kube_sandbox.url}/api/v1/namespaces/default/configmaps?watch=true"
+           f"&resourceVersion={old - 1}&timeoutSeconds=1")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        events = [json.loads(line) for line in response.read().splitlines() if line]
+    assert events[0]["type"] == "ERROR"
+    assert (events[0]["object"]["code"], events[0]["object"]["reason"]) == (410, "Expired")
+
+
+def test_get_watch_rows_keep_the_printer_columns(product: Kubectl,
+                                                 kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    threads = [_later(1.0, lambda: _set_ready(kube_sandbox, "worker-01", "False")),
+               _later(2.0, lambda: _set_ready(kube_sandbox, "worker-01"))]
+    result = product("-n", NS, "get", "mnnc", "-w", "--request-timeout=4s", check=False,
+                     timeout=30)
+    for thread in threads:
+        thread.join()
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "NODE", "OS", "INTERFACES", "PHASE", "REVISION", "AGE"]
+    rows = [line.split() for line in lines[1:]]
+    assert len(rows) == 3, result.stdout
+    assert [row[0] for row in rows] == ["worker-01"] * 3
+    assert rows[1][3:5] == ["1", "Applying"] and rows[2][3:5] == ["1", "Ready"]
