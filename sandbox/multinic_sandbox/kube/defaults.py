@@ -65,6 +65,20 @@ def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
         pod_spec = (spec.get("template") or {}).get("spec")
         if isinstance(pod_spec, dict):
             pod_spec_defaults(pod_spec, restart_policy=None)
+    elif rt.group == "apps" and rt.plural == "deployments":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
+        pod_spec = (spec.get("template") or {}).get("spec")
+        if isinstance(pod_spec, dict):
+            pod_spec_defaults(pod_spec)
     elif rt.group == "" and rt.plural == "pods":
         if isinstance(obj.get("spec"), dict):
             pod_spec_defaults(obj["spec"])

@@ -186,6 +186,7 @@ class Router:
             namespace = ""
         if info.subresource and not (
                 (info.subresource == "status" and rt.status_subresource)
+                or (info.subresource == "scale" and rt.scale_subresource)
                 or (info.subresource == "log" and rt.log_subresource)):
             raise ApiError(404, "the server could not find the requested resource")
         if rt.namespaced and not namespace and info.verb not in ("list", "watch"):
@@ -195,6 +196,8 @@ class Router:
         accept = request.headers.get("Accept", "") or ""
         table = "as=Table" in accept
         verb = info.verb
+        if info.subresource == "scale":
+            return self._scale(rt, request, info, namespace)
         if verb == "get":
             stored = cluster.get(rt, namespace, info.name)
             if info.subresource == "log":
@@ -234,6 +237,18 @@ class Router:
                                            cluster.store.resource_version)},
                                        "items": deleted})
         raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    def _scale(self, rt: ResourceType, request: Request, info: RequestInfo,
+               namespace: str) -> Response:
+        if info.verb == "get":
+            return json_response(200, self.cluster.scale_of(rt, self.cluster.get(
+                rt, namespace, info.name).obj))
+        if info.verb not in ("update", "patch"):
+            raise ApiError(405, "the server does not allow this method on the requested resource")
+        opts = self._write_options(request, request.query)
+        content_type = request.headers.get("Content-Type", "") or JSON
+        return json_response(200, self.cluster.write_scale(rt, namespace, info.name, request.body,
+                                                           content_type, opts, info.verb))
 
     def _write_options(self, request: Request, query: Mapping[str, str]) -> WriteOptions:
         manager = query.get("fieldManager", "")
