@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler import pipeline
 from reconciler.kube.client import NotLeader
@@ -22,34 +22,10 @@ from reconciler.loop import logs
 from reconciler.loop.leader import LeaderElector
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.server import State
-from reconciler.source.local import Checkout, open_directory
+from reconciler.source.local import Checkout
+from reconciler.source.opening import Source
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Poll:
-    checkout: Checkout | None
-    changed: bool
-    error: str | None = None
-
-
-class Source(Protocol):
-    def poll(self) -> Any: ...  # an object with .checkout, .changed, .error
-
-
-class LocalSource:
-    """A directory on disk (a checkout kept up to date by something else)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._last: str | None = None
-
-    def poll(self) -> Poll:
-        checkout = open_directory(self.path)
-        key = f"{checkout.revision}:{checkout.dirty}"
-        changed, self._last = key != self._last, key
-        return Poll(checkout, changed)
 
 
 @dataclass
