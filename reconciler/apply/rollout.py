@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -29,11 +29,9 @@ from reconciler.kube import jobs, objects
 from reconciler.kube.client import Kube, KubeError
 from reconciler.nodejob.result import AgentResult
 from reconciler.plan.changeset import Change
+from reconciler.status.states import NodeStateName as State  # the one vocabulary of states
 
 log = logging.getLogger(__name__)
-
-State = Literal["applied", "running", "pending", "failed", "stalled", "unschedulable", "removing",
-                "removed", "remove-failed"]
 
 
 @dataclass

@@ -195,14 +195,24 @@ class Runner:
             for name in rollout.started:
                 log.info("node Job started", extra={"object": f"Job/{name}"})
             self.metrics.jobs_in_flight.set(rollout.running)
-            counts: dict[tuple[str, str], int] = {}
-            for state in rollout.nodes.values():
-                key = ("MultiNicNodeConfig", state.state)
-                counts[key] = counts.get(key, 0) + 1
-            self.metrics.set_objects(counts)
+            self.metrics.set_objects(object_counts(cycle))
         self.metrics.validation_errors.set(len(cycle.validation.errors))
         if cycle.validation.ok or cycle.changes.has_changes:
             self.metrics.set_revision(cycle.checkout.revision)
+
+
+def object_counts(cycle: pipeline.Cycle) -> dict[tuple[str, str], int]:
+    """``multinic_objects{kind,phase}``: the phase label is the phase of the state table (what
+    ``kubectl get`` shows, what the documented alerts match), never a rollout-internal name."""
+    from reconciler.status import states
+
+    counts: dict[tuple[str, str], int] = {}
+    for state in (cycle.rollout.nodes.values() if cycle.rollout else ()):
+        phase = states.node_row(state.state).metric_phase
+        if phase is not None:
+            key = (states.KIND_NODE, phase)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _warm_up() -> None:
