@@ -42,8 +42,8 @@ def product_only(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv with the wheel and the product's dependencies, without the sandbox package."""
     env = tmp_path_factory.mktemp("product-only") / "venv"
     venv.create(env, with_pip=False)
-    site = Path(subprocess.check_output([str(env / "bin" / "python"), "-c",
-                                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.check_output([str(env / "bin" / "python"), "-c", where], text=True).strip())
     # Third-party libraries come from the test environment's site-packages; its .pth files (our two
     # editable installs) are not processed from there, so neither checkout is importable.
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
