@@ -72,6 +72,7 @@ class LoopSettings:
     watch: bool = True  # watch-fed caches (False: every cycle LISTs)
     resync: float = 600.0  # full re-list of every cache
     debounce: float = 0.2  # watch events within this window start one cycle
+    writers: int = 8  # CR applies / status patches in flight at once
 
 
 CycleHook = Callable[[pipeline.Cycle, Any], None]  # (cycle, kube connect) -> side effects (reports)
@@ -246,7 +247,8 @@ class Runner:
             try:
                 cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings,
                                             check_nics=self.nic_checks.due(bool(poll.changed)),
-                                            validation=self._validation(poll.checkout))
+                                            validation=self._validation(poll.checkout),
+                                            writers=self.settings.writers)
                 self.last_cycle = cycle
                 self._desired = {(c.kind, c.name): c.desired.get("spec") for c in cycle.changes.changes
                                  if c.desired is not None}
