@@ -6,7 +6,7 @@ and is what ``plan``, ``apply --once``, ``run`` and ``demo`` call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -145,7 +145,7 @@ def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None,
     return written
 
 
-def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None,
+def _report_nodes(kube: Kube, cycle: Cycle, nodes: Mapping[str, object], now: datetime | None,
                   writers: int = 1) -> int:
     from reconciler.apply.crs import in_parallel
     from reconciler.kube.client import KubeError

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.reconcile import CLUSTER_KIND, NODE_KIND, ReconcileEnv, cluster_doc, generate_repo, git_repo, \
-    start_env, write_doc
+from support.reconcile import (
+    CLUSTER_KIND,
+    NODE_KIND,
+    ReconcileEnv,
+    cluster_doc,
+    generate_repo,
+    git_repo,
+    start_env,
+    write_doc,
+)
 
 from reconciler import pipeline
 

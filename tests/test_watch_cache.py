@@ -10,11 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.reconcile import API_VERSION, NAMESPACE, NODE_KIND, ReconcileEnv, commit, generate_repo, git_repo, \
-    start_env
+from support.reconcile import (
+    API_VERSION,
+    NAMESPACE,
+    NODE_KIND,
+    ReconcileEnv,
+    commit,
+    generate_repo,
+    git_repo,
+    start_env,
+)
 
 from reconciler.kube.cache import KubeCache
-from reconciler.loop.runner import LoopSettings, LocalSource, Runner
+from reconciler.loop.runner import LoopSettings, Runner
+from reconciler.source.opening import LocalSource
 
 WATCHED = ("MultiNicNodeConfig", "ProxmoxCluster", "Job", "Node")
 
