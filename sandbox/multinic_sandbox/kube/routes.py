@@ -24,7 +24,6 @@ from multinic_sandbox.kube.validation import check_field_validation
 
 JSON = "application/json"
 WATCH_IDLE_TICK = 0.5  # seconds between liveness checks on an idle watch
-BOOKMARK_INTERVAL = 5.0  # seconds between progress bookmarks (a real apiserver: about a minute)
 
 
 @dataclass
@@ -131,6 +130,10 @@ class Router:
     def __init__(self, cluster: Cluster, address: Callable[[], str]) -> None:
         self.cluster = cluster
         self.address = address
+        self.bookmark_interval = 5.0  # seconds between BOOKMARK events on a watch that asked for them
+        # ``break_watches`` bumps this: open watches then end (cleanly) or drop their connection.
+        self.watch_generation = 0
+        self.abrupt_break = False
 
     def handle(self, request: Request, info: RequestInfo,
                peer_closed: Callable[[], bool] = lambda: False) -> Response:
@@ -365,7 +368,12 @@ class Router:
         else:
             last = int(rv_param)
         last_bookmark = time.monotonic()
+        generation = self.watch_generation
         while not store.closed and time.monotonic() < deadline:
+            if self.watch_generation != generation:
+                if self.abrupt_break:
+                    raise ConnectionAbortedError("watch broken by the sandbox")
+                return
             try:
                 events = store.events_after(last)
             except Expired as expired:
@@ -382,7 +390,7 @@ class Router:
                 kind = _translate(event.type, now_in, before_in)
                 if kind:
                     yield encoder.event(kind, self.cluster._convert(rt, event.stored))
-            if options.bookmarks and time.monotonic() - last_bookmark > BOOKMARK_INTERVAL:
+            if options.bookmarks and time.monotonic() - last_bookmark > self.bookmark_interval:
                 last_bookmark = time.monotonic()
                 yield encoder.bookmark(last)
             if peer_closed():
