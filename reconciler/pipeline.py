@@ -78,18 +78,19 @@ def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bo
 
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
                now: datetime | None = None, proxmox: bool = True, check_nics: bool = False,
-               validation: ValidationResult | None = None) -> Cycle:
+               validation: ValidationResult | None = None, writers: int | None = None) -> Cycle:
     """One full cycle: CRs, cluster registration (when due), the VM NIC check (when asked), one
     rollout step, then every object's status, computed once from all of that and written with one
-    patch, and its Events."""
+    patch (through a pool of ``writers``, default 8), and its Events."""
     from reconciler.apply import rollout
-    from reconciler.apply.crs import apply_changes
+    from reconciler.apply.crs import WRITERS, apply_changes
     from reconciler.kube.jobs import JobSettings
 
     cycle, kube, live = plan_checkout(checkout, connect, validation=validation)
     assert kube is not None
     desired = cycle.validation.desired
-    cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))
+    writers = writers or WRITERS
+    cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,), writers=writers)
     if proxmox and not desired.settings_blocked and desired.clusters:
         _proxmox(kube, cycle, live, now, check_nics)
     nodes = {o["metadata"]["name"]: rollout.LiveNode(o["metadata"]["name"], o.get("spec") or {},
@@ -101,7 +102,7 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
         revision=checkout.revision)
-    _report(kube, cycle, live, now)
+    _report(kube, cycle, live, now, writers)
     return cycle
 
 
@@ -135,7 +136,7 @@ def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, check_n
         cycle.nic_checks = crosscheck.check_verified_nodes(kube, desired, live=fresh)
 
 
-def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None) -> None:
+def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers: int) -> None:
     from reconciler.report import status
 
     assert cycle.rollout is not None
@@ -150,5 +151,6 @@ def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None) -> None:
             else:
                 crs.setdefault(kind, []).append(cr)
     cycle.reported = status.report(kube, cycle.validation, crs, rollout=cycle.rollout.nodes,
-                                   nic_checks=cycle.nic_checks, clusters=cycle.clusters, removed=removed, now=now)
+                                   nic_checks=cycle.nic_checks, clusters=cycle.clusters, removed=removed, now=now,
+                                   writers=writers)
     cycle.status_writes = cycle.reported.writes

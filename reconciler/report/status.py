@@ -217,60 +217,77 @@ def merge_patch(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[
 def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[LiveCR]], *,
            rollout: Mapping[str, NodeState], nic_checks: Mapping[str, NodeCheck],
            clusters: Iterable[ClusterOutcome], removed: Iterable[LiveCR] = (),
-           now: datetime | None = None) -> Reported:
-    """Compute every object's status, write each with one patch, record Events on transitions.
+           now: datetime | None = None, writers: int = 1) -> Reported:
+    """Compute every object's status, write each with one patch (``writers`` at a time), then
+    record Events on transitions.
 
     ``crs``: kind -> live objects after this cycle's writes (deleted ones left out);
     ``removed``: node objects deleted this cycle (an Event says why, no status is left to write).
     """
+    from reconciler.apply.crs import in_parallel
+
     done = Reported()
+    pending: list[tuple[LiveCR, dict[str, Any]]] = []  # (object, merge patch)
+    after: list[tuple[LiveCR, Any]] = []  # (object, its Event check once the writes are done)
     node_validity = validity(validation, KIND_NODE)
     for cr in sorted(crs.get(KIND_NODE, ()), key=lambda c: c.name):
         state = rollout.get(cr.name)
         wanted = node_status(cr, state=state, check=nic_checks.get(cr.name), validity=node_validity.get(cr.name),
                              now=now)
         done.nodes[cr.name] = wanted
-        written = _write(kube, cr, wanted.dump(), done)
-        # A state the status already shows (an unschedulable node seen again) is no transition.
-        if state is not None and state.changed and written:
-            row = states.node_row(state.state)
-            if row.event:
-                _event(kube, cr, row.event, state.message or row.event, row.warning, now, done)
-        _validity_event(kube, cr, wanted.conditions, now, done)
-    for cr in removed:
-        state = rollout.get(cr.name)
-        if state is not None and state.changed:
-            row = states.node_row(state.state)
-            if row.event:
-                _event(kube, cr, row.event, state.message or row.event, row.warning, now, done)
+        patch = merge_patch(cr.status, wanted.dump())
+        if patch is not None:
+            pending.append((cr, patch))
+        after.append((cr, ("node", state, wanted, patch is not None)))
     cluster_validity = validity(validation, KIND_CLUSTER)
     outcomes = {o.name: o for o in clusters}
     for cr in sorted(crs.get(KIND_CLUSTER, ()), key=lambda c: c.name):
         outcome = outcomes.get(cr.name)
-        before = parse(ClusterStatus, cr.status)
         wanted_cluster = cluster_status(cr, outcome=outcome, validity=cluster_validity.get(cr.name), now=now)
         done.clusters[cr.name] = wanted_cluster
-        _write(kube, cr, wanted_cluster.dump(), done)
-        if outcome is not None and outcome.due_reason is not None:
-            _cluster_event(kube, cr, before, wanted_cluster, now, done)
-        _validity_event(kube, cr, wanted_cluster.conditions, now, done)
+        patch = merge_patch(cr.status, wanted_cluster.dump())
+        if patch is not None:
+            pending.append((cr, patch))
+        after.append((cr, ("cluster", outcome, wanted_cluster, patch is not None)))
+
+    failed = {(cr.kind, cr.name) for cr, ok in zip((c for c, _ in pending),
+                                                     in_parallel(lambda item: _write(kube, *item), pending, writers),
+                                                     strict=True) if not ok}
+    done.writes = len(pending) - len(failed)
+
+    for cr, (what, fact, wanted_any, patched) in after:
+        written = patched and (cr.kind, cr.name) not in failed
+        if what == "node":
+            state = fact
+            # A state the status already shows (an unschedulable node seen again) is no transition.
+            if state is not None and state.changed and written:
+                _state_event(kube, cr, state, now, done)
+        elif fact is not None and fact.due_reason is not None:
+            _cluster_event(kube, cr, parse(ClusterStatus, cr.status), wanted_any, now, done)
+        _validity_event(kube, cr, wanted_any.conditions, now, done)
+    for cr in removed:
+        state = rollout.get(cr.name)
+        if state is not None and state.changed:
+            _state_event(kube, cr, state, now, done)
     return done
 
 
-def _write(kube: Kube, cr: LiveCR, wanted: dict[str, Any], done: Reported) -> bool | None:
-    """True: patched; None: nothing to write (the status already says so); False: the write failed."""
+def _write(kube: Kube, cr: LiveCR, patch: dict[str, Any]) -> bool:
+    """One status patch; False when it failed (the object may be gone: the next cycle recomputes)."""
     from reconciler.kube.client import KubeError
 
-    patch = merge_patch(cr.status, wanted)
-    if patch is None:
-        return None
     try:
         kube.patch_status(cr.kind, cr.name, patch)
-    except KubeError as exc:  # the object may be gone; the next cycle recomputes
+    except KubeError as exc:
         log.warning("%s/%s: status not written: %s", cr.kind, cr.name, exc)
         return False
-    done.writes += 1
     return True
+
+
+def _state_event(kube: Kube, cr: LiveCR, state: NodeState, now: datetime | None, done: Reported) -> None:
+    row = states.node_row(state.state)
+    if row.event:
+        _event(kube, cr, row.event, state.message or row.event, row.warning, now, done)
 
 
 def _event(kube: Kube, cr: LiveCR, reason: str, message: str, warning: bool, now: datetime | None,
