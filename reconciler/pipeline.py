@@ -6,7 +6,7 @@ and is what ``plan``, ``apply --once``, ``run`` and ``demo`` call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -143,7 +143,7 @@ def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None,
     return written
 
 
-def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:
+def _report_nodes(kube: Kube, cycle: Cycle, nodes: Mapping[str, object], now: datetime | None) -> int:
     from reconciler.kube.client import KubeError
     from reconciler.report import events, status
 

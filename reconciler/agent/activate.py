@@ -408,4 +408,4 @@ def default_for(renderer: str | None) -> str:
     """``--activate auto`` on a real root: the node's own stack for that renderer."""
     from reconciler.nodejob.renderers import REGISTRY
 
-    return REGISTRY[renderer].activation if renderer in REGISTRY else "nmcli"  # type: ignore[index]
+    return REGISTRY[renderer].activation if renderer in REGISTRY else "nmcli"

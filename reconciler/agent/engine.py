@@ -136,7 +136,7 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
         osinfo = None
     # The Job's renderer wins: the Job mounted exactly its directories.
     renderer = opts.renderer or (osinfo.renderer if osinfo else "netplan")
-    result = AgentResult(node=node, os=osinfo.label if osinfo else "", renderer=renderer,  # type: ignore[arg-type]
+    result = AgentResult(node=node, os=osinfo.label if osinfo else "", renderer=renderer,
                          outcome="unchanged", dry_run=opts.dry_run)
     result.interfaces = list(by_name.values())
 
@@ -270,7 +270,7 @@ def remove(opts: Options, node: str) -> AgentResult:
     result = AgentResult(
         node=node,
         os=osinfo.label if osinfo else "",
-        renderer=opts.renderer or (osinfo.renderer if osinfo else None),  # type: ignore[arg-type]
+        renderer=opts.renderer or (osinfo.renderer if osinfo else None),
         outcome="unchanged",
         dry_run=opts.dry_run,
     )

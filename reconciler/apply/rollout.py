@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,11 +30,9 @@ from reconciler.kube.client import Kube, KubeError
 from reconciler.nodejob.renderers import RendererName, select
 from reconciler.nodejob.result import AgentResult
 from reconciler.plan.changeset import Change
+from reconciler.status.states import NodeStateName as State  # the one vocabulary of states
 
 log = logging.getLogger(__name__)
-
-State = Literal["applied", "running", "pending", "failed", "stalled", "unschedulable", "removing",
-                "removed", "remove-failed"]
 
 
 @dataclass
@@ -145,7 +143,7 @@ def _known_state(kube: Kube, node: NodeConfig, cr: LiveNode, digest: str, existi
     status = cr.status
     if status.get("specHash") == digest and status.get("phase") in ("Ready", "Failed"):
         state: State = "applied" if status["phase"] == "Ready" else "failed"
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         return NodeState(name, state, digest, status.get("job"), status.get("appliedRevision"),
                          message=ready.get("message") or status.get("lastError") or "")
     job_name = jobs.job_name("apply", node.spec.node_name, digest)

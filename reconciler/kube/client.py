@@ -49,10 +49,10 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s
     default = os.path.expanduser("~/.kube/config")
     try:
         if kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(default):
-            k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                        client_configuration=configuration)
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context, client_configuration=configuration)
         else:
-            k8s_config.load_incluster_config(client_configuration=configuration)
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except (ConfigException, OSError) as exc:
         raise KubeError(f"cannot load Kubernetes configuration: {exc}") from None
     return k8s.ApiClient(configuration)
@@ -103,20 +103,22 @@ class Kube:
     # Called before every write; raises NotLeader when this replica may not act (leader election).
     write_guard: Callable[[], None] | None = None
 
+    # The adapter sends and reads plain dicts (the client passes them through as they are); the
+    # client's signatures name model classes, so its API objects are typed Any here.
     def __post_init__(self) -> None:
-        self.custom = k8s.CustomObjectsApi(self.api)
+        self.custom: Any = k8s.CustomObjectsApi(self.api)
 
     # The typed APIs load large model modules: built on first use, so short CLI calls stay fast.
     @functools.cached_property
-    def core(self) -> k8s.CoreV1Api:
+    def core(self) -> Any:
         return k8s.CoreV1Api(self.api)
 
     @functools.cached_property
-    def batch(self) -> k8s.BatchV1Api:
+    def batch(self) -> Any:
         return k8s.BatchV1Api(self.api)
 
     @functools.cached_property
-    def coordination(self) -> k8s.CoordinationV1Api:
+    def coordination(self) -> Any:
         return k8s.CoordinationV1Api(self.api)
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
@@ -191,7 +193,7 @@ class Kube:
                 crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, ops,
                 field_manager=objects.FIELD_MANAGER, field_validation="Strict",
                 _content_type="application/json-patch+json", _request_timeout=TIMEOUT)
-        return self._call(f"replace spec of {kind}/{name}", patch)  # type: ignore[no-any-return]
+        return self._call(f"replace spec of {kind}/{name}", patch)
 
     def delete(self, kind: str, name: str, resource_version: str | None) -> None:
         """Delete, only if the object is still the version we planned on (precondition)."""
@@ -215,7 +217,7 @@ class Kube:
                 crds.GROUP, crds.VERSION, self.namespace, crds.plural(kind), name, {"status": status},
                 field_manager=objects.FIELD_MANAGER, _content_type="application/merge-patch+json",
                 _request_timeout=TIMEOUT)
-        return self._call(f"update status of {kind}/{name}", patch)  # type: ignore[no-any-return]
+        return self._call(f"update status of {kind}/{name}", patch)
 
     def read_secret(self, name: str) -> dict[str, bytes] | None:
         """The decoded data of a Secret in our namespace, or None when it does not exist."""

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler import pipeline
 from reconciler.kube.client import NotLeader
@@ -22,34 +22,10 @@ from reconciler.loop import logs
 from reconciler.loop.leader import LeaderElector
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.server import State
-from reconciler.source.local import Checkout, open_directory
+from reconciler.source.local import Checkout
+from reconciler.source.opening import Source
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Poll:
-    checkout: Checkout | None
-    changed: bool
-    error: str | None = None
-
-
-class Source(Protocol):
-    def poll(self) -> Any: ...  # an object with .checkout, .changed, .error
-
-
-class LocalSource:
-    """A directory on disk (a checkout kept up to date by something else)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._last: str | None = None
-
-    def poll(self) -> Poll:
-        checkout = open_directory(self.path)
-        key = f"{checkout.revision}:{checkout.dirty}"
-        changed, self._last = key != self._last, key
-        return Poll(checkout, changed)
 
 
 @dataclass
@@ -219,14 +195,24 @@ class Runner:
             for name in rollout.started:
                 log.info("node Job started", extra={"object": f"Job/{name}"})
             self.metrics.jobs_in_flight.set(rollout.running)
-            counts: dict[tuple[str, str], int] = {}
-            for state in rollout.nodes.values():
-                key = ("MultiNicNodeConfig", state.state)
-                counts[key] = counts.get(key, 0) + 1
-            self.metrics.set_objects(counts)
+            self.metrics.set_objects(object_counts(cycle))
         self.metrics.validation_errors.set(len(cycle.validation.errors))
         if cycle.validation.ok or cycle.changes.has_changes:
             self.metrics.set_revision(cycle.checkout.revision)
+
+
+def object_counts(cycle: pipeline.Cycle) -> dict[tuple[str, str], int]:
+    """``multinic_objects{kind,phase}``: the phase label is the phase of the state table (what
+    ``kubectl get`` shows, what the documented alerts match), never a rollout-internal name."""
+    from reconciler.status import states
+
+    counts: dict[tuple[str, str], int] = {}
+    for state in (cycle.rollout.nodes.values() if cycle.rollout else ()):
+        phase = states.node_row(state.state).metric_phase
+        if phase is not None:
+            key = (states.KIND_NODE, phase)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _warm_up() -> None:
