@@ -42,6 +42,22 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GnuPG home holding the trusted keys (env MULTINIC_GPG_HOME)")
 
 
+def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--writers``: the commands that write custom resources (apply, run)."""
+    parser.add_argument("--writers", type=_positive, default=env_default("WRITERS", "8"),
+                        help="CR applies and status patches in flight at once (default 8; env MULTINIC_WRITERS)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return value
+
+
 def add_kube_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=env_default("KUBECONFIG"),
                         help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
