@@ -183,14 +183,14 @@ def test_an_explicit_yaml_tag_is_a_diagnostic_on_its_file_while_the_other_files_
     bad.write_text(bad.read_text().replace("osFamily: ubuntu", f"osFamily: {tag}"))
     good = repo / "nodes" / "worker-02.yaml"
     good.write_text(good.read_text().replace("rack: rack-a", "rack: rack-z", 1))
-    before = env.cr("worker-01")
+    before = _live(env)[(NODE_KIND, "worker-01")]
 
     cycle = env.apply()
 
     errors = cycle.validation.errors
     assert {d.path for d in errors} == {"nodes/worker-01.yaml"}
     assert "tag" in errors[0].message and errors[0].line is not None
-    assert env.cr("worker-01") == before
+    assert _live(env)[(NODE_KIND, "worker-01")] == before
     assert (env.cr("worker-02") or {})["metadata"]["labels"]["rack"] == "rack-z"
     good.write_text(good.read_text().replace("rack: rack-z", "rack: rack-a", 1))
     env.apply()

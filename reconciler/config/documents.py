@@ -36,7 +36,7 @@ MAX_DEPTH = 64
 # at the position of the first collection too deep, whatever libyaml would have said.
 _INDICATOR_BUDGET = 500
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class LoadError(Exception):
@@ -123,13 +123,13 @@ def _core_value(tag: str, value: str) -> Any:
     return value
 
 
-class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
+class _StrictLoader(_Loader):  # type: ignore[misc]
     """libyaml parser + a constructor for plain JSON data only."""
 
     yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = _core_resolvers()
     yaml_constructors: ClassVar[dict[Any, Any]] = {
         tag: ctor
-        for tag, ctor in getattr(_Loader, "yaml_constructors", {}).items()
+        for tag, ctor in _Loader.yaml_constructors.items()
         if tag
         in {
             "tag:yaml.org,2002:null",
@@ -248,7 +248,7 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 
 
-class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
+class _FastLoader(_Loader):  # type: ignore[misc]
     """libyaml composer with memoised scalar resolution (keys and values repeat across files)."""
 
     yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
@@ -278,7 +278,7 @@ def _yaml11_difference(value: str, tag: str) -> str | None:
     if value in _Y11_DIFFERS:
         return _Y11_DIFFERS[value]
     message: str | None = None
-    tag11 = _Y11.resolve(yaml.ScalarNode, value, (True, False))
+    tag11: str = _Y11.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
     if tag11 != "tag:yaml.org,2002:timestamp":  # dates were always strings in this contract
         ours = _core_value(tag, value)
         try:

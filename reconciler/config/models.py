@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 from functools import cached_property, lru_cache
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "multinic.io/v1alpha1"
+API_VERSION: Final = "multinic.io/v1alpha1"
 DEFAULT_NAMESPACE = "multinic-system"
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -61,6 +61,12 @@ class Route(_Model):
         return ipaddress.ip_address(self.via)
 
 
+class Probe(_Model):
+    ping: str
+    mtu: bool = False
+    timeout_seconds: int = 3
+
+
 class Interface(_Model):
     name: str
     mac_address: str
@@ -68,6 +74,7 @@ class Interface(_Model):
     mtu: int | None = None
     routes: tuple[Route, ...] = ()
     proxmox_net: str | None = None
+    probes: tuple[Probe, ...] = ()
 
     @field_validator("mac_address")
     @classmethod
@@ -186,6 +193,11 @@ class PruneSettings(_Model):
 class StatusSettings(_Model):
     enabled: bool = True
     branch: str | None = None
+    min_interval: str = "60s"
+
+    @property
+    def min_interval_seconds(self) -> int:
+        return parse_duration(self.min_interval)
 
 
 class SettingsSpec(_Model):

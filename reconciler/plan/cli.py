@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.config.cli import path_prefix
     from reconciler.config.validation import RepoUnreadable
     from reconciler.kube.client import KubeError
-    from reconciler.options import is_remote, kube_connector, open_source
+    from reconciler.options import kube_connector, open_source
     from reconciler.plan import render
     from reconciler.plan.changeset import Action
+    from reconciler.source.opening import is_remote
 
     try:
         with open_source(args) as checkout:

@@ -38,6 +38,7 @@ class LiveObject:
     generation: int | None = None
     resource_version: str | None = None
     status: dict[str, Any] = field(default_factory=dict)
+    uid: str | None = None  # for Events (kubectl describe matches them by uid)
     # Label and annotation keys our field manager applied (from managedFields): only these are
     # ever removed when Git drops them; keys set by others are left alone.
     applied_labels: frozenset[str] = frozenset()
@@ -56,6 +57,7 @@ class LiveObject:
             generation=metadata.get("generation"),
             resource_version=metadata.get("resourceVersion"),
             status=obj.get("status") or {},
+            uid=metadata.get("uid"),
             applied_labels=labels,
             applied_annotations=annotations,
         )
