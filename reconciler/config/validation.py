@@ -238,9 +238,12 @@ def _desired(
         if kind == repo.KIND_SETTINGS:
             mark(kind, "reconciler", path)
             return
-        if stem:
-            mark(kind, stem.lower(), path)  # object names are lower case
         declared, name = _claimed_names(data)
+        if stem:
+            # Object names are lower case. Both kinds: a node file moved into clusters/ (or the
+            # other way round) must block the object it was, even when it says nothing readable.
+            for either in (kind, repo.KIND_NODE, repo.KIND_CLUSTER):
+                mark(either, stem.lower(), path)
         if name:
             mark(kind, name, path)
             if declared in (repo.KIND_NODE, repo.KIND_CLUSTER):

@@ -92,7 +92,13 @@ def plan(desired: DesiredState, live: Mapping[str, Iterable[LiveObject]], *, rev
         for name in sorted(set(models) | blocked):
             source = desired.sources.get((kind, name))
             if name in blocked:
-                source = source or next(iter(desired.blocked_by.get((kind, name), ())), None)
+                paths = desired.blocked_by.get((kind, name), ())
+                folder = "nodes/" if kind == KIND_NODE else "clusters/"
+                if name not in current and name not in models and paths and not any(
+                    p.startswith(folder) for p in paths
+                ):
+                    continue  # blocked only in case it was the other kind: nothing live, nothing to say
+                source = source or next(iter(paths), None)
                 reason = (
                     "file is invalid; the live object is left unchanged"
                     if name in current
