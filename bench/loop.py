@@ -273,8 +273,12 @@ def main() -> int:
     try:
         kube = ["--kubeconfig", sandbox.kubeconfig]
         # 1. the single-writer baseline, same run, same sandbox
-        single = subprocess.Popen(reconciler("apply", "--once", "--repo", str(user), "--namespace", SINGLE,
-                                             "--writers", "1", *kube),
+        # (a copy of the repo whose reconciler.yaml names the scratch namespace)
+        baseline = work / "single"
+        shutil.copytree(user, baseline, ignore=shutil.ignore_patterns(".git"))
+        settings = baseline / "reconciler.yaml"
+        settings.write_text(settings.read_text().replace("spec:\n", f"spec:\n  namespace: {SINGLE}\n", 1))
+        single = subprocess.Popen(reconciler("apply", "--once", "--repo", str(baseline), "--writers", "1", *kube),
                                   stdout=subprocess.DEVNULL, stderr=(work / "apply-single.log").open("wb"))
         wait("single-writer apply", lambda: sandbox("added", SINGLE)[2] >= args.nodes, 900, 0.2)
         first, last, _ = sandbox("added", SINGLE)
