@@ -443,3 +443,39 @@ def test_a_crd_with_a_rule_that_cannot_be_evaluated_is_refused(kubectl: Kubectl)
         result.stderr
     assert f"{base}[3].rule" in result.stderr and "Syntax error" in result.stderr
     assert "multinicnodeconfigs" not in kubectl("api-resources").stdout
+
+
+# -- explain, auth can-i ----------------------------------------------------------------------
+def test_kubectl_explain_built_in_and_custom_kinds(product: Kubectl) -> None:
+    replicas = product("explain", "deployment.spec.replicas").stdout
+    assert "FIELD: replicas <integer>" in replicas and "Number of desired pods" in replicas
+    interfaces = product("explain", "multinicnodeconfigs.spec.interfaces").stdout
+    assert "KIND:       MultiNicNodeConfig" in interfaces
+    assert "FIELD: interfaces <[]Object>" in interfaces
+    for field in ("macAddress", "name", "mtu", "routes"):
+        assert f"  {field}\t<" in interfaces, interfaces
+    metadata = product("explain", "mnnc.metadata.labels").stdout
+    assert "FIELD: labels <map[string]string>" in metadata
+
+
+def test_kubectl_auth_can_i_evaluates_the_charts_roles(product: Kubectl) -> None:
+    from tests.test_chart_support import MINIMAL_VALUES, manifests
+
+    product("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all(manifests(MINIMAL_VALUES)))
+    assert product("auth", "can-i", "create", "namespaces").stdout.strip() == "yes"  # admin
+    sa = f"--as=system:serviceaccount:{NS}:mnr-multinic-reconciler"
+    for args, expected in [
+            (("create", "multinicnodeconfigs.multinic.io"), "yes"),
+            (("patch", "mnnc", "--subresource=status"), "yes"),
+            (("update", "mnnc", "--subresource=status"), "no"),
+            (("create", "jobs.batch"), "yes"),
+            (("delete", "secrets"), "no"),
+            (("get", "secrets"), "yes"),
+            (("create", "mnnc", "-n", "default"), "no")]:
+        result = product("auth", "can-i", *args, "-n", NS, sa, check=False) if "-n" not in args \
+            else product("auth", "can-i", *args, sa, check=False)
+        assert result.stdout.strip() == expected, (args, result.stdout, result.stderr)
+        assert result.returncode == (0 if expected == "yes" else 1)
+    agent = f"--as=system:serviceaccount:{NS}:multinic-node-agent"
+    assert product("auth", "can-i", "list", "pods", "-n", NS, agent,
+                   check=False).stdout.strip() == "no"
