@@ -202,6 +202,21 @@ class Sandbox:
         self.process.join(20)
 
 
+def write_repo(path: Path, nodes: int) -> None:
+    """``nodes`` Ubuntu nodes with one storage NIC (unique MAC and address in 10.9.0.0/16), no Proxmox."""
+    (path / "nodes").mkdir(parents=True)
+    (path / "reconciler.yaml").write_text(
+        "apiVersion: multinic.io/v1alpha1\nkind: ReconcilerSettings\nmetadata:\n  name: reconciler\n"
+        "spec:\n  rollout:\n    maxParallel: 20\n    maxFailures: 50\n")
+    for i in range(nodes):
+        host = i + 1
+        (path / "nodes" / f"node-{i:02d}.yaml").write_text(
+            f"apiVersion: multinic.io/v1alpha1\nkind: MultiNicNodeConfig\nmetadata:\n  name: node-{i:02d}\n"
+            f"spec:\n  osFamily: ubuntu\n  interfaces:\n    - name: storage0\n"
+            f"      macAddress: 02:00:00:{i >> 16:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}\n"
+            f"      addresses: [10.9.{host >> 8}.{host & 0xFF}/16]\n      mtu: 9000\n")
+
+
 def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.net",
                            "-c", "init.defaultBranch=main", *args], cwd=cwd, capture_output=True, text=True,
@@ -254,15 +269,13 @@ def main() -> int:
     parser.add_argument("--quiet-cycles", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, repos)")
     args = parser.parse_args()
-    from multinic_sandbox.harness.fleet import write_config_repo
-
     work = Path(tempfile.mkdtemp(prefix="multinic-loop-bench-"))
     remote, user = work / "remote.git", work / "user"
     (work / "secret").write_text(SECRET)
     print(f"# {args.nodes} nodes, {os.cpu_count()} CPUs, load average at start "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; work dir {work}", flush=True)
     git("init", "--bare", "-q", str(remote))
-    write_config_repo(user, args.nodes, max_parallel=20, max_failures=50)
+    write_repo(user, args.nodes)
     git("init", "-q", cwd=user)
     git("add", "-A", cwd=user)
     git("commit", "-q", "-m", f"{args.nodes} nodes", cwd=user)

@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 from kubernetes.client.exceptions import ApiException
 from multinic_sandbox.kube.server import KubeSandbox
 from support.reconcile import CRD_DIR, NAMESPACE, ROOT, install_crds
@@ -50,6 +51,7 @@ def _properties(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
 def test_every_status_property_is_described_and_the_schema_is_2020_12(kind: str) -> None:
     source = committed_schema(kind)
     assert source["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(source)
     props = _properties(source)
     assert len(props) > 10
     undescribed = [path for path, prop in props if not prop.get("description") and "$ref" not in prop]
@@ -141,3 +143,16 @@ def test_an_old_or_hand_edited_status_parses_leniently() -> None:
         {"type": "Ready", "status": "True", "reason": "Applied", "message": "",
          "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
     assert broken.phase is None and broken.conditions[0].reason == "Applied"
+
+
+def test_the_state_table_in_the_operations_guide_is_the_code_table() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## Status: what each surface says", 1)[1].split("A `ProxmoxCluster`", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        documented[cells[0].strip("`")] = (cells[1].strip("`"), cells[3].split(" ")[0].strip("`"))
+    expected = {name: (row.phase, row.event or "none") for name, row in states.NODE_STATES.items()
+                if row.phase is not None}
+    assert documented == expected

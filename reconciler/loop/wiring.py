@@ -24,34 +24,61 @@ def build_source(args: argparse.Namespace) -> Source:
 
 
 class StatusReporter:
-    """After each cycle: render ``status/`` from the live custom resources and commit it back
-    (only when a report changed). Needs a Git remote; a local directory is never written.
+    """After each cycle: render ``status/`` from the live custom resources and the repo-level state
+    (attempted and applied revision, validation, rollout) and commit it back (only when a report
+    changed). Needs a Git remote; a local directory is never written.
 
-    Quiet means cheap: when no custom resource changed (same resourceVersions) and the revision is
-    the one last written, nothing is rendered and Git is not asked, except once every ``resync``
-    seconds, which also restores a ``status/`` that someone edited or reset on the remote. When
-    something changed, only the reports whose content changed are rendered (``RenderMemo``).
+    Cadence: while a rollout is in flight at most one status commit per ``status.minInterval``
+    (default 60 s); once it ends (or when nothing is rolling out) at once. A Failed node during a
+    rollout therefore reaches Git by the next tick at the latest. An invalid ``reconciler.yaml``
+    is reported too (with default settings): it is exactly what the status must show.
+
+    Quiet means cheap: when no custom resource changed (same resourceVersions) and the repo-level
+    state is the one last written, nothing is rendered and Git is not asked, except once every
+    ``resync`` seconds, which also restores a ``status/`` that someone edited or reset on the
+    remote. When something changed, only the reports whose content changed are rendered
+    (``RenderMemo``).
     """
 
-    def __init__(self, args: argparse.Namespace, source: Source, metrics: Metrics, *, resync: float = 600.0) -> None:
+    def __init__(self, args: argparse.Namespace, source: Source, metrics: Metrics,
+                 clock: Any = time.monotonic, *, resync: float = 600.0) -> None:
         from reconciler.report.gitstatus import RenderMemo
 
         self.args, self.source, self.metrics = args, source, metrics
         self.writer: Any = None
+        self.clock = clock
+        self.applied_revision: str | None = None
+        self._seeded = False
+        self._last_write: float | None = None  # clock() of the last status commit
         self.resync = resync
         self.memo = RenderMemo()
         self._written: tuple[Any, float] | None = None  # (inputs of the last good write, when)
         self.skipped = 0  # cycles that had nothing to write and asked Git nothing
 
     def __call__(self, cycle: Cycle, connect: Connect) -> None:
-        from reconciler.report import gitstatus
+        from reconciler.report import gitstatus, repostate
 
-        settings = cycle.validation.desired.settings.spec
-        if not settings.status.enabled or cycle.validation.desired.settings_blocked:
+        desired = cycle.validation.desired
+        settings = desired.settings.spec
+        if not settings.status.enabled and not desired.settings_blocked:
             return
+        if not self._seeded:  # a restarted reconciler remembers what the last README said was applied
+            self._seeded = True
+            readme = Path(cycle.checkout.path) / "status" / "README.md"
+            text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else None
+            self.applied_revision = repostate.applied_from_readme(text)
+        failed = sum(1 for a in cycle.applied if not a.ok)
+        repo = repostate.repo_state(cycle.checkout.revision, cycle.validation, cycle.rollout, failed_writes=failed,
+                                    previous_applied=self.applied_revision)
+        self.applied_revision = repo.applied_revision
+        in_flight = bool(cycle.rollout and cycle.rollout.in_flight)
+        now = self.clock()
+        if in_flight and self._last_write is not None and now - self._last_write < settings.status.min_interval_seconds:
+            return  # the next tick (or the rollout's end) writes it
         kube = connect(settings.namespace)
         node_objects, cluster_objects = kube.list_owned(KIND_NODE), kube.list_owned(KIND_CLUSTER)
-        inputs = (cycle.checkout.revision, settings.status.branch, _versions(node_objects), _versions(cluster_objects))
+        inputs = (cycle.checkout.revision, settings.status.branch, repo, _versions(node_objects),
+                  _versions(cluster_objects))
         if (self._written is not None and self._written[0] == inputs
                 and time.monotonic() - self._written[1] < self.resync):
             self.skipped += 1
@@ -60,7 +87,7 @@ class StatusReporter:
                  for o in node_objects]
         clusters = [gitstatus.ClusterReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
                     for o in cluster_objects]
-        files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision, memo=self.memo)
+        files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision, memo=self.memo, repo=repo)
         result = self._writer(settings.status.branch).write(files, gitstatus.summary(nodes, clusters))
         if result.error:
             self._written = None
@@ -71,6 +98,8 @@ class StatusReporter:
         if result.pushed:
             self.metrics.status_commits.inc()
             log.info("status committed and pushed (%s, %d attempt(s))", (result.commit or "")[:12], result.attempts)
+        if result.committed:
+            self._last_write = now
 
     def _writer(self, configured_branch: str | None) -> Any:
         if self.writer is None:
