@@ -53,6 +53,7 @@ from reconciler.loop.webhook import sign_github  # noqa: E402
 
 NAMESPACE = "multinic-system"
 SINGLE = "bench-single"
+POOLED = "bench-pooled"
 API_VERSION = "multinic.io/v1alpha1"
 KIND = "MultiNicNodeConfig"
 SECRET = "bench-webhook-secret"
@@ -109,6 +110,7 @@ def _sandbox_main(conn: Any, nodes: int) -> None:
     sandbox = KubeSandbox(jobs="auto").start()
     prepare(sandbox, None, namespace=NAMESPACE)
     sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SINGLE}})
+    sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": POOLED}})
     sandbox.seed(*(_node(i) for i in range(nodes)))
     watcher = _Watcher()
     sandbox.cluster.store.listeners.append(watcher)
@@ -286,18 +288,24 @@ def main() -> int:
     try:
         kube = ["--kubeconfig", sandbox.kubeconfig]
         # 1. the single-writer baseline, same run, same sandbox
-        # (a copy of the repo whose reconciler.yaml names the scratch namespace)
-        baseline = work / "single"
-        shutil.copytree(user, baseline, ignore=shutil.ignore_patterns(".git"))
-        settings = baseline / "reconciler.yaml"
-        settings.write_text(settings.read_text().replace("spec:\n", f"spec:\n  namespace: {SINGLE}\n", 1))
-        single = subprocess.Popen(reconciler("apply", "--once", "--repo", str(baseline), "--writers", "1", *kube),
-                                  stdout=subprocess.DEVNULL, stderr=(work / "apply-single.log").open("wb"))
-        wait("single-writer apply", lambda: sandbox("added", SINGLE)[2] >= args.nodes, 900, 0.2)
-        first, last, _ = sandbox("added", SINGLE)
-        single_seconds = last - first
-        single.send_signal(signal.SIGTERM)
-        single.wait(30)
+        # (copies of the repo whose reconciler.yaml names a scratch namespace); the same command with
+        # the default 8 writers too: no watches open, so it isolates what the pool buys
+        spans = {}
+        for namespace, writers in ((SINGLE, "1"), (POOLED, "8")):
+            baseline = work / namespace
+            shutil.copytree(user, baseline, ignore=shutil.ignore_patterns(".git"))
+            settings = baseline / "reconciler.yaml"
+            settings.write_text(settings.read_text().replace("spec:\n", f"spec:\n  namespace: {namespace}\n", 1))
+            once = subprocess.Popen(reconciler("apply", "--once", "--repo", str(baseline), "--writers", writers, *kube),
+                                    stdout=subprocess.DEVNULL, stderr=(work / f"apply-{namespace}.log").open("wb"))
+            wait(f"apply --once --writers {writers}", lambda ns=namespace: sandbox("added", ns)[2] >= args.nodes,
+                 900, 0.2)
+            first, last, _ = sandbox("added", namespace)
+            spans[namespace] = last - first
+            once.send_signal(signal.SIGTERM)
+            once.wait(30)
+        single_seconds = spans[SINGLE]
+        figures["apply-once-8-writers-seconds"] = f"{spans[POOLED]:.1f}"
 
         # 2. the loop
         port = free_port()
@@ -377,7 +385,8 @@ def main() -> int:
         sandbox.stop()
     for key in ("initial-apply-seconds", "quiet-cycle-requests", "quiet-cycle-seconds", "quiet-cycle-cpu-seconds",
                 "drift-revert-seconds", "commit-to-cr-seconds", "status-commit-seconds", "rss-mb",
-                "initial-apply-single-writer-seconds", "initial-apply-speedup", "rss-peak-mb"):
+                "initial-apply-single-writer-seconds", "initial-apply-speedup", "apply-once-8-writers-seconds",
+                "rss-peak-mb"):
         print(f"{key}: {figures.get(key, 'n/a')}")
     print(f"# load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if not args.keep:
