@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -94,31 +100,58 @@ def test_create_configmap_serviceaccount_and_job_generators(kubectl: Kubectl,
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 
-def test_install_section_of_the_readme_runs_unchanged(kubectl: Kubectl, kube_sandbox: KubeSandbox,
-                                                      tmp_path: Path, monkeypatch: Any) -> None:
-    """The README's Helm install commands, with the chart rendered by Helm's engine."""
-    from tests.test_chart_support import crds, manifests
+@pytest.fixture
+def cli_kubectl(tmp_path: Path) -> Iterator[Kubectl]:
+    """The real kubectl against `reconciler sandbox kube` started as an operator would."""
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "kube", "--kubeconfig-out",
+         str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("http://127.0.0.1:")
+        yield Kubectl(SimpleNamespace(kubeconfig_path=kubeconfig),  # type: ignore[arg-type]
+                      tmp_path / "kubectl-home")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
 
+
+def test_install_section_of_the_readme_runs_unchanged(cli_kubectl: Kubectl, tmp_path: Path) -> None:
+    """The README's Helm install commands against `reconciler sandbox kube`, the chart rendered
+    by Helm's engine (helm install = its CRDs, then its templates, applied in Helm's order)."""
+    from tests.test_chart_support import crds, render
+
+    kubectl = cli_kubectl
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Install with Helm", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split() for line in section.strip().splitlines()]
     (tmp_path / "deploy-key").write_text("key\n")
     (tmp_path / "known_hosts").write_text("host key\n")
-    monkeypatch.chdir(tmp_path)
     kubectl.cwd = tmp_path
+    outputs = []
     for command in commands:
         if command[0] == "kubectl":
-            kubectl(*command[1:])
-        else:  # helm install: CRDs first, then the templates (Helm's order)
+            outputs.append(kubectl(*command[1:]))
+        else:
             assert command[:2] == ["helm", "install"]
-            values = {"git": {"url": command[command.index("--set") + 1].split("=", 1)[1],
-                              "auth": {"method": "ssh", "existingSecret": "multinic-git"}}}
+            sets = dict(arg.split("=", 1) for arg in command[command.index("--set"):]
+                        if "=" in arg)
+            values = {"git": {"url": sets["git.url"], "auth": {
+                "method": sets["git.auth.method"], "existingSecret": sets["git.auth.existingSecret"]}}}
+            release, namespace = command[2], command[command.index("--namespace") + 1]
+            templates = [text for path, text in sorted(render(
+                values, name=release, namespace=namespace).items()) if path.endswith(".yaml")]
             kubectl("apply", "-f", "-", input=yaml.safe_dump_all(crds()))
-            kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all(manifests(values)))
-    assert _secret_data(kube_sandbox, "multinic-git") == {"ssh-privatekey": "key\n",
-                                                         "known_hosts": "host key\n"}
-    last = kubectl(*commands[-1][1:])
-    assert "No resources found" in last.stdout + last.stderr
+            applied = kubectl("apply", "-n", namespace, "-f", "-", input="\n---\n".join(templates))
+            assert "deployment.apps/multinic-multinic-reconciler created" in applied.stdout
+    assert outputs[0].stdout.strip() == f"namespace/{NS} created"
+    assert outputs[1].stdout.strip() == "secret/multinic-git created"
+    secret = json.loads(kubectl("-n", NS, "get", "secret", "multinic-git", "-o", "json").stdout)
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
+        "ssh-privatekey": "key\n", "known_hosts": "host key\n"}
+    assert f"No resources found in {NS} namespace." in outputs[-1].stderr
 
 
 # -- watching a rollout -------------------------------------------------------------------------
