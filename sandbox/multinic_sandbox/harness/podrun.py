@@ -230,7 +230,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["--pod"]:
         _inner(argv[0])  # the inner half; never returns
         return 1
-    args = dict(zip(argv[0::2], argv[1::2]))
+    args = dict(zip(argv[0::2], argv[1::2], strict=False))
     pod = json.loads(Path(args["--pod"]).read_text())
     done = run(pod, Path(args.get("--root", "/")), timeout=float(args.get("--timeout", "300")))
     Path(args["--out"]).write_text(json.dumps({"exit_code": done.exit_code, "message": done.message,
