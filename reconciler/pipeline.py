@@ -19,6 +19,7 @@ from reconciler.source.local import Checkout
 
 if TYPE_CHECKING:
     from reconciler.apply.crs import Applied
+    from reconciler.apply.proxmox.vmreads import VmReads
     from reconciler.apply.rollout import RolloutReport
     from reconciler.kube.client import Kube
     from reconciler.kube.jobs import JobSettings
@@ -55,8 +56,8 @@ Live = dict[str, list[LiveObject]]
 def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bool = False,
                   validation: ValidationResult | None = None) -> tuple[Cycle, Kube | None, Live]:
     """Validate (unless ``validation`` of this very checkout is given) and plan. With
-    ``check_nics`` (and cluster access), nodes whose MACs are not on their Proxmox VM are named in
-    the plan's notes, so a wrong MAC is caught before a Job runs."""
+    ``check_nics`` (and cluster access), every node's VM NICs are read from Proxmox and what
+    differs is named in the plan's notes, so a wrong MAC, slot or bridge is caught before a Job runs."""
     validation = validation or validate_repo(checkout.path)
     kube = connect(validation.desired.settings.spec.namespace) if connect is not None else None
     live = observe(kube)
@@ -67,18 +68,32 @@ def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bo
 
         # The LIST the plan already made tells which clusters are verified: no second one.
         clusters = _freshest(KIND_CLUSTER, live, cycle)
-        cycle.nic_checks = crosscheck.check_verified_nodes(kube, validation.desired, live=clusters)
-        notes = [f"VM NIC check, {validation.desired.sources.get((KIND_NODE, name), name)}: {problem}"
-                 for name, check in sorted(cycle.nic_checks.items()) for problem in check.mismatches]
-        cycle.changes = replace(changes, notes=changes.notes + tuple(notes))
+        cycle.nic_checks = crosscheck.check_now(validation.desired, clusters, kube.read_secret)
+        cycle.changes = replace(changes, notes=changes.notes + _nic_notes(cycle))
     return cycle, kube, live
 
 
+def _nic_notes(cycle: Cycle) -> tuple[str, ...]:
+    sources = cycle.validation.desired.sources
+    notes = []
+    for name, check in sorted(cycle.nic_checks.items()):
+        where = sources.get((KIND_NODE, name), name)
+        effect = " (nicCheck: enforce, no Job until fixed)" if check.enforce else " (nicCheck: warn)"
+        notes += [f"VM NIC check, {where}: {problem}{effect}" for problem in check.mismatches]
+        if not check.checked:
+            notes.append(f"VM NIC check, {where}: not checked: {check.error}")
+    return tuple(notes)
+
+
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
-               now: datetime | None = None, proxmox: bool = True, check_nics: bool = False,
-               validation: ValidationResult | None = None) -> Cycle:
-    """One full cycle: CRs, cluster registration (when due), the VM NIC check (when asked), one
-    rollout step, node status and Events."""
+               now: datetime | None = None, proxmox: bool = True, check_nics: bool = True,
+               validation: ValidationResult | None = None, vm_reads: VmReads | None = None) -> Cycle:
+    """One full cycle: CRs, cluster registration (when due), the VM NIC check, one rollout step
+    (nodes whose VM NICs differ are held under ``nicCheck: enforce``), node status and Events.
+
+    ``vm_reads``: the loop's long-lived VM read cache; the check then never waits for Proxmox.
+    Without it (one-shot ``apply --once``) VMs are read now, waiting up to their timeouts.
+    ``check_nics=False`` skips the check: nodes with ``nicCheck: enforce`` then wait."""
     from reconciler.apply import rollout
     from reconciler.apply.crs import apply_changes
     from reconciler.kube.jobs import JobSettings
@@ -87,27 +102,59 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     assert kube is not None
     desired = cycle.validation.desired
     cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))
-    nic_patches: dict[str, dict[str, Any]] = {}
+    clusters = _freshest(KIND_CLUSTER, live, cycle)
     if proxmox and not desired.settings_blocked and desired.clusters:
-        nic_patches = _proxmox(kube, cycle, live, now, check_nics)
+        from reconciler.apply.proxmox import registration
+
+        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters)
+        clusters = _after_registration(clusters, cycle.clusters)
+    held: dict[str, rollout.Hold] = {}
+    if not desired.settings_blocked and any(n.spec.proxmox for n in desired.nodes.values()):
+        held = _check_nics(kube, cycle, clusters, vm_reads if check_nics else None, run=check_nics)
     nodes = {o.name: rollout.LiveNode(o.name, o.spec, o.generation, o.status) for o in live.get(KIND_NODE, [])}
     for done in cycle.applied:
         if done.ok and done.live is not None and done.change.kind == KIND_NODE:
             obj = done.live
             nodes[done.change.name] = rollout.LiveNode(done.change.name, obj.get("spec") or {},
                                                        obj["metadata"].get("generation"), obj.get("status") or {})
-    for name, patch in nic_patches.items():  # the node status below must start from what was just written
-        if name in nodes:
-            merged = {k: v for k, v in {**nodes[name].status, **patch}.items() if v is not None}
-            nodes[name] = rollout.LiveNode(name, nodes[name].spec, nodes[name].generation, merged)
     failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
     wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
     cycle.rollout = rollout.step(
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
-        revision=checkout.revision)
+        revision=checkout.revision, held=held)
     cycle.status_writes = _report_nodes(kube, cycle, nodes, now)
     return cycle
+
+
+def _after_registration(clusters: list[dict[str, Any]], outcomes: list[Any]) -> list[dict[str, Any]]:
+    """The cluster CRs with the status registration just wrote (no second LIST)."""
+    written = {o.name: o.status for o in outcomes if o.status is not None}
+    return [{**cr, "status": written.get(cr["metadata"]["name"], cr.get("status"))} for cr in clusters]
+
+
+def _check_nics(kube: Kube, cycle: Cycle, clusters: list[dict[str, Any]], vm_reads: VmReads | None, *,
+                run: bool) -> dict[str, Any]:
+    """The VM NIC check (from the loop's cache, or read now) and the nodes it holds."""
+    from reconciler.apply import rollout
+    from reconciler.apply.proxmox import crosscheck
+
+    desired = cycle.validation.desired
+    if not run:
+        checks = {}
+        for name, node in desired.nodes.items():
+            if node.spec.proxmox is not None:
+                checks[name] = crosscheck.NodeCheck(name, node.spec.proxmox.cluster, node.spec.proxmox.vmid, False,
+                                                    error="the VM NIC check was not run",
+                                                    reason=crosscheck.READ_PENDING,
+                                                    enforce=node.spec.proxmox.enforce)
+    elif vm_reads is None:
+        checks = crosscheck.check_now(desired, clusters, kube.read_secret)
+    else:
+        checks = crosscheck.gate(desired, clusters, vm_reads, kube.read_secret)
+    cycle.nic_checks = checks
+    return {name: rollout.Hold(check.hold_message, waiting=not check.checked)
+            for name, check in checks.items() if check.holds}
 
 
 def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
@@ -121,29 +168,8 @@ def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
     return list(objects.values())
 
 
-def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None,
-             check_nics: bool) -> dict[str, dict[str, Any]]:
-    """Registration, then (when asked) the VM NIC check; returns the node status patches written."""
-    from reconciler.apply.proxmox import crosscheck, registration
-
-    desired = cycle.validation.desired
-    clusters = _freshest(KIND_CLUSTER, live, cycle)
-    cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters)
-    written: dict[str, dict[str, Any]] = {}
-    if check_nics and any(n.spec.proxmox for n in desired.nodes.values()):
-        fresh = kube.list_owned(KIND_CLUSTER)  # registration may just have verified a cluster
-        cycle.nic_checks = crosscheck.check_verified_nodes(kube, desired, live=fresh)
-        current = {o["metadata"]["name"]: o.get("status") for o in _freshest(KIND_NODE, live, cycle)}
-        for name, check in cycle.nic_checks.items():
-            patch = crosscheck.node_status_patch(check, current.get(name))
-            if patch:
-                kube.patch_status(KIND_NODE, name, patch)
-                cycle.status_writes += 1
-                written[name] = patch
-    return written
-
-
 def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:
+    from reconciler.apply.proxmox import crosscheck
     from reconciler.kube.client import KubeError
     from reconciler.report import events, status
 
@@ -156,6 +182,11 @@ def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datet
         transition = True
         if state.state != "removed" and cr is not None:  # a removed node has no status left to write
             wanted = status.node_status(state, cr, source_path=sources.get((KIND_NODE, name)), now=now)  # type: ignore[arg-type]
+            wanted = _with_nic_check(cycle, name, cr, wanted, now)
+            nic_event = crosscheck.transition_event(cr.status, wanted)  # type: ignore[attr-defined]
+            if nic_event is not None:
+                kube.create_event(events.event(KIND_NODE, name, namespace, reason=nic_event[0],
+                                               message=nic_event[1], warning=nic_event[2], now=now))
             patch = status.patch_for(cr.status, wanted)  # type: ignore[attr-defined]
             # A state the status already shows (an unschedulable node, a failed cleanup, seen again
             # each cycle) is no transition: no Event for it.
@@ -167,10 +198,22 @@ def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datet
                 except KubeError:
                     pass  # the object may be gone; the next cycle recomputes
         if state.changed and transition:
-            warning = state.state in ("failed", "unschedulable", "remove-failed", "stalled")
+            warning = state.state in ("failed", "unschedulable", "remove-failed", "stalled", "held")
             reason = {"applied": "Applied", "running": "RolloutStarted", "failed": "ApplyFailed",
+                      "held": "VMNicsMismatch", "waiting": "WaitingForVMNicCheck",
                       "unschedulable": "Unschedulable", "removing": "CleanupStarted",
                       "remove-failed": "CleanupFailed"}.get(state.state, state.state.capitalize())
             kube.create_event(events.event(KIND_NODE, name, namespace, reason=reason,
                                            message=state.message, warning=warning, now=now))
     return writes
+
+
+def _with_nic_check(cycle: Cycle, name: str, cr: Any, wanted: dict[str, Any], now: datetime | None) -> dict[str, Any]:
+    """The node status with its VM NIC check (``proxmoxCheck``, condition ``VMNicsMatch``)."""
+    from reconciler.apply.proxmox import crosscheck
+
+    node = cycle.validation.desired.nodes.get(name)
+    if node is None:  # not in this commit's desired state (blocked or removed): nothing is claimed
+        return wanted
+    return crosscheck.with_nic_check(wanted, cr.status, cycle.nic_checks.get(name), generation=cr.generation,
+                                     now=now)

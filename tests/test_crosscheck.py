@@ -214,4 +214,4 @@ def test_node_status_patch_removes_a_stale_error_when_the_check_recovers() -> No
     assert node_status_patch(ok, current) == {
         "proxmoxCheck": {"checked": True, "vmNode": "pve1", "mismatches": [], "error": None}
     }
-    assert ok.summary == "VM 1 on pve/pve1: MACs match"
+    assert ok.summary == "VM 1 on pve/pve1: NICs match"

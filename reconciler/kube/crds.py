@@ -101,16 +101,18 @@ NODE_STATUS: dict[str, Any] = {
         },
         "proxmoxCheck": {
             "type": "object",
-            "description": "Result of checking the interfaces' MACs against the Proxmox VM.",
+            "description": "Result of checking the interfaces against the Proxmox VM's netN devices "
+            "(condition VMNicsMatch summarises it).",
             "properties": {
                 "checked": {"type": "boolean", "description": "Whether the check ran."},
                 "vmNode": {"type": "string", "description": "Proxmox node the VM runs on."},
                 "mismatches": {
                     "type": "array",
                     "items": {"type": "string"},
-                    "description": "Interfaces whose MAC is not on the VM (or not on the slot named).",
+                    "description": "What differs: a MAC not on the VM, another slot, bridge, VLAN tag, MTU or model.",
                 },
                 "error": {"type": "string", "description": "Why the check could not run."},
+                "nicCheck": {"type": "string", "description": "enforce (a difference holds the Job) or warn."},
             },
         },
     },

@@ -23,6 +23,10 @@ _TABLE: dict[str, tuple[str, tuple[str, str], tuple[str, str], tuple[str, str]]]
     "unschedulable": ("Failed", ("False", "Unschedulable"), ("False", "Unschedulable"), ("True", "Unschedulable")),
     "removing": ("Removing", ("False", "Removing"), ("True", "CleanupJobRunning"), ("False", "Removing")),
     "remove-failed": ("Failed", ("False", "CleanupFailed"), ("False", "CleanupFailed"), ("True", "CleanupFailed")),
+    # held by the pipeline before a Job (the VM's NICs differ, or no answer from Proxmox yet)
+    "held": ("Held", ("False", "VMNicsMismatch"), ("False", "VMNicsMismatch"), ("True", "VMNicsMismatch")),
+    "waiting": ("Pending", ("False", "WaitingForVMNicCheck"), ("True", "WaitingForVMNicCheck"),
+                ("False", "WaitingForVMNicCheck")),
 }
 
 
@@ -59,7 +63,7 @@ def node_status(state: NodeState, cr: LiveNode, *, source_path: str | None,
                                "error": i.error}.items() if v is not None}
             for i in state.result.interfaces
         ]
-    if state.state in ("failed", "unschedulable", "remove-failed", "stalled"):
+    if state.state in ("failed", "unschedulable", "remove-failed", "stalled", "held"):
         status["lastError"] = message
     return status
 
