@@ -169,9 +169,8 @@ def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
 
 
 def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:
-    from reconciler.apply.proxmox import crosscheck
     from reconciler.kube.client import KubeError
-    from reconciler.report import events, status
+    from reconciler.report import events, nicstatus, status
 
     assert cycle.rollout is not None
     writes = 0
@@ -183,7 +182,7 @@ def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datet
         if state.state != "removed" and cr is not None:  # a removed node has no status left to write
             wanted = status.node_status(state, cr, source_path=sources.get((KIND_NODE, name)), now=now)  # type: ignore[arg-type]
             wanted = _with_nic_check(cycle, name, cr, wanted, now)
-            nic_event = crosscheck.transition_event(cr.status, wanted)  # type: ignore[attr-defined]
+            nic_event = nicstatus.transition_event(cr.status, wanted)  # type: ignore[attr-defined]
             if nic_event is not None:
                 kube.create_event(events.event(KIND_NODE, name, namespace, reason=nic_event[0],
                                                message=nic_event[1], warning=nic_event[2], now=now))
@@ -210,10 +209,10 @@ def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datet
 
 def _with_nic_check(cycle: Cycle, name: str, cr: Any, wanted: dict[str, Any], now: datetime | None) -> dict[str, Any]:
     """The node status with its VM NIC check (``proxmoxCheck``, condition ``VMNicsMatch``)."""
-    from reconciler.apply.proxmox import crosscheck
+    from reconciler.report import nicstatus
 
     node = cycle.validation.desired.nodes.get(name)
     if node is None:  # not in this commit's desired state (blocked or removed): nothing is claimed
         return wanted
-    return crosscheck.with_nic_check(wanted, cr.status, cycle.nic_checks.get(name), generation=cr.generation,
+    return nicstatus.with_nic_check(wanted, cr.status, cycle.nic_checks.get(name), generation=cr.generation,
                                      now=now)

@@ -24,12 +24,13 @@ from reconciler.apply.proxmox.crosscheck import (
     NodeCheck,
     check_nodes,
     check_verified_nodes,
-    node_status_patch,
     verified_clients,
 )
 from reconciler.apply.proxmox.registration import register_clusters
 from reconciler.config.validation import DesiredState, validate_repo
 from reconciler.kube.client import Kube
+from reconciler.report.nicstatus import with_nic_check
+from reconciler.report.status import patch_for
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NS = "multinic-system"
@@ -187,7 +188,7 @@ def test_the_node_status_fragment_fits_the_crd_and_is_written_only_when_it_chang
     checks = check_verified_nodes(example.kube, desired)
     for name, check in checks.items():
         current = (example.kube.get("MultiNicNodeConfig", name) or {}).get("status") or {}
-        patch = node_status_patch(check, current)
+        patch = patch_for(current, with_nic_check(current, current, check, generation=None, now=T0))
         assert patch
         example.kube.patch_status("MultiNicNodeConfig", name, patch)
 
@@ -196,22 +197,23 @@ def test_the_node_status_fragment_fits_the_crd_and_is_written_only_when_it_chang
         "checked": True,
         "vmNode": "pve3",
         "mismatches": [checks["worker-03"].mismatches[0]],
+        "nicCheck": "enforce",
     }
+    condition = next(c for c in live["status"]["conditions"] if c["type"] == "VMNicsMatch")
+    assert (condition["status"], condition["reason"]) == ("False", "NicsDiffer")
     again = check_verified_nodes(example.kube, desired)
-    assert all(
-        node_status_patch(c, (example.kube.get("MultiNicNodeConfig", n) or {}).get("status")) == {}
-        for n, c in again.items()
-    )
+    for name, check in again.items():
+        current = (example.kube.get("MultiNicNodeConfig", name) or {}).get("status") or {}
+        assert patch_for(current, with_nic_check(current, current, check, generation=None, now=T0)) is None
 
 
-def test_node_status_patch_removes_a_stale_error_when_the_check_recovers() -> None:
-    failed = NodeCheck("w", "pve", 1, False, error="Proxmox cluster pve is not verified")
-    assert node_status_patch(failed) == {
-        "proxmoxCheck": {"checked": False, "vmNode": None, "mismatches": [], "error": failed.error}
-    }
-    ok = NodeCheck("w", "pve", 1, True, vm_node="pve1")
-    current = {"proxmoxCheck": {"checked": False, "mismatches": [], "error": failed.error}}
-    assert node_status_patch(ok, current) == {
-        "proxmoxCheck": {"checked": True, "vmNode": "pve1", "mismatches": [], "error": None}
-    }
-    assert ok.summary == "VM 1 on pve/pve1: NICs match"
+def test_a_recovered_check_drops_the_stale_error_and_the_vm_node_it_no_longer_knows() -> None:
+    failed = NodeCheck("w", "pve", 1, False, vm_node="pve2", error="Proxmox cluster pve is not verified")
+    before = with_nic_check({}, {}, failed, generation=None, now=T0)
+    assert before["proxmoxCheck"] == {"checked": False, "vmNode": "pve2", "mismatches": [],
+                                      "error": failed.error, "nicCheck": "enforce"}
+    ok = NodeCheck("w", "pve", 1, True)
+    after = with_nic_check(before, before, ok, generation=None, now=T0)
+    assert patch_for(before, after)["proxmoxCheck"] == {"checked": True, "vmNode": None, "error": None}  # type: ignore[index]
+    assert ok.summary == "VM 1 on pve: NICs match"
+    assert with_nic_check(after, after, None, generation=None)["conditions"] == []  # no VM named: nothing claimed

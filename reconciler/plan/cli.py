@@ -1,4 +1,5 @@
-"""``reconciler plan``: what would change (exit 0 nothing, 1 something, 2 error — like flux diff)."""
+"""``reconciler plan``: what would change (exit 0 nothing, 1 something, 2 error — like flux diff —
+or a node whose VM NICs differ from its file under ``nicCheck: enforce``: it would get no Job)."""
 
 from __future__ import annotations
 
@@ -40,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(out)
+    if any(check.enforce and check.checked and check.mismatches for check in cycle.nic_checks.values()):
+        return 2  # a node whose VM NICs differ gets no Job (spec.proxmox.nicCheck: enforce)
     return 1 if cycle.changes.has_changes else 0

@@ -63,7 +63,7 @@ def node_status(state: NodeState, cr: LiveNode, *, source_path: str | None,
                                "error": i.error}.items() if v is not None}
             for i in state.result.interfaces
         ]
-    if state.state in ("failed", "unschedulable", "remove-failed", "stalled", "held"):
+    if state.state in ("failed", "unschedulable", "remove-failed", "stalled"):
         status["lastError"] = message
     return status
 
@@ -72,6 +72,16 @@ def patch_for(previous: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any
     """A JSON merge patch turning ``previous`` into ``wanted`` (None when they are equal)."""
     if previous == wanted:
         return None
-    patch: dict[str, Any] = {k: v for k, v in wanted.items() if previous.get(k) != v}
+    return _merge_patch(previous, wanted)
+
+
+def _merge_patch(previous: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386: a nested object is merged by the server, so a key it lost must be sent as null."""
+    patch: dict[str, Any] = {}
+    for key, value in wanted.items():
+        before = previous.get(key)
+        if before == value:
+            continue
+        patch[key] = _merge_patch(before, value) if isinstance(before, dict) and isinstance(value, dict) else value
     patch.update({k: None for k in previous if k not in wanted})
     return patch

@@ -4,7 +4,7 @@ For every node with ``spec.proxmox.{cluster, vmid}`` whose cluster verified OK::
 
     with verified_clients(kube, desired) as clients:       # Secrets read as for registration
         checks = check_nodes(desired, clients)             # {node name: NodeCheck}
-    kube.patch_status("MultiNicNodeConfig", name, node_status_patch(checks[name], current_status))
+    # the node status writer adds checks[name] to the status (reconciler.report.nicstatus)
 
 Cost per call: one ``GET /cluster/resources?type=vm`` per cluster, then one
 ``GET /nodes/{node}/qemu/{vmid}/config`` per node whose VM exists. Clusters are checked in
@@ -251,25 +251,6 @@ def check_now(
     return checks
 
 
-def node_status_patch(check: NodeCheck, current: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``status.proxmoxCheck`` fragment as a JSON merge patch (``None`` removes a stale value).
-
-    With ``current`` (the node CR's status) an unchanged result gives ``{}``: nothing to write.
-    """
-    fragment: dict[str, Any] = {
-        "checked": check.checked,
-        "vmNode": check.vm_node,
-        "mismatches": list(check.mismatches),
-        "error": check.error,
-    }
-    if current is not None:
-        before = current.get("proxmoxCheck") or {}
-        after = {k: v for k, v in fragment.items() if v is not None}
-        if before == after:
-            return {}
-    return {"proxmoxCheck": fragment}
-
-
 # --- the gate: checks from the VM read cache, every cycle, without waiting for Proxmox -----------
 
 
@@ -372,44 +353,3 @@ def gate(
             reads.request(desired.clusters[cluster], credentials, due)
     reads.retain(verified)
     return dict(sorted(results.items()))
-
-
-def with_nic_check(wanted: Mapping[str, Any], previous: Mapping[str, Any], check: NodeCheck | None, *,
-                   generation: int | None, now: Any = None) -> dict[str, Any]:
-    """``wanted`` (a node status about to be written) with ``proxmoxCheck`` and the
-    ``VMNicsMatch`` condition set from ``check``; both removed when ``check`` is None (the node
-    names no VM, or its check is not known this cycle and nothing is claimed)."""
-    from reconciler.report import conditions
-
-    out = dict(wanted)
-    others = [c for c in out.get("conditions") or [] if c.get("type") != CONDITION]
-    if check is None:
-        out.pop("proxmoxCheck", None)
-        out["conditions"] = others
-        return out
-    out["proxmoxCheck"] = {k: v for k, v in {
-        "checked": check.checked,
-        "vmNode": check.vm_node,
-        "mismatches": list(check.mismatches),
-        "error": check.error,
-        "nicCheck": "enforce" if check.enforce else "warn",
-    }.items() if v is not None}
-    out["conditions"] = others + conditions.merge(previous.get("conditions"), {CONDITION: check.condition},
-                                                  generation=generation, now=now)
-    return out
-
-
-def transition_event(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> tuple[str, str, bool] | None:
-    """(reason, message, warning) of the Event for a ``VMNicsMatch`` change, None if no change
-    worth one: turning False (a mismatch found) or turning True again after False."""
-    def condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
-        return next((c for c in status.get("conditions") or [] if c.get("type") == CONDITION), {})
-
-    before, after = condition(previous), condition(wanted)
-    if not after or (before.get("status"), before.get("message")) == (after.get("status"), after.get("message")):
-        return None
-    if after.get("status") == "False":
-        return "VMNicsMismatch", str(after.get("message")), True
-    if after.get("status") == "True" and before.get("status") == "False":
-        return "VMNicsMatch", str(after.get("message")), False
-    return None
