@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from reconciler.apply.rollout import RolloutReport
     from reconciler.kube.client import Kube
     from reconciler.kube.jobs import JobSettings
+    from reconciler.report.status import Reported
 
 Connect = Callable[[str], "Kube"]  # namespace -> adapter; known only after reconciler.yaml is read
 
@@ -37,6 +38,7 @@ class Cycle:
     status_writes: int = 0
     clusters: list[Any] = field(default_factory=list)  # registration outcomes (ClusterOutcome)
     nic_checks: dict[str, Any] = field(default_factory=dict)  # node -> NodeCheck (VM NIC cross-check)
+    reported: Reported | None = None  # every object's status after the cycle, and the Events recorded
 
     @property
     def failed(self) -> list[Applied]:
@@ -87,55 +89,52 @@ def _nic_notes(cycle: Cycle) -> tuple[str, ...]:
 
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
                now: datetime | None = None, proxmox: bool = True, check_nics: bool = True,
-               validation: ValidationResult | None = None, vm_reads: VmReads | None = None) -> Cycle:
+               validation: ValidationResult | None = None, writers: int | None = None,
+               vm_reads: VmReads | None = None) -> Cycle:
     """One full cycle: CRs, cluster registration (when due), the VM NIC check, one rollout step
-    (nodes whose VM NICs differ are held under ``nicCheck: enforce``), node status and Events.
+    (nodes whose VM NICs differ are held under ``nicCheck: enforce``), then every object's status,
+    computed once from all of that and written with one patch (through a pool of ``writers``,
+    default 8), and its Events.
 
     ``vm_reads``: the loop's long-lived VM read cache; the check then never waits for Proxmox.
     Without it (one-shot ``apply --once``) VMs are read now, waiting up to their timeouts.
     ``check_nics=False`` skips the check: nodes with ``nicCheck: enforce`` then wait."""
     from reconciler.apply import rollout
-    from reconciler.apply.crs import apply_changes
+    from reconciler.apply.crs import WRITERS, apply_changes
     from reconciler.kube.jobs import JobSettings
 
     cycle, kube, live = plan_checkout(checkout, connect, validation=validation)
     assert kube is not None
     desired = cycle.validation.desired
-    cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))
+    writers = writers or WRITERS
+    cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,), writers=writers)
     clusters = _freshest(KIND_CLUSTER, live, cycle)
     if proxmox and not desired.settings_blocked and desired.clusters:
         from reconciler.apply.proxmox import registration
 
-        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters)
-        clusters = _after_registration(clusters, cycle.clusters)
+        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters, write=False)
+        # Registration may just have verified a cluster: its outcome is what the check trusts.
+        verified = {o.name: o.status for o in cycle.clusters if o.status is not None}
+        clusters = [{**c, "status": verified.get(c["metadata"]["name"], c.get("status"))} for c in clusters]
     held: dict[str, rollout.Hold] = {}
     if not desired.settings_blocked and any(n.spec.proxmox for n in desired.nodes.values()):
-        held = _check_nics(kube, cycle, clusters, vm_reads if check_nics else None, run=check_nics)
-    nodes = {o.name: rollout.LiveNode(o.name, o.spec, o.generation, o.status) for o in live.get(KIND_NODE, [])}
-    for done in cycle.applied:
-        if done.ok and done.live is not None and done.change.kind == KIND_NODE:
-            obj = done.live
-            nodes[done.change.name] = rollout.LiveNode(done.change.name, obj.get("spec") or {},
-                                                       obj["metadata"].get("generation"), obj.get("status") or {})
+        held = _check_nics(kube, cycle, clusters, vm_reads, run=check_nics)
+    nodes = {o["metadata"]["name"]: rollout.LiveNode(o["metadata"]["name"], o.get("spec") or {},
+                                                     o["metadata"].get("generation"), o.get("status") or {})
+             for o in _freshest(KIND_NODE, live, cycle)}
     failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
     wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
     cycle.rollout = rollout.step(
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
         revision=checkout.revision, held=held)
-    cycle.status_writes = _report_nodes(kube, cycle, nodes, now)
+    _report(kube, cycle, live, now, writers)
     return cycle
-
-
-def _after_registration(clusters: list[dict[str, Any]], outcomes: list[Any]) -> list[dict[str, Any]]:
-    """The cluster CRs with the status registration just wrote (no second LIST)."""
-    written = {o.name: o.status for o in outcomes if o.status is not None}
-    return [{**cr, "status": written.get(cr["metadata"]["name"], cr.get("status"))} for cr in clusters]
 
 
 def _check_nics(kube: Kube, cycle: Cycle, clusters: list[dict[str, Any]], vm_reads: VmReads | None, *,
                 run: bool) -> dict[str, Any]:
-    """The VM NIC check (from the loop's cache, or read now) and the nodes it holds."""
+    """The VM NIC check (from the loop's cache, or read now) and the nodes it holds (node -> Hold)."""
     from reconciler.apply import rollout
     from reconciler.apply.proxmox import crosscheck
 
@@ -158,61 +157,36 @@ def _check_nics(kube: Kube, cycle: Cycle, clusters: list[dict[str, Any]], vm_rea
 
 
 def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
-    """Live objects of ``kind`` as they are after this cycle's writes (no extra LIST)."""
-    objects = {o.name: {"metadata": {"name": o.name, "generation": o.generation,
+    """Live objects of ``kind`` as they are after this cycle's writes (no extra LIST); objects this
+    cycle deleted are left out."""
+    objects = {o.name: {"kind": kind,
+                        "metadata": {"name": o.name, "generation": o.generation, "uid": o.uid,
                                      "annotations": o.annotations, "labels": o.labels},
                         "spec": o.spec, "status": o.status} for o in live.get(kind, [])}
     for done in cycle.applied:
-        if done.ok and done.live is not None and done.change.kind == kind:
-            objects[done.change.name] = done.live
+        if done.ok and done.change.kind == kind:
+            if done.change.action == Action.DELETE:
+                objects.pop(done.change.name, None)
+            elif done.live is not None:
+                objects[done.change.name] = {"kind": kind, **done.live}
     return list(objects.values())
 
 
-def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:
-    from reconciler.kube.client import KubeError
-    from reconciler.report import events, nicstatus, status
+def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers: int) -> None:
+    from reconciler.report import status
 
     assert cycle.rollout is not None
-    writes = 0
-    namespace = kube.namespace
-    sources = cycle.validation.desired.sources
-    for name, state in sorted(cycle.rollout.nodes.items()):
-        cr = nodes.get(name)
-        transition = True
-        if state.state != "removed" and cr is not None:  # a removed node has no status left to write
-            wanted = status.node_status(state, cr, source_path=sources.get((KIND_NODE, name)), now=now)  # type: ignore[arg-type]
-            wanted = _with_nic_check(cycle, name, cr, wanted, now)
-            nic_event = nicstatus.transition_event(cr.status, wanted)  # type: ignore[attr-defined]
-            if nic_event is not None:
-                kube.create_event(events.event(KIND_NODE, name, namespace, reason=nic_event[0],
-                                               message=nic_event[1], warning=nic_event[2], now=now))
-            patch = status.patch_for(cr.status, wanted)  # type: ignore[attr-defined]
-            # A state the status already shows (an unschedulable node, a failed cleanup, seen again
-            # each cycle) is no transition: no Event for it.
-            transition = patch is not None
-            if patch is not None:
-                try:
-                    kube.patch_status(KIND_NODE, name, patch)
-                    writes += 1
-                except KubeError:
-                    pass  # the object may be gone; the next cycle recomputes
-        if state.changed and transition:
-            warning = state.state in ("failed", "unschedulable", "remove-failed", "stalled", "held")
-            reason = {"applied": "Applied", "running": "RolloutStarted", "failed": "ApplyFailed",
-                      "held": "VMNicsMismatch", "waiting": "WaitingForVMNicCheck",
-                      "unschedulable": "Unschedulable", "removing": "CleanupStarted",
-                      "remove-failed": "CleanupFailed"}.get(state.state, state.state.capitalize())
-            kube.create_event(events.event(KIND_NODE, name, namespace, reason=reason,
-                                           message=state.message, warning=warning, now=now))
-    return writes
-
-
-def _with_nic_check(cycle: Cycle, name: str, cr: Any, wanted: dict[str, Any], now: datetime | None) -> dict[str, Any]:
-    """The node status with its VM NIC check (``proxmoxCheck``, condition ``VMNicsMatch``)."""
-    from reconciler.report import nicstatus
-
-    node = cycle.validation.desired.nodes.get(name)
-    if node is None:  # not in this commit's desired state (blocked or removed): nothing is claimed
-        return wanted
-    return nicstatus.with_nic_check(wanted, cr.status, cycle.nic_checks.get(name), generation=cr.generation,
-                                     now=now)
+    removed_names = {n for n, s in cycle.rollout.nodes.items() if s.state == "removed"}
+    crs: dict[str, list[status.LiveCR]] = {}
+    removed: list[status.LiveCR] = []
+    for kind in (KIND_NODE, KIND_CLUSTER):
+        for obj in _freshest(kind, live, cycle):
+            cr = status.LiveCR.from_manifest(obj)
+            if kind == KIND_NODE and cr.name in removed_names:
+                removed.append(cr)
+            else:
+                crs.setdefault(kind, []).append(cr)
+    cycle.reported = status.report(kube, cycle.validation, crs, rollout=cycle.rollout.nodes,
+                                   nic_checks=cycle.nic_checks, clusters=cycle.clusters, removed=removed, now=now,
+                                   writers=writers)
+    cycle.status_writes = cycle.reported.writes

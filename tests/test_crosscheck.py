@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from multinic_sandbox.harness.kube_setup import apply_desired, put_cluster_secrets, put_secret
@@ -29,8 +30,7 @@ from reconciler.apply.proxmox.crosscheck import (
 from reconciler.apply.proxmox.registration import register_clusters
 from reconciler.config.validation import DesiredState, validate_repo
 from reconciler.kube.client import Kube
-from reconciler.report.nicstatus import with_nic_check
-from reconciler.report.status import patch_for
+from reconciler.report.status import LiveCR, merge_patch, node_status
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NS = "multinic-system"
@@ -182,13 +182,19 @@ def test_a_vm_config_the_api_refuses_is_an_error_not_a_mismatch(example: Example
     assert checks["worker-04"].ok
 
 
+def _with_check(status: dict[str, Any] | None, check: NodeCheck) -> dict[str, Any]:
+    """The node status the one writer computes from the check alone (no rollout state this cycle)."""
+    cr = LiveCR("MultiNicNodeConfig", check.node, None, 1, {}, status or {})
+    return node_status(cr, state=None, check=check, validity=None).dump()
+
+
 def test_the_node_status_fragment_fits_the_crd_and_is_written_only_when_it_changes(example: Example) -> None:
     example.set_mac("worker-03", "BC:24:11:20:00:0D", "BC:24:11:20:00:99")
     desired = example.register()
     checks = check_verified_nodes(example.kube, desired)
     for name, check in checks.items():
         current = (example.kube.get("MultiNicNodeConfig", name) or {}).get("status") or {}
-        patch = patch_for(current, with_nic_check(current, current, check, generation=None, now=T0))
+        patch = merge_patch(current, _with_check(current, check))
         assert patch
         example.kube.patch_status("MultiNicNodeConfig", name, patch)
 
@@ -202,18 +208,17 @@ def test_the_node_status_fragment_fits_the_crd_and_is_written_only_when_it_chang
     condition = next(c for c in live["status"]["conditions"] if c["type"] == "VMNicsMatch")
     assert (condition["status"], condition["reason"]) == ("False", "NicsDiffer")
     again = check_verified_nodes(example.kube, desired)
-    for name, check in again.items():
-        current = (example.kube.get("MultiNicNodeConfig", name) or {}).get("status") or {}
-        assert patch_for(current, with_nic_check(current, current, check, generation=None, now=T0)) is None
+    for n, c in again.items():
+        current = (example.kube.get("MultiNicNodeConfig", n) or {}).get("status") or {}
+        assert merge_patch(current, _with_check(current, c)) is None
 
 
-def test_a_recovered_check_drops_the_stale_error_and_the_vm_node_it_no_longer_knows() -> None:
+def test_the_node_status_drops_a_stale_error_and_a_vm_node_it_no_longer_knows() -> None:
     failed = NodeCheck("w", "pve", 1, False, vm_node="pve2", error="Proxmox cluster pve is not verified")
-    before = with_nic_check({}, {}, failed, generation=None, now=T0)
+    before = _with_check(None, failed)
     assert before["proxmoxCheck"] == {"checked": False, "vmNode": "pve2", "mismatches": [],
                                       "error": failed.error, "nicCheck": "enforce"}
     ok = NodeCheck("w", "pve", 1, True)
-    after = with_nic_check(before, before, ok, generation=None, now=T0)
-    assert patch_for(before, after)["proxmoxCheck"] == {"checked": True, "vmNode": None, "error": None}  # type: ignore[index]
+    assert merge_patch(before, _with_check(before, ok))["proxmoxCheck"] == {  # type: ignore[index]
+        "checked": True, "vmNode": None, "error": None}
     assert ok.summary == "VM 1 on pve: NICs match"
-    assert with_nic_check(after, after, None, generation=None)["conditions"] == []  # no VM named: nothing claimed

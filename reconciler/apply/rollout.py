@@ -20,21 +20,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.nodejob.result import AgentResult
 from reconciler.config.models import NodeConfig, RolloutSettings
 from reconciler.kube import jobs, objects
 from reconciler.kube.client import Kube, KubeError
+from reconciler.nodejob.renderers import RendererName, select
+from reconciler.nodejob.result import AgentResult
 from reconciler.plan.changeset import Change
+from reconciler.status.states import NodeStateName as State  # the one vocabulary of states
 
 log = logging.getLogger(__name__)
-
-State = Literal["applied", "running", "pending", "failed", "stalled", "unschedulable", "removing",
-                "removed", "remove-failed", "held", "waiting"]
-
 
 @dataclass(frozen=True)
 class Hold:
@@ -159,7 +157,7 @@ def _known_state(kube: Kube, node: NodeConfig, cr: LiveNode, digest: str, existi
     status = cr.status
     if status.get("specHash") == digest and status.get("phase") in ("Ready", "Failed"):
         state: State = "applied" if status["phase"] == "Ready" else "failed"
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         return NodeState(name, state, digest, status.get("job"), status.get("appliedRevision"),
                          message=ready.get("message") or status.get("lastError") or "")
     job_name = jobs.job_name("apply", node.spec.node_name, digest)
@@ -207,15 +205,15 @@ def _failure_message(job: dict[str, Any], result: AgentResult | None) -> str:
     return "Job failed without a result"
 
 
-def _renderer(node: NodeConfig, cluster_nodes: dict[str, dict[str, Any]]) -> tuple[str | None, str]:
+def _renderer(node: NodeConfig, cluster_nodes: dict[str, dict[str, Any]]) -> tuple[RendererName | None, str]:
     k8s_node = cluster_nodes.get(node.spec.node_name)
     if k8s_node is None:
         return None, f"Kubernetes node {node.spec.node_name} not found"
     os_image = ((k8s_node.get("status") or {}).get("nodeInfo") or {}).get("osImage", "")
-    renderer = jobs.renderer_for(os_image, node.spec.os_family)
-    if renderer is None:
-        return None, f"unsupported OS {os_image!r} on node {node.spec.node_name} (set spec.osFamily)"
-    return renderer, ""
+    selection = select(os_image, node.spec.os_family)
+    if selection.renderer is None:
+        return None, f"node {node.spec.node_name}: {selection.reason}"
+    return selection.renderer, ""
 
 
 def _remove(kube: Kube, change: Change, existing: dict[str, dict[str, Any]],

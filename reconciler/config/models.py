@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 from functools import cached_property, lru_cache
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "multinic.io/v1alpha1"
+API_VERSION: Final = "multinic.io/v1alpha1"
 DEFAULT_NAMESPACE = "multinic-system"
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -71,6 +71,12 @@ class InterfaceProxmox(_Model):
     model: str | None = None
 
 
+class Probe(_Model):
+    ping: str
+    mtu: bool = False
+    timeout_seconds: int = 3
+
+
 class Interface(_Model):
     name: str
     mac_address: str
@@ -79,6 +85,7 @@ class Interface(_Model):
     routes: tuple[Route, ...] = ()
     proxmox_net: str | None = None  # short form of proxmox.net
     proxmox: InterfaceProxmox | None = None
+    probes: tuple[Probe, ...] = ()
 
     @model_validator(mode="after")
     def _fold_slot(self) -> Interface:

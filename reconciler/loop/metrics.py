@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+CYCLE_RESULTS = ("ok", "error", "no-source", "not-leader")
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -34,6 +36,8 @@ class Metrics:
                                  "Age of the oldest cached VM config read, per Proxmox cluster.", ["cluster"],
                                  registry=r)
         self._revision: str | None = None
+        for result in CYCLE_RESULTS:  # every series exists from the start: rate() alerts see a 0, not nothing
+            self.cycles.labels(result)
 
     def set_revision(self, revision: str | None) -> None:
         if revision == self._revision:

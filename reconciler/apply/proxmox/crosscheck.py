@@ -4,7 +4,11 @@ For every node with ``spec.proxmox.{cluster, vmid}`` whose cluster verified OK::
 
     with verified_clients(kube, desired) as clients:       # Secrets read as for registration
         checks = check_nodes(desired, clients)             # {node name: NodeCheck}
-    # the node status writer adds checks[name] to the status (reconciler.report.nicstatus)
+
+The checks reach ``status.proxmoxCheck`` and condition ``VMNicsMatch`` through the report stage
+(``reconciler.report.status``), with everything else the cycle learned about each node: this
+module writes no status. ``gate`` is what the reconcile uses: it reads the VM read cache
+(``vmreads.VmReads``) and never waits for Proxmox; ``check_now`` is for one-shot commands.
 
 Cost per call: one ``GET /cluster/resources?type=vm`` per cluster, then one
 ``GET /nodes/{node}/qemu/{vmid}/config`` per node whose VM exists. Clusters are checked in
@@ -19,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.apply.proxmox.client import ProxmoxClient
 from reconciler.apply.proxmox.credentials import ClientFactory, SecretReader, client_for, read_credentials
@@ -77,7 +81,7 @@ class NodeCheck:
         return f"{where}: " + "; ".join(self.mismatches)
 
     @property
-    def condition(self) -> tuple[str, str, str]:
+    def condition(self) -> tuple[Literal["True", "False", "Unknown"], str, str]:
         """The VMNicsMatch condition: (status, reason, message)."""
         if self.ok:
             return "True", self.reason or MATCH, self.summary

@@ -208,14 +208,14 @@ class KubeSandbox:
             raise ValueError("jobs must be 'auto' or 'manual'")
         self.host, self.port, self.token = host, port, token
         self.clock = Clock()
-        self.cluster = Cluster(self.clock, seed)
+        self._tls = Tls.create() if tls else None
+        self.cluster = Cluster(self.clock, seed, self._tls.ca_pem if self._tls else None)
         self.router = Router(self.cluster, lambda: f"{self.host}:{self.port}")
         self.faults = Faults()
         self.request_log = RequestLog()
         self.node_model = node_model or NodeModel()
         self.jobs = JobController(self.cluster, self.node_model, tick)
         self._jobs_mode = jobs
-        self._tls = Tls.create() if tls else None
         self._workdir = tempfile.TemporaryDirectory(prefix="kube-sandbox-")
         self.kubeconfig_path = Path(kubeconfig_path) if kubeconfig_path else \
             Path(self._workdir.name) / "kubeconfig"
@@ -354,6 +354,15 @@ class KubeSandbox:
     def compact(self) -> None:
         """Forget the watch history: watches from older resourceVersions then get 410 Gone."""
         self.cluster.store.compact()
+
+    def break_watches(self, abrupt: bool = True) -> None:
+        """End every open watch: ``abrupt`` drops the connection mid-stream (a broken watch), else
+        the stream ends like a watch whose timeout passed."""
+        router = self.router
+        router.abrupt_break = abrupt
+        router.watch_generation += 1
+        with self.cluster.store.lock:
+            self.cluster.store.changed.notify_all()
 
     @property
     def resource_version(self) -> int:
