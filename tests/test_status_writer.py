@@ -4,6 +4,7 @@ Events carry the object's uid, so the real ``kubectl describe`` lists them, clus
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 from multinic_sandbox.harness.fleet import nodes_for
 from multinic_sandbox.harness.kube_setup import put_cluster_secrets
 from multinic_sandbox.harness.pve_topology import point_repo_at, topologies_from_config
@@ -27,7 +29,7 @@ from reconciler import pipeline, resources
 from reconciler.config.validation import validate_repo
 from reconciler.kube.client import Kube
 from reconciler.source.local import open_directory
-from reconciler.status import models
+from reconciler.status import models, schema
 
 NS = "multinic-system"
 AUTH = {"pve-lab": "ticket", "pve-prod": "token"}
@@ -104,8 +106,10 @@ def test_a_cycle_that_verifies_checks_nics_and_rolls_out_patches_each_status_at_
 def test_every_status_the_cycle_writes_is_the_typed_model_and_a_quiet_cycle_writes_nothing(world: World) -> None:
     world.settle()
     for kind, model in (("MultiNicNodeConfig", models.NodeStatus), ("ProxmoxCluster", models.ClusterStatus)):
+        contract = Draft202012Validator(json.loads((resources.schemas_dir() / schema.SCHEMA_FILES[kind]).read_text()))
         for obj in world.sandbox.list(API, kind, NS):
             assert model.model_validate(obj["status"]).dump() == obj["status"], obj["metadata"]["name"]
+            assert list(contract.iter_errors(obj["status"])) == [], obj["metadata"]["name"]
     world.sandbox.request_log.clear()
     quiet = world.cycle()
     assert quiet.status_writes == 0 and world.status_patches() == Counter()
