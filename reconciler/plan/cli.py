@@ -68,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"reconciler plan: {'; '.join(p for p in (why, held) if p)}; nothing blocked is changed or deleted",
               file=sys.stderr)
         return 2
-    held = sorted(n for n, c in cycle.nic_checks.items() if c.enforce and c.checked and c.mismatches)
-    if held:
-        print(f"reconciler plan: {len(held)} node(s) whose VM NICs differ from their file get no Job "
-              f"(spec.proxmox.nicCheck: enforce): {', '.join(held[:5])}{' …' if len(held) > 5 else ''}",
+    vm_held = sorted(n for n, c in cycle.nic_checks.items() if c.enforce and c.checked and c.mismatches)
+    if vm_held:
+        print(f"reconciler plan: {len(vm_held)} node(s) whose VM NICs differ from their file get no Job "
+              f"(spec.proxmox.nicCheck: enforce): {', '.join(vm_held[:5])}{' …' if len(vm_held) > 5 else ''}",
               file=sys.stderr)
         return 2
     return 1 if cycle.changes.has_changes else 0
