@@ -20,6 +20,7 @@ from support.reconcile import (
     git_repo,
     node_name,
     start_env,
+    warn_on_vm_nics,
 )
 
 from reconciler import pipeline
@@ -366,7 +367,7 @@ def test_a_node_without_a_kubernetes_node_is_unschedulable_with_one_warning(tmp_
 
 @pytest.fixture
 def example(tmp_path: Path) -> Iterator[ReconcileEnv]:
-    with start_env(git_repo(EXAMPLE_REPO, tmp_path / "repo"), jobs="manual") as env:
+    with start_env(warn_on_vm_nics(git_repo(EXAMPLE_REPO, tmp_path / "repo")), jobs="manual") as env:
         yield env
 
 
@@ -431,7 +432,7 @@ def test_the_job_name_is_the_same_for_the_same_node_and_spec_and_changes_with_th
 
 
 def test_real_agents_on_the_example_fleet_report_a_lost_nic_and_apply_everywhere_else(tmp_path: Path) -> None:
-    with start_env(git_repo(EXAMPLE_REPO, tmp_path / "repo"), jobs="auto") as env:
+    with start_env(warn_on_vm_nics(git_repo(EXAMPLE_REPO, tmp_path / "repo")), jobs="auto") as env:
         hosts = AgentHosts(tmp_path / "hosts")
         hosts.lose_nic("worker-03", "bc:24:11:30:00:0d")
         env.sandbox.node_model.set_default(hosts)

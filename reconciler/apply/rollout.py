@@ -18,7 +18,7 @@ started instead of starting them again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,16 @@ from reconciler.plan.changeset import Change
 from reconciler.status.states import NodeStateName as State  # the one vocabulary of states
 
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Hold:
+    """A node the pipeline keeps from getting a new Job this cycle, and why (e.g. its Proxmox VM's
+    NICs differ from the file). ``waiting``: the hold lifts by itself once an answer arrives (state
+    ``waiting``); otherwise the file or the VM must change (state ``held``). A Job already running
+    or a spec already applied is not affected."""
+
+    message: str
+    waiting: bool = False
 
 
 @dataclass
@@ -71,7 +81,8 @@ class LiveNode:
 
 
 def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], removals: Iterable[Change], *,
-         settings: RolloutSettings, job_settings: jobs.JobSettings, revision: str | None) -> RolloutReport:
+         settings: RolloutSettings, job_settings: jobs.JobSettings, revision: str | None,
+         held: Mapping[str, Hold] | None = None) -> RolloutReport:
     report = RolloutReport()
     existing = {j["metadata"]["name"]: j for j in kube.list_jobs(jobs.JOB_SELECTOR)}
     running_by_node: dict[str, str] = {}
@@ -88,7 +99,10 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
             continue  # its CR could not be applied this cycle; nothing to roll out
         digest = objects.spec_hash(cr.spec)
         state = _known_state(kube, node, cr, digest, existing, running_by_node)
-        if state is None:
+        if state is None and held and name in held:
+            hold = held[name]
+            report.nodes[name] = NodeState(name, "waiting" if hold.waiting else "held", digest, message=hold.message)
+        elif state is None:
             candidates.append((node, digest, cr))
         else:
             report.nodes[name] = state

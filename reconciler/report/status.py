@@ -160,12 +160,19 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
                 for i in state.result.interfaces)
     if check is not None:
         update["proxmox_check"] = ProxmoxCheck(checked=check.checked, vm_node=check.vm_node,
-                                               mismatches=tuple(check.mismatches), error=check.error)
+                                               mismatches=tuple(check.mismatches), error=check.error,
+                                               nic_check="enforce" if check.enforce else "warn")
+        wanted[states.VM_NICS_MATCH] = check.condition
+    drop: tuple[str, ...] = ()
+    if check is None and not cr.spec.get("proxmox"):  # names no VM (any more): nothing is claimed about one
+        update["proxmox_check"] = None
+        drop = (states.VM_NICS_MATCH,)
     if validity is not None:
         wanted[CONFIG_VALID] = validity.condition
         if validity.path:
             update["source_path"] = validity.path
-    update["conditions"] = conditions.merge(previous.conditions, wanted, generation=cr.generation, now=now)
+    kept = tuple(c for c in previous.conditions if c.type not in drop)
+    update["conditions"] = conditions.merge(kept, wanted, generation=cr.generation, now=now)
     return previous.model_copy(update=update)
 
 
@@ -206,10 +213,16 @@ def cluster_status(cr: LiveCR, *, outcome: ClusterOutcome | None, validity: Vali
 
 
 def merge_patch(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A JSON merge patch turning ``previous`` into ``wanted`` (None when they are equal)."""
+    """A JSON merge patch turning ``previous`` into ``wanted`` (None when they are equal). The
+    server merges nested objects (RFC 7386), so a key a nested object lost is sent as null."""
     if dict(previous) == dict(wanted):
         return None
-    patch: dict[str, Any] = {k: v for k, v in wanted.items() if previous.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in wanted.items():
+        before = previous.get(key)
+        if before != value:
+            nested = isinstance(before, Mapping) and isinstance(value, Mapping)
+            patch[key] = merge_patch(before, value) if nested else value  # type: ignore[arg-type]
     patch.update({k: None for k in previous if k not in wanted})
     return patch
 
@@ -260,6 +273,8 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         if state is not None and state.changed and (cr.kind, cr.name) in written:
             _state_event(kube, cr, state, now, done)
         _validity_event(kube, cr, node.conditions, now, done)
+        if (cr.kind, cr.name) in written:
+            _vm_nics_event(kube, cr, node.conditions, now, done)
     for cr, outcome, cluster in cluster_events:
         if outcome is not None and outcome.due_reason is not None:  # verified (or tried) this cycle
             _cluster_event(kube, cr, parse(ClusterStatus, cr.status), cluster, now, done)
@@ -305,6 +320,18 @@ def _validity_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime 
         _event(kube, cr, states.EVENT_INVALID, new.message, True, now, done)
     elif old is not None:  # valid again (a first "valid" is no news)
         _event(kube, cr, states.EVENT_VALID, new.message, False, now, done)
+
+
+def _vm_nics_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime | None, done: Reported) -> None:
+    """VMNicsMatch turned False (what differs, a Warning, under enforce and warn alike) or True again."""
+    old = conditions.get(cr.status.get("conditions"), states.VM_NICS_MATCH)
+    new = conditions.get(after, states.VM_NICS_MATCH)
+    if new is None or (old is not None and (old.status, old.message) == (new.status, new.message)):
+        return
+    if new.status == "False":
+        _event(kube, cr, states.EVENT_VM_NICS_DIFFER, new.message, True, now, done)
+    elif new.status == "True" and old is not None and old.status == "False":
+        _event(kube, cr, states.EVENT_VM_NICS_MATCH, new.message, False, now, done)
 
 
 def _cluster_event(kube: Kube, cr: LiveCR, before: ClusterStatus, after: ClusterStatus, now: datetime | None,

@@ -8,6 +8,7 @@ node, plus a config repo that is a real Git repository (so revisions exist).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -64,6 +65,18 @@ def git_repo(source: Path | None, dest: Path) -> Path:
     return dest
 
 
+def warn_on_vm_nics(repo: Path) -> Path:
+    """Set ``spec.proxmox.nicCheck: warn`` in every node file of ``repo`` and commit: for tests of
+    the rollout itself, where no PVE sandbox answers and nodes would otherwise wait for their
+    VM NIC check (the default, enforce)."""
+    for path in sorted((repo / "nodes").rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        new = re.sub(r"^(?P<indent>\s+)vmid: (?P<vmid>\d+)$", r"\g<0>\n\g<indent>nicCheck: warn", text, flags=re.M)
+        path.write_text(new, encoding="utf-8")
+    commit(repo, "nicCheck: warn")
+    return repo
+
+
 def settings_doc(*, max_parallel: int = 3, max_failures: int = 2, prune: bool = True,
                  max_delete_percent: int = 25) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "ReconcilerSettings", "metadata": {"name": "reconciler"},
@@ -73,8 +86,11 @@ def settings_doc(*, max_parallel: int = 3, max_failures: int = 2, prune: bool = 
 
 
 def node_doc(index: int, *, interfaces: int = 2, cluster: str = "pve-gen", mtu: int = 1500,
-             os_family: str = "ubuntu") -> dict[str, Any]:
-    """A valid node document with MACs and addresses unique to ``index`` (0..65533)."""
+             os_family: str = "ubuntu", nic_check: str | None = "warn") -> dict[str, Any]:
+    """A valid node document with MACs and addresses unique to ``index`` (0..65533).
+
+    ``pve-gen`` is not a reachable Proxmox cluster, so the nodes say ``nicCheck: warn`` (they roll
+    out while their VM cannot be checked); ``nic_check=None`` leaves the default (enforce)."""
     hi, lo = divmod(index, 256)
     host_hi, host_lo = divmod(index + 1, 256)  # never the network address
     ifaces = []
@@ -87,7 +103,9 @@ def node_doc(index: int, *, interfaces: int = 2, cluster: str = "pve-gen", mtu: 
             "proxmoxNet": f"net{n + 1}",
         })
     return {"apiVersion": API_VERSION, "kind": NODE_KIND, "metadata": {"name": node_name(index)},
-            "spec": {"osFamily": os_family, "proxmox": {"cluster": cluster, "vmid": 1000 + index},
+            "spec": {"osFamily": os_family,
+                     "proxmox": {"cluster": cluster, "vmid": 1000 + index,
+                                 **({"nicCheck": nic_check} if nic_check else {})},
                      "interfaces": ifaces}}
 
 
