@@ -90,22 +90,25 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     nic_patches: dict[str, dict[str, Any]] = {}
     if proxmox and not desired.settings_blocked and desired.clusters:
         nic_patches = _proxmox(kube, cycle, live, now, check_nics)
-    nodes = {o.name: rollout.LiveNode(o.name, o.spec, o.generation, o.status) for o in live.get(KIND_NODE, [])}
+    nodes = {o.name: rollout.LiveNode(o.name, o.spec, o.generation, o.status, o.uid, o.annotations, o.labels)
+             for o in live.get(KIND_NODE, [])}
     for done in cycle.applied:
         if done.ok and done.live is not None and done.change.kind == KIND_NODE:
             obj = done.live
-            nodes[done.change.name] = rollout.LiveNode(done.change.name, obj.get("spec") or {},
-                                                       obj["metadata"].get("generation"), obj.get("status") or {})
+            meta = obj.get("metadata") or {}
+            nodes[done.change.name] = rollout.LiveNode(
+                done.change.name, obj.get("spec") or {}, meta.get("generation"), obj.get("status") or {},
+                meta.get("uid"), dict(meta.get("annotations") or {}), dict(meta.get("labels") or {}))
     for name, patch in nic_patches.items():  # the node status below must start from what was just written
         if name in nodes:
             merged = {k: v for k, v in {**nodes[name].status, **patch}.items() if v is not None}
-            nodes[name] = rollout.LiveNode(name, nodes[name].spec, nodes[name].generation, merged)
+            nodes[name] = replace(nodes[name], status=merged)
     failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
     wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
     cycle.rollout = rollout.step(
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
-        revision=checkout.revision)
+        revision=checkout.revision, now=now)
     cycle.status_writes = _report_nodes(kube, cycle, nodes, now)
     return cycle
 

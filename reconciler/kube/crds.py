@@ -83,6 +83,14 @@ NODE_STATUS: dict[str, Any] = {
         **_COMMON_STATUS,
         "specHash": {"type": "string", "description": "Hash of the spec the last node Job applied."},
         "job": {"type": "string", "description": "Name of the last node Job."},
+        "nodeName": {"type": "string", "description": "Kubernetes node this object's node Jobs wrote to (a "
+                     "spec.nodeName change cleans it up before the new node is configured)."},
+        "attemptedRevision": {"type": "string", "description": "Config commit of the last node Job started "
+                              "(appliedRevision once it succeeded)."},
+        "attempt": {"type": "integer", "description": "Automatic retries of the current change so far (transient "
+                    "failures: deadline exceeded, eviction, image pull)."},
+        "nextRetry": {"type": "string", "format": "date-time", "description": "When a node Job that failed for a "
+                      "transient reason is retried."},
         "interfaceCount": {"type": "integer", "description": "Number of interfaces in the spec."},
         "interfaces": {
             "type": "array",

@@ -37,6 +37,7 @@ class LiveObject:
     generation: int | None = None
     resource_version: str | None = None
     status: dict[str, Any] = field(default_factory=dict)
+    uid: str | None = None
 
     @classmethod
     def from_manifest(cls, obj: Mapping[str, Any]) -> LiveObject:
@@ -50,6 +51,7 @@ class LiveObject:
             generation=metadata.get("generation"),
             resource_version=metadata.get("resourceVersion"),
             status=obj.get("status") or {},
+            uid=metadata.get("uid"),
         )
 
     @property

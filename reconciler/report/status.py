@@ -23,6 +23,7 @@ _TABLE: dict[str, tuple[str, tuple[str, str], tuple[str, str], tuple[str, str]]]
     "unschedulable": ("Failed", ("False", "Unschedulable"), ("False", "Unschedulable"), ("True", "Unschedulable")),
     "removing": ("Removing", ("False", "Removing"), ("True", "CleanupJobRunning"), ("False", "Removing")),
     "remove-failed": ("Failed", ("False", "CleanupFailed"), ("False", "CleanupFailed"), ("True", "CleanupFailed")),
+    "suspended": ("Suspended", ("False", "Suspended"), ("False", "Suspended"), ("False", "Suspended")),
 }
 
 
@@ -40,11 +41,21 @@ def node_status(state: NodeState, cr: LiveNode, *, source_path: str | None,
     }
     if source_path:
         status["sourcePath"] = source_path
-    for key in ("observedGeneration", "appliedRevision", "interfaces", "proxmoxCheck"):
+    for key in ("observedGeneration", "appliedRevision", "interfaces", "proxmoxCheck", "attemptedRevision"):
         if key in previous:
             status[key] = previous[key]
     if state.job:
         status["job"] = state.job
+    # The host this object's Jobs wrote to (a nodeName change cleans it up first).
+    host = state.host if state.host is not None else previous.get("nodeName")
+    if host and state.state not in ("removed",):
+        status["nodeName"] = host
+    if state.state in ("applied", "running", "failed") and state.rollout:
+        status["attemptedRevision"] = state.rollout
+    if state.attempt:
+        status["attempt"] = state.attempt
+    if state.next_retry:
+        status["nextRetry"] = state.next_retry
     if state.state in ("applied", "failed"):
         status["specHash"] = state.spec_hash  # recorded: this spec is not rolled out again
     elif "specHash" in previous:

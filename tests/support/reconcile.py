@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from multinic_sandbox.harness.fleet import nodes_for
+from multinic_sandbox.harness.fleet import AgentHosts, nodes_for
+from multinic_sandbox.kube.node_model import Outcome
 from multinic_sandbox.kube.server import KubeSandbox
 
 from reconciler import pipeline
@@ -138,7 +139,9 @@ class ReconcileEnv:
         return open_directory(self.repo)
 
     def apply(self) -> pipeline.Cycle:
-        return pipeline.apply_once(self.checkout(), self.connect, job_settings=self.job_settings)
+        # The cluster's clock (the sandbox's) is the time the rollout measures backoffs against.
+        return pipeline.apply_once(self.checkout(), self.connect, job_settings=self.job_settings,
+                                   now=self.sandbox.clock.now())
 
     def plan(self) -> pipeline.Cycle:
         return pipeline.plan_checkout(self.checkout(), self.connect)[0]
@@ -161,6 +164,20 @@ class ReconcileEnv:
 
     def writes(self) -> list[tuple[str, str, str]]:
         return [(r.verb, r.resource, r.name) for r in self.sandbox.request_log.writes()]
+
+
+def real_agents(workdir: Path, delay: Callable[[dict[str, Any]], float] | None = None) -> Callable[
+        [dict[str, Any]], Outcome]:
+    """A node model running the real agent on one fake root per node under ``workdir`` (the
+    fleet's hosts); ``delay(pod)`` sets how long each pod runs on the sandbox clock."""
+    hosts = AgentHosts(workdir)
+
+    def run(pod: dict[str, Any]) -> Outcome:
+        outcome = hosts(pod)
+        return outcome if delay is None else replace(outcome, delay=delay(pod))
+
+    run.hosts = hosts  # type: ignore[attr-defined]
+    return run
 
 
 def start_sandbox(repo: Path | None, *, jobs: str = "auto", seed_nodes: bool = True) -> KubeSandbox:
