@@ -198,7 +198,7 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
                    else f"annotation {ANNOTATION_SUSPEND} on this node")
             report.nodes[name] = waiting("suspended", f"rollout suspended ({why})", changed=True)
             continue
-        if not retry and report.failures >= settings.max_failures:
+        if not retry and report.failures >= max(1, settings.max_failures):  # 0: stop at the first failure
             report.stalled = True
             report.nodes[name] = waiting("stalled", (
                 f"rollout of revision {_short(revision)} stopped after {report.failures} failed node(s) "
