@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -183,6 +184,9 @@ def real_agents(workdir: Path, delay: Callable[[dict[str, Any]], float] | None =
 def start_sandbox(repo: Path | None, *, jobs: str = "auto", seed_nodes: bool = True) -> KubeSandbox:
     sandbox = KubeSandbox(jobs=jobs).start()
     install_crds(sandbox)
+    # Node Jobs run the real agent on fake roots (next to the repo, so tests can look at them).
+    hosts = repo.parent / "hosts" if repo is not None else Path(tempfile.mkdtemp(prefix="multinic-hosts-"))
+    sandbox.node_model.set_default(real_agents(hosts, lambda pod: 0.0))
     if seed_nodes and repo is not None:
         sandbox.seed(*nodes_for(validate_repo(repo).desired))
     return sandbox
