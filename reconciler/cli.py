@@ -48,6 +48,18 @@ def _plugins() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name in PLUGIN_COMMANDS}
 
 
+def _load(entry_point: Any) -> Any:
+    """The plugin's module; None when its distribution is listed but its code is not importable."""
+    if entry_point is None:
+        return None
+    try:
+        return entry_point.load()
+    except ModuleNotFoundError as exc:
+        if exc.name and entry_point.value.split(":")[0].startswith(exc.name):
+            return None
+        raise
+
+
 def _missing(name: str) -> Callable[[argparse.Namespace], int]:
     def run(_: argparse.Namespace) -> int:
         print(SANDBOX_MISSING.format(name=name), file=sys.stderr)
@@ -75,11 +87,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, help_text in PLUGIN_COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         if only is None or name == only:
-            if name in plugins:
-                module = plugins[name].load()
+            module = _load(plugins.get(name))
+            if module is not None:
                 module.add_arguments(command)
                 command.set_defaults(_run=module.run)
             else:
+                command.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
                 command.set_defaults(_run=_missing(name))
     return parser
 

@@ -6,7 +6,7 @@ and is what ``plan``, ``apply --once``, ``run`` and ``demo`` call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -76,17 +76,19 @@ def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bo
 
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
                now: datetime | None = None, proxmox: bool = True, check_nics: bool = False,
-               validation: ValidationResult | None = None) -> Cycle:
+               validation: ValidationResult | None = None, writers: int | None = None) -> Cycle:
     """One full cycle: CRs, cluster registration (when due), the VM NIC check (when asked), one
-    rollout step, node status and Events."""
+    rollout step, node status and Events. CR writes and status patches go through a pool of
+    ``writers`` (default 8)."""
     from reconciler.apply import rollout
-    from reconciler.apply.crs import apply_changes
+    from reconciler.apply.crs import WRITERS, apply_changes
     from reconciler.kube.jobs import JobSettings
 
     cycle, kube, live = plan_checkout(checkout, connect, validation=validation)
     assert kube is not None
     desired = cycle.validation.desired
-    cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,))
+    writers = writers or WRITERS
+    cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,), writers=writers)
     nic_patches: dict[str, dict[str, Any]] = {}
     if proxmox and not desired.settings_blocked and desired.clusters:
         nic_patches = _proxmox(kube, cycle, live, now, check_nics)
@@ -109,7 +111,7 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
         revision=checkout.revision, now=now)
-    cycle.status_writes = _report_nodes(kube, cycle, nodes, now)
+    cycle.status_writes = _report_nodes(kube, cycle, nodes, now, writers)
     return cycle
 
 
@@ -146,14 +148,17 @@ def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None,
     return written
 
 
-def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datetime | None) -> int:
+def _report_nodes(kube: Kube, cycle: Cycle, nodes: Mapping[str, object], now: datetime | None,
+                  writers: int = 1) -> int:
+    from reconciler.apply.crs import in_parallel
     from reconciler.kube.client import KubeError
     from reconciler.report import events, status
 
     assert cycle.rollout is not None
-    writes = 0
     namespace = kube.namespace
     sources = cycle.validation.desired.sources
+    patches: list[tuple[str, dict[str, Any]]] = []
+    transitions: list[Any] = []
     for name, state in sorted(cycle.rollout.nodes.items()):
         cr = nodes.get(name)
         transition = True
@@ -164,16 +169,23 @@ def _report_nodes(kube: Kube, cycle: Cycle, nodes: dict[str, object], now: datet
             # each cycle) is no transition: no Event for it.
             transition = patch is not None
             if patch is not None:
-                try:
-                    kube.patch_status(KIND_NODE, name, patch)
-                    writes += 1
-                except KubeError:
-                    pass  # the object may be gone; the next cycle recomputes
+                patches.append((name, patch))
         if state.changed and transition:
-            warning = state.state in ("failed", "unschedulable", "remove-failed", "stalled")
-            reason = {"applied": "Applied", "running": "RolloutStarted", "failed": "ApplyFailed",
-                      "unschedulable": "Unschedulable", "removing": "CleanupStarted",
-                      "remove-failed": "CleanupFailed"}.get(state.state, state.state.capitalize())
-            kube.create_event(events.event(KIND_NODE, name, namespace, reason=reason,
-                                           message=state.message, warning=warning, now=now))
+            transitions.append((name, state))
+
+    def write(item: tuple[str, dict[str, Any]]) -> bool:
+        try:
+            kube.patch_status(KIND_NODE, item[0], item[1])
+            return True
+        except KubeError:
+            return False  # the object may be gone; the next cycle recomputes
+
+    writes = sum(in_parallel(write, patches, writers))
+    for name, state in transitions:
+        warning = state.state in ("failed", "unschedulable", "remove-failed", "stalled")
+        reason = {"applied": "Applied", "running": "RolloutStarted", "failed": "ApplyFailed",
+                  "unschedulable": "Unschedulable", "removing": "CleanupStarted",
+                  "remove-failed": "CleanupFailed"}.get(state.state, state.state.capitalize())
+        kube.create_event(events.event(KIND_NODE, name, namespace, reason=reason,
+                                       message=state.message, warning=warning, now=now))
     return writes

@@ -21,21 +21,22 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_REPO = ROOT / "example-repo"
 READ_VERBS = frozenset({"get", "list", "watch"})
 
-# What reconciler/kube/client.py and reconciler/loop/leader.py call: (verb, group, resource).
+# What reconciler/kube/client.py (its LISTs, watches and writes) and reconciler/loop/leader.py
+# call: (verb, group, resource).
 # Namespaced, in the release namespace, unless listed in CLUSTER_WIDE.
 NAMESPACED_CALLS = {
     *((verb, "multinic.io", plural) for plural in ("multinicnodeconfigs", "proxmoxclusters")
-      for verb in ("get", "list", "create", "patch", "delete")),
+      for verb in ("get", "list", "watch", "create", "patch", "delete")),
     ("patch", "multinic.io", "multinicnodeconfigs/status"),
     ("patch", "multinic.io", "proxmoxclusters/status"),
-    ("list", "batch", "jobs"), ("create", "batch", "jobs"), ("delete", "batch", "jobs"),
+    ("list", "batch", "jobs"), ("watch", "batch", "jobs"), ("create", "batch", "jobs"), ("delete", "batch", "jobs"),
     ("list", "", "pods"),
     ("create", "", "events"),
     ("get", "coordination.k8s.io", "leases"), ("create", "coordination.k8s.io", "leases"),
     ("update", "coordination.k8s.io", "leases"),
     ("get", "", "secrets"),
 }
-CLUSTER_WIDE = {("list", "", "nodes")}
+CLUSTER_WIDE = {("list", "", "nodes"), ("watch", "", "nodes")}
 LEASE = "multinic-reconciler"
 
 
@@ -114,7 +115,7 @@ def test_the_role_allows_each_call_the_reconciler_makes_in_its_namespace(rules: 
         assert not rbac_allows(rules, verb, group, resource, "kube-system", name), (verb, group, resource)
 
 
-def test_the_cluster_role_allows_listing_nodes_and_nothing_else(objects: Any, rules: Any) -> None:
+def test_the_cluster_role_allows_listing_and_watching_nodes_and_nothing_else(objects: Any, rules: Any) -> None:
     for verb, group, resource in CLUSTER_WIDE:
         assert rbac_allows(rules, verb, group, resource, "")
     cluster_rules = [rule for scope, rule in rules if scope is None]
@@ -122,7 +123,7 @@ def test_the_cluster_role_allows_listing_nodes_and_nothing_else(objects: Any, ru
         assert set(rule["verbs"]) <= READ_VERBS, rule
         assert rule["resources"] == ["nodes"] and rule["apiGroups"] == [""], rule
     (cluster_role,) = by_kind(objects, "ClusterRole")
-    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}]
 
 
 def test_no_rule_grants_more_than_the_calls_need(rules: Any) -> None:

@@ -10,6 +10,7 @@ import pytest
 from test_source_git_support import EXAMPLE, GitDaemon, GitLog, Remote, git
 
 from reconciler.source.git import GitSource
+from reconciler.source.opening import SourceSpec, one_checkout
 
 pytest_plugins = ["test_source_git_support"]  # fixtures: remote, daemon, git_calls
 
@@ -177,7 +178,7 @@ def test_a_restart_on_the_same_cache_reports_the_cached_revision_without_fetchin
 
 
 def test_the_temporary_source_yields_a_checkout_and_removes_its_clone(remote: Remote):
-    with GitSource.temporary(remote.url, branch="main") as checkout:
+    with one_checkout(SourceSpec(remote.url, branch="main")) as checkout:
         assert checkout.revision == remote.head()
         assert same_tree(checkout.path, EXAMPLE)
         where = checkout.path
@@ -187,16 +188,18 @@ def test_the_temporary_source_yields_a_checkout_and_removes_its_clone(remote: Re
 def test_open_source_reads_a_git_url_through_the_temporary_source(remote: Remote):
     import argparse
 
-    from reconciler.options import open_source
+    from reconciler.options import add_source_arguments, open_source
 
-    with open_source(argparse.Namespace(repo=remote.url, branch=None)) as checkout:
+    parser = argparse.ArgumentParser()
+    add_source_arguments(parser)
+    with open_source(parser.parse_args(["--repo", remote.url])) as checkout:
         assert checkout.revision == remote.head()
         assert (checkout.path / "reconciler.yaml").exists()
 
 
 def test_the_temporary_source_raises_a_readable_error_for_a_missing_branch(remote: Remote):
     with pytest.raises(RuntimeError, match="nope: no such ref on the remote"), \
-            GitSource.temporary(remote.url, branch="nope"):
+            one_checkout(SourceSpec(remote.url, branch="nope")):
         pass
 
 

@@ -16,6 +16,7 @@ from test_source_git_support import Remote
 from reconciler.report.writeback import StatusWriter
 from reconciler.source.git import GitSource
 from reconciler.source.gitcmd import GitAuth, GitRunner, scrub, split_credentials
+from reconciler.source.opening import SourceSpec, one_checkout
 
 pytest_plugins = ["test_source_git_support"]  # fixtures: remote
 
@@ -65,7 +66,7 @@ def test_a_token_in_the_url_never_appears_in_errors_logs_exceptions_or_the_cache
     url = f"https://user:{SECRET}@127.0.0.1:1/x.git"
     with caplog.at_level(logging.DEBUG):
         result = GitSource(url, branch="main", cache_dir=tmp_path / "cache").poll()
-        with pytest.raises(RuntimeError) as raised, GitSource.temporary(url, branch="main"):
+        with pytest.raises(RuntimeError) as raised, one_checkout(SourceSpec(url, branch="main")):
             pass
         written = StatusWriter(url, branch="main", work_dir=tmp_path / "writer").write({"status/a": "x"}, "status")
     assert result.checkout is None and result.error and result.remote_head is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -19,8 +19,8 @@ from reconciler.agent import (
     render_netplan,
     verify,
 )
-from reconciler.nodejob.result import AgentResult, InterfaceResult, Outcome
 from reconciler.config.models import Interface, NodeConfig
+from reconciler.nodejob.result import AgentResult, InterfaceResult, Outcome
 
 _MAC = re.compile(r"(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
 
@@ -230,7 +230,7 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
     activator = activate.make(opts.activate, opts.activate_command)
     tx = files.Transaction(opts.config_root)
 
-    def roll_back(reason: str, per_name: dict[str, str | None]) -> AgentResult:
+    def roll_back(reason: str, per_name: Mapping[str, str | None]) -> AgentResult:
         problems = tx.restore()
         try:
             activator.rollback(ctx)

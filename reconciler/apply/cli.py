@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reconciler.options import add_kube_arguments, add_source_arguments
+from reconciler.options import add_kube_arguments, add_source_arguments, add_writer_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,6 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="apply one cycle and exit (the loop is `reconciler run`)")
     add_source_arguments(parser)
     add_kube_arguments(parser)
+    add_writer_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with open_source(args) as checkout:
-            cycle = pipeline.apply_once(checkout, kube_connector(args))
+            cycle = pipeline.apply_once(checkout, kube_connector(args), writers=args.writers)
     except (RepoUnreadable, OSError, RuntimeError, KubeError) as exc:
         print(f"reconciler apply: {formats.printable(str(exc))}", file=sys.stderr)
         return 2

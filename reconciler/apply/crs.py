@@ -1,18 +1,27 @@
 """Apply the custom-resource part of a ChangeSet: create/update by server-side apply, delete.
 
 Order: clusters before nodes for writes (nodes refer to clusters), nodes before clusters for
-deletes. One object's failure is recorded and the rest go on. Deletes are conditional on the
-resourceVersion the plan saw, so an object changed since planning is not deleted blindly.
+deletes, deletes last. Within one kind and action, up to ``writers`` requests are in flight at
+once (a bounded pool; each write keeps its own retries and conflict handling), and a kind starts
+only when the one before it is done. One object's failure is recorded and the rest go on.
+Deletes are conditional on the resourceVersion the plan saw, so an object changed since planning
+is not deleted blindly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.config.repo import KIND_CLUSTER, KIND_NODE
 from reconciler.kube.client import Kube, KubeError
 from reconciler.plan.changeset import Action, Change, ChangeSet
+
+WRITERS = 8  # default size of the writer pool (``--writers``)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -26,19 +35,27 @@ class Applied:
         return self.error is None
 
 
+def in_parallel(work: Callable[[T], R], items: Sequence[T], writers: int = WRITERS) -> list[R]:
+    """``work`` on every item, at most ``writers`` at a time; results in the items' order.
+    ``work`` must not raise for one item's failure (record it in the result)."""
+    if writers <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(writers, len(items)), thread_name_prefix="writer") as pool:
+        return list(pool.map(work, items))
+
+
 def apply_changes(kube: Kube, changes: ChangeSet, *,
-                  delete_kinds: tuple[str, ...] = (KIND_NODE, KIND_CLUSTER)) -> list[Applied]:
+                  delete_kinds: tuple[str, ...] = (KIND_NODE, KIND_CLUSTER), writers: int = WRITERS) -> list[Applied]:
     """Write what the ChangeSet says. Deletions of kinds not in ``delete_kinds`` are left to the
     caller (a node's removal first runs a cleanup Job on the node)."""
-    writes = [c for kind in (KIND_CLUSTER, KIND_NODE) for c in changes.changes
-              if c.kind == kind and c.action in (Action.CREATE, Action.UPDATE)]
-    deletes = [c for kind in (KIND_NODE, KIND_CLUSTER) if kind in delete_kinds for c in changes.changes
-               if c.kind == kind and c.action is Action.DELETE]
     done: list[Applied] = []
-    for change in writes:
-        done.append(_write(kube, change))
-    for change in deletes:
-        done.append(remove(kube, change))
+    for kind in (KIND_CLUSTER, KIND_NODE):
+        writes = [c for c in changes.changes if c.kind == kind and c.action in (Action.CREATE, Action.UPDATE)]
+        done += in_parallel(lambda change: _write(kube, change), writes, writers)
+    for kind in (KIND_NODE, KIND_CLUSTER):
+        if kind in delete_kinds:
+            deletes = [c for c in changes.changes if c.kind == kind and c.action is Action.DELETE]
+            done += in_parallel(lambda change: remove(kube, change), deletes, writers)
     return done
 
 

@@ -39,11 +39,9 @@ from reconciler.kube import jobs, objects
 from reconciler.kube.client import Kube, KubeError
 from reconciler.nodejob.result import AgentResult
 from reconciler.plan.changeset import Change
+from reconciler.status.states import NodeStateName as State  # the one vocabulary of states
 
 log = logging.getLogger(__name__)
-
-State = Literal["applied", "running", "pending", "failed", "stalled", "unschedulable", "removing",
-                "removed", "remove-failed", "suspended"]
 
 ANNOTATION_RETRY = "multinic.io/retry"  # any new value: run the node's Job again (like Flux's requestedAt)
 ANNOTATION_SUSPEND = "multinic.io/suspend"  # "true": no new Jobs for this node

@@ -26,7 +26,7 @@ MAX_DEPTH = 64
 # at the position of the first collection too deep, whatever libyaml would have said.
 _INDICATOR_BUDGET = 500
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class LoadError(Exception):
@@ -51,7 +51,7 @@ def _mark(node_or_mark: Any) -> tuple[int | None, int | None]:
     return mark.line + 1, mark.column + 1
 
 
-class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
+class _StrictLoader(_Loader):  # type: ignore[misc]
     """libyaml parser + a constructor for plain JSON data only."""
 
     # YAML 1.1 timestamps would become datetime objects; in this contract they are strings.
@@ -157,8 +157,8 @@ def _yaml_error(exc: yaml.YAMLError, text: str = "") -> LoadError:
         return LoadError(f"invalid YAML: character U+{ord(char):04X} is not allowed in YAML files", line, column)
     if isinstance(exc, yaml.MarkedYAMLError):
         problem = exc.problem or exc.context or "invalid YAML"
-        line, column = _mark(exc.problem_mark or exc.context_mark)
-        return LoadError(f"invalid YAML: {' '.join(str(problem).split())}", line, column)
+        at_line, at_column = _mark(exc.problem_mark or exc.context_mark)
+        return LoadError(f"invalid YAML: {' '.join(str(problem).split())}", at_line, at_column)
     return LoadError(f"invalid YAML: {' '.join(str(exc).split())}")
 
 
@@ -174,7 +174,7 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 
 
-class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
+class _FastLoader(_Loader):  # type: ignore[misc]
     """libyaml composer with memoised scalar resolution (keys and values repeat across files)."""
 
     yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers

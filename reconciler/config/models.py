@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 from functools import cached_property, lru_cache
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "multinic.io/v1alpha1"
+API_VERSION: Final = "multinic.io/v1alpha1"
 DEFAULT_NAMESPACE = "multinic-system"
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface

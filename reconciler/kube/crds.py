@@ -7,13 +7,16 @@ write with ``fieldValidation=Strict`` so they are refused instead), ``anyOf`` of
 merged into one pattern, ``uniqueItems`` -> ``x-kubernetes-list-type: set``, ``propertyNames``
 dropped, and CEL rules added for what the schema said with ``uniqueItems`` on objects.
 
-``python -m reconciler.kube.crds`` rewrites ``charts/multinic-reconciler/crds/``; a test checks
-the committed files equal the generated ones.
+``status`` comes the same way from ``schemas/*-status.schema.json``, which are generated from the
+typed models in ``reconciler.status.models``. ``python -m reconciler.kube.crds`` rewrites those
+status schemas and ``charts/multinic-reconciler/crds/``; a test checks the committed files equal
+the generated ones.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,125 +26,16 @@ import yaml
 from reconciler import resources
 from reconciler.config import schemas
 from reconciler.config.repo import KIND_CLUSTER, KIND_NODE
+from reconciler.status import schema as status_schema
 
 GROUP = "multinic.io"
 VERSION = "v1alpha1"
 
 _DROP = {"$schema", "$id", "$defs", "title", "propertyNames"}
 
-_CONDITION = {
-    "type": "object",
-    "description": "A metav1.Condition: Ready, Reconciling or Stalled.",
-    "required": ["type", "status", "lastTransitionTime", "reason", "message"],
-    "properties": {
-        "type": {"type": "string", "maxLength": 316, "description": "Ready, Reconciling or Stalled."},
-        "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "Condition status."},
-        "observedGeneration": {
-            "type": "integer",
-            "format": "int64",
-            "minimum": 0,
-            "description": "metadata.generation the condition was set for.",
-        },
-        "lastTransitionTime": {"type": "string", "format": "date-time", "description": "When the status last changed."},
-        "reason": {
-            "type": "string",
-            "maxLength": 1024,
-            "minLength": 1,
-            "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
-            "description": "CamelCase reason.",
-        },
-        "message": {"type": "string", "maxLength": 32768, "description": "Human-readable details."},
-    },
-}
-
-_CONDITIONS = {
-    "type": "array",
-    "description": "Ready, Reconciling and Stalled conditions.",
-    "maxItems": 8,
-    "x-kubernetes-list-type": "map",
-    "x-kubernetes-list-map-keys": ["type"],
-    "items": _CONDITION,
-}
-
-_COMMON_STATUS = {
-    "observedGeneration": {
-        "type": "integer",
-        "format": "int64",
-        "description": "metadata.generation last reconciled to Ready.",
-    },
-    "conditions": _CONDITIONS,
-    "phase": {"type": "string", "description": "Summary: Pending, Applying, Ready, Failed or Stalled."},
-    "appliedRevision": {"type": "string", "description": "Git commit whose spec is live."},
-    "sourcePath": {"type": "string", "description": "File in the config repo this object comes from."},
-    "lastError": {"type": "string", "description": "Last error, if any."},
-}
-
-NODE_STATUS: dict[str, Any] = {
-    "type": "object",
-    "description": "Written by the reconciler only (never by the node agent).",
-    "properties": {
-        **_COMMON_STATUS,
-        "specHash": {"type": "string", "description": "Hash of the spec the last node Job applied."},
-        "job": {"type": "string", "description": "Name of the last node Job."},
-        "nodeName": {"type": "string", "description": "Kubernetes node this object's node Jobs wrote to (a "
-                     "spec.nodeName change cleans it up before the new node is configured)."},
-        "attemptedRevision": {"type": "string", "description": "Config commit of the last node Job started "
-                              "(appliedRevision once it succeeded)."},
-        "attempt": {"type": "integer", "description": "Automatic retries of the current change so far (transient "
-                    "failures: deadline exceeded, eviction, image pull)."},
-        "nextRetry": {"type": "string", "format": "date-time", "description": "When a node Job that failed for a "
-                      "transient reason is retried."},
-        "interfaceCount": {"type": "integer", "description": "Number of interfaces in the spec."},
-        "interfaces": {
-            "type": "array",
-            "description": "Per-interface outcome reported by the node agent.",
-            "maxItems": 16,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "description": "Interface name from the spec."},
-                    "macAddress": {"type": "string", "description": "MAC address from the spec."},
-                    "device": {"type": "string", "description": "Device the MAC was found on."},
-                    "state": {"type": "string", "description": "applied, unchanged or error."},
-                    "error": {"type": "string", "description": "Why the interface failed."},
-                },
-            },
-        },
-        "proxmoxCheck": {
-            "type": "object",
-            "description": "Result of checking the interfaces' MACs against the Proxmox VM.",
-            "properties": {
-                "checked": {"type": "boolean", "description": "Whether the check ran."},
-                "vmNode": {"type": "string", "description": "Proxmox node the VM runs on."},
-                "mismatches": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "Interfaces whose MAC is not on the VM (or not on the slot named).",
-                },
-                "error": {"type": "string", "description": "Why the check could not run."},
-            },
-        },
-    },
-}
-
-CLUSTER_STATUS: dict[str, Any] = {
-    "type": "object",
-    "description": "What the reconciler verified against the Proxmox VE API.",
-    "properties": {
-        **_COMMON_STATUS,
-        "version": {"type": "string", "description": "Proxmox VE version, e.g. 8.2.4."},
-        "release": {"type": "string", "description": "Proxmox VE release, e.g. 8.2."},
-        "clusterName": {"type": "string", "description": "Cluster name from /cluster/status."},
-        "quorate": {"type": "boolean", "description": "Whether the cluster has quorum."},
-        "nodeCount": {"type": "integer", "description": "Number of Proxmox nodes."},
-        "onlineNodes": {"type": "integer", "description": "Number of Proxmox nodes online."},
-        "health": {"type": "string", "description": "Healthy, Degraded or Unreachable."},
-        "lastVerified": {"type": "string", "format": "date-time",
-                         "description": "Last verification (the Ready condition says whether it succeeded)."},
-        "tlsInsecure": {"type": "boolean", "description": "TLS verification is disabled for this cluster."},
-        "warnings": {"type": "array", "items": {"type": "string"}, "description": "Non-fatal findings."},
-    },
-}
+# What JSON Schema cannot say about metav1.Conditions: a list keyed by type (server-side apply
+# merges entries by type, like every built-in kind's conditions).
+_CONDITIONS_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
 PRINTER_COLUMNS = {
     KIND_NODE: [
@@ -179,7 +73,6 @@ NAMES = {
         "categories": ["multinic"],
     },
 }
-STATUS = {KIND_NODE: NODE_STATUS, KIND_CLUSTER: CLUSTER_STATUS}
 
 # CEL for what ``uniqueItems`` cannot say about lists of objects (kept atomic so that an apply
 # replaces the whole list and a hand-added interface is reverted).
@@ -247,6 +140,21 @@ def spec_schema(kind: str) -> dict[str, Any]:
     return spec  # type: ignore[no-any-return]
 
 
+def load_status_schema(kind: str) -> dict[str, Any]:
+    """The committed ``schemas/*-status.schema.json`` (generated from ``reconciler.status.models``)."""
+    path = resources.schemas_dir() / status_schema.SCHEMA_FILES[kind]
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def status_crd_schema(kind: str) -> dict[str, Any]:
+    """The structural ``openAPIV3Schema`` of ``status`` for ``kind``, from ``schemas/``."""
+    source = load_status_schema(kind)
+    status: dict[str, Any] = _translate(copy.deepcopy(source), source.get("$defs", {}))
+    status["properties"]["conditions"].update(_CONDITIONS_LIST)
+    return status
+
+
 def crd(kind: str) -> dict[str, Any]:
     names = NAMES[kind]
     description = schemas.load_schema(kind)["description"]
@@ -282,7 +190,7 @@ def crd(kind: str) -> dict[str, Any]:
                                 "kind": {"type": "string", "description": "Kind of the object."},
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(kind),
-                                "status": STATUS[kind],
+                                "status": status_crd_schema(kind),
                             },
                         }
                     },
@@ -307,6 +215,11 @@ def crd_file(kind: str, directory: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     directory = Path(argv[0]) if argv else resources.crds_dir()
     directory.mkdir(parents=True, exist_ok=True)
+    if not argv:  # the status schemas first: the CRDs' status is translated from them
+        for kind, name in status_schema.SCHEMA_FILES.items():
+            target = resources.schemas_dir() / name
+            target.write_text(status_schema.render(kind), encoding="utf-8")
+            print(target)
     for kind in NAMES:
         crd_file(kind, directory).write_text(render(kind), encoding="utf-8")
         print(crd_file(kind, directory))

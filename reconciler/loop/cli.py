@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 
-from reconciler.options import add_kube_arguments, add_source_arguments, env_default
+from reconciler.options import add_kube_arguments, add_source_arguments, add_writer_arguments, env_default
 
 
 def duration(text: str) -> float:
@@ -27,6 +27,7 @@ def duration(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     add_kube_arguments(parser)
+    add_writer_arguments(parser)
     parser.add_argument("--interval", type=duration, default=env_default("INTERVAL", "30s"),
                         help="reconcile every INTERVAL (e.g. 30s, 5m; env MULTINIC_INTERVAL)")
     parser.add_argument("--listen", default=env_default("LISTEN", ":8080"),
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                                 # client-go's proportions: 15s lease, 10s renew deadline, 2s retry period
                                 lease_duration=args.lease_duration, renew_deadline=args.lease_duration * 2 / 3,
                                 retry_period=max(0.2, args.lease_duration * 2 / 15),
-                                job_settings=job_settings(args), max_cycles=args.max_cycles)  # type: ignore[arg-type]
+                                job_settings=job_settings(args), max_cycles=args.max_cycles,  # type: ignore[arg-type]
+                                writers=args.writers)
         connect = kube_connector(args)
         source = build_source(args)
         metrics, state = Metrics(), State()

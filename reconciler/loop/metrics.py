@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+CYCLE_RESULTS = ("ok", "error", "no-source", "not-leader")
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -25,6 +27,8 @@ class Metrics:
         self.status_commits = Counter("multinic_status_commits_total", "Status commits pushed to Git.", registry=r)
         self.webhooks = Counter("multinic_webhooks_total", "Webhook requests by result.", ["result"], registry=r)
         self._revision: str | None = None
+        for result in CYCLE_RESULTS:  # every series exists from the start: rate() alerts see a 0, not nothing
+            self.cycles.labels(result)
 
     def set_revision(self, revision: str | None) -> None:
         if revision == self._revision:

@@ -1,6 +1,11 @@
 """The loop: while leader, poll the source and run one pipeline cycle every interval, at once on a
 webhook, and every few seconds while a rollout is in flight.
 
+Reads come from watch-fed caches (``reconciler.kube.cache``), so a quiet cycle asks the API server
+nothing. A watch event that needs work triggers a cycle at once (debounced): an owned custom
+resource whose spec drifted from Git or that was deleted, a node Job that finished, a Kubernetes
+Node that appeared or went away.
+
 Leadership is renewed by a background thread, so a long cycle never lets the Lease lapse; the loop
 checks it before every cycle and a standby never polls, plans or writes. SIGTERM (``stop``) lets
 the current cycle finish, then the Lease is released so a standby takes over at once.
@@ -13,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler import pipeline
 from reconciler.kube.client import NotLeader
@@ -22,34 +27,10 @@ from reconciler.loop import logs
 from reconciler.loop.leader import LeaderElector
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.server import State
-from reconciler.source.local import Checkout, open_directory
+from reconciler.source.local import Checkout
+from reconciler.source.opening import Source
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Poll:
-    checkout: Checkout | None
-    changed: bool
-    error: str | None = None
-
-
-class Source(Protocol):
-    def poll(self) -> Any: ...  # an object with .checkout, .changed, .error
-
-
-class LocalSource:
-    """A directory on disk (a checkout kept up to date by something else)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._last: str | None = None
-
-    def poll(self) -> Poll:
-        checkout = open_directory(self.path)
-        key = f"{checkout.revision}:{checkout.dirty}"
-        changed, self._last = key != self._last, key
-        return Poll(checkout, changed)
 
 
 @dataclass
@@ -64,6 +45,10 @@ class LoopSettings:
     job_settings: JobSettings = field(default_factory=JobSettings)
     max_cycles: int | None = None  # stop after this many cycles (tests, demo)
     nic_check_interval: float = 300.0
+    watch: bool = True  # watch-fed caches (False: every cycle LISTs)
+    resync: float = 600.0  # full re-list of every cache
+    debounce: float = 0.2  # watch events within this window start one cycle
+    writers: int = 8  # CR applies / status patches in flight at once
 
 
 CycleHook = Callable[[pipeline.Cycle, Any], None]  # (cycle, kube connect) -> side effects (reports)
@@ -97,6 +82,12 @@ class Runner:
         self.stop = threading.Event()
         self.nic_checks = NicCheckSchedule(settings.nic_check_interval)
         self._validated: tuple[tuple[str, str], Any] | None = None
+        self._caches: dict[str, Any] = {}  # namespace -> KubeCache
+        self._watching = False  # caches serve reads only while run() runs (a bare cycle() LISTs)
+        self._desired: dict[tuple[str, str], Any] = {}  # (kind, name) -> spec Git wants (last cycle)
+        self._kick_lock = threading.Lock()
+        self._kick_timer: threading.Timer | None = None
+        self.watch_triggers = 0
         self.cycles = 0
         self.last_cycle: pipeline.Cycle | None = None
         self.elector = LeaderElector(self._identified(connect(settings.lease_namespace)), settings.identity,
@@ -109,8 +100,67 @@ class Runner:
         def guarded(namespace: str) -> Any:
             kube = self._identified(connect(namespace))
             kube.write_guard = self.elector.guard
+            if self._watching:
+                kube.cache = self._cache(namespace, connect)
             return kube
         return guarded
+
+    def _cache(self, namespace: str, connect: pipeline.Connect) -> Any:
+        """The namespace's watch-fed cache, started (and synced, up to 30 s) on first use."""
+        from reconciler.kube.cache import KubeCache
+
+        cache = self._caches.get(namespace)
+        if cache is None:
+            cache = KubeCache(self._identified(connect(namespace)), resync=self.settings.resync,
+                              on_event=self._on_watch_event).start()
+            self._caches[namespace] = cache
+            if not cache.wait_synced(30.0):
+                log.warning("watch caches of %s not synced after 30s: reading by LIST meanwhile", namespace)
+        return cache
+
+    def close(self) -> None:
+        """Stops the watches (the next cycle would start them again)."""
+        self._watching = False
+        caches, self._caches = self._caches, {}
+        for cache in caches.values():
+            cache.stop()
+        with self._kick_lock:
+            if self._kick_timer is not None:
+                self._kick_timer.cancel()
+
+    # -- watch triggers ---------------------------------------------------------------------------
+
+    def _on_watch_event(self, kind: str, event: str, obj: dict[str, Any] | None,
+                        before: dict[str, Any] | None) -> None:
+        if self._needs_cycle(kind, event, obj, before):
+            self._kick()
+
+    def _needs_cycle(self, kind: str, event: str, obj: dict[str, Any] | None, before: dict[str, Any] | None) -> bool:
+        from reconciler.kube import jobs, objects
+
+        if kind == "Job":
+            return obj is not None and jobs.job_state(obj) != "running" and (
+                before is None or jobs.job_state(before) == "running")
+        if kind == "Node":
+            return event in ("ADDED", "DELETED")
+        current = obj if obj is not None else before
+        name = ((current or {}).get("metadata") or {}).get("name", "")
+        wanted = self._desired.get((kind, name))
+        if event == "DELETED":
+            return wanted is not None  # an object Git wants was deleted (or stopped being ours)
+        if wanted is None:
+            return event == "ADDED" and obj is not None and objects.is_owned(obj)
+        return bool((obj or {}).get("spec") != wanted)  # drift (or a change we have not planned yet)
+
+    def _kick(self) -> None:
+        """Start a cycle ``debounce`` seconds from the first of a burst of events."""
+        with self._kick_lock:
+            if self._kick_timer is not None and self._kick_timer.is_alive():
+                return
+            self.watch_triggers += 1
+            self._kick_timer = threading.Timer(self.settings.debounce, self.state.trigger.set)
+            self._kick_timer.daemon = True
+            self._kick_timer.start()
 
     def _identified(self, kube: Any) -> Any:
         """Requests carry this replica's identity in their User-Agent (audit logs tell replicas apart)."""
@@ -133,6 +183,7 @@ class Runner:
 
     def run(self) -> int:
         _warm_up()
+        self._watching = self.settings.watch
         renewer = threading.Thread(target=self._renew, name="lease", daemon=True)
         renewer.start()
         self.state.alive = renewer.is_alive
@@ -153,6 +204,7 @@ class Runner:
         finally:
             self.stop.set()
             renewer.join(timeout=self.settings.retry_period + 5)
+            self.close()
             self.elector.release()
         return 0
 
@@ -171,8 +223,11 @@ class Runner:
             try:
                 cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings,
                                             check_nics=self.nic_checks.due(bool(poll.changed)),
-                                            validation=self._validation(poll.checkout))
+                                            validation=self._validation(poll.checkout),
+                                            writers=self.settings.writers)
                 self.last_cycle = cycle
+                self._desired = {(c.kind, c.name): c.desired.get("spec") for c in cycle.changes.changes
+                                 if c.desired is not None}
                 for hook in self.after_cycle:
                     hook(cycle, self.connect)
                 self._record(cycle)
@@ -219,14 +274,24 @@ class Runner:
             for name in rollout.started:
                 log.info("node Job started", extra={"object": f"Job/{name}"})
             self.metrics.jobs_in_flight.set(rollout.running)
-            counts: dict[tuple[str, str], int] = {}
-            for state in rollout.nodes.values():
-                key = ("MultiNicNodeConfig", state.state)
-                counts[key] = counts.get(key, 0) + 1
-            self.metrics.set_objects(counts)
+            self.metrics.set_objects(object_counts(cycle))
         self.metrics.validation_errors.set(len(cycle.validation.errors))
         if cycle.validation.ok or cycle.changes.has_changes:
             self.metrics.set_revision(cycle.checkout.revision)
+
+
+def object_counts(cycle: pipeline.Cycle) -> dict[tuple[str, str], int]:
+    """``multinic_objects{kind,phase}``: the phase label is the phase of the state table (what
+    ``kubectl get`` shows, what the documented alerts match), never a rollout-internal name."""
+    from reconciler.status import states
+
+    counts: dict[tuple[str, str], int] = {}
+    for state in (cycle.rollout.nodes.values() if cycle.rollout else ()):
+        phase = states.node_row(state.state).metric_phase
+        if phase is not None:
+            key = (states.KIND_NODE, phase)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _warm_up() -> None:

@@ -9,21 +9,17 @@ from typing import Any
 
 from reconciler.config.repo import KIND_CLUSTER, KIND_NODE
 from reconciler.loop.metrics import Metrics
-from reconciler.loop.runner import CycleHook, LocalSource, Source
-from reconciler.options import is_remote
+from reconciler.loop.runner import CycleHook
 from reconciler.pipeline import Connect, Cycle
+from reconciler.source.opening import Source, is_remote, open_source
 
 log = logging.getLogger(__name__)
 
 
 def build_source(args: argparse.Namespace) -> Source:
-    if not is_remote(str(args.repo)):
-        return LocalSource(str(args.repo))
-    from reconciler.source.git import GitSource
-    from reconciler.source.gitcmd import GitAuth
+    from reconciler.options import source_spec
 
-    return GitSource(str(args.repo), branch=args.branch, cache_dir=Path(args.cache_dir) / "source",
-                     auth=GitAuth.from_env())
+    return open_source(source_spec(args), Path(args.cache_dir) / "source")
 
 
 class StatusReporter:

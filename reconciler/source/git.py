@@ -17,17 +17,15 @@ ever exposed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, scrub, split_credentials
+from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, split_credentials
 from reconciler.source.local import Checkout
 
 __all__ = ["GitAuth", "GitError", "GitSource", "PollResult"]
@@ -107,17 +105,6 @@ class GitSource:
         except OSError as exc:
             error = self.git.scrub(f"cannot write the checkout: {exc}")
             return PollResult(self._checkout, False, error, head)
-
-    @classmethod
-    @contextlib.contextmanager
-    def temporary(cls, url: str, branch: str | None = None, *, auth: GitAuth | None = None) -> Iterator[Checkout]:
-        """One-shot clone for ``plan``/``apply --once``: yields a Checkout, removes everything after."""
-        with tempfile.TemporaryDirectory(prefix="multinic-source-") as tmp:
-            source = cls(url, branch=branch, cache_dir=Path(tmp), auth=auth or GitAuth.from_env())
-            result = source.poll()
-            if result.checkout is None:
-                raise RuntimeError(f"cannot read config repo {scrub(url, source.git.secrets)}: {result.error}")
-            yield result.checkout
 
     # -- steps ------------------------------------------------------------------------------------
 

@@ -102,15 +102,11 @@ def scrub(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
 
 
 class GitRunner:
-    """Runs git for one repository directory with a fixed, credential-bearing environment.
-
-    ``calls`` records each subcommand run (for logs and cost checks), never its arguments' secrets.
-    """
+    """Runs git for one repository directory with a fixed, credential-bearing environment."""
 
     def __init__(self, repo_dir: Path, *, auth: GitAuth | None, private_dir: Path,
                  url_user: str | None = None, url_token: str | None = None) -> None:
         self.repo_dir = repo_dir
-        self.calls: list[str] = []
         token = (auth.token if auth else None) or url_token
         self._secrets = tuple(s for s in ((auth.secrets if auth else ()) + (url_token or "",)) if s)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "MULTINIC_GIT_"))}
@@ -152,7 +148,6 @@ class GitRunner:
         prefix = ["env", *(a for k in inherited for a in ("-u", k))] if inherited else []
         command = [*prefix, "git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null",
                    "-c", "protocol.version=2", *args]
-        self.calls.append(subcommand(args))
         env = self._env if input_env is None else {**self._env, **input_env}
         try:
             status, out, err = self._git.execute(

@@ -114,8 +114,7 @@ def parse_endpoint(value: str) -> Endpoint:
     if not parts.hostname:
         raise ConfigurationError(f"endpoint {value!r} has no host")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    prefix = parts.path.strip("/")
-    prefix = prefix.removesuffix("api2/json").strip("/") or None
+    prefix = parts.path.strip("/").removesuffix("api2/json").strip("/") or None
     return Endpoint(host=host, port=port or DEFAULT_PORT, path_prefix=prefix)
 
 

@@ -46,123 +46,169 @@ def _say(text: str = "") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from multinic_sandbox.harness.fleet import AgentHosts, nodes_for
-    from multinic_sandbox.harness.kube_setup import ensure_namespace, install_crds, put_cluster_secrets
-    from multinic_sandbox.harness.pve_topology import point_repo_at, topologies_from_config
-    from multinic_sandbox.kube.server import KubeSandbox
-    from multinic_sandbox.proxmox.server import ProxmoxSandbox
-    from reconciler import pipeline, resources
-    from reconciler.config.validation import validate_repo
-    from reconciler.kube.client import Kube
     from reconciler.loop import logs
-    from reconciler.loop.metrics import Metrics
-    from reconciler.loop.runner import LoopSettings, Runner
-    from reconciler.loop.server import HTTPServer, State
-    from reconciler.loop.webhook import sign_github
-    from reconciler.loop.wiring import StatusReporter
-    from reconciler.plan import render
-    from reconciler.source.git import GitSource
-    from reconciler.source.local import open_directory
 
     logs.configure("text", "ERROR")  # the demo narrates; the loop's own logs would drown it
     started = time.monotonic()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="multinic-demo-")).resolve()
-    if (workdir / "remote.git").exists():
-        shutil.rmtree(workdir / "remote.git")
-    for leftover in ("user", "cache", "hosts"):
+    demo = _Demo(_fresh_workdir(args.workdir), cycles=args.cycles)
+    _say(f"== multinic-reconciler demo (workdir {demo.workdir})")
+    demo.run()
+    _say("[6/6] Status commits in the remote (git log --stat):")
+    _say(_indent(_git("--git-dir", str(demo.remote), "log", "--stat", "--format=%h %an: %s", "main")))
+    _say(f"Done in {time.monotonic() - started:.0f}s. The remote stays at {demo.remote} "
+         f"(git --git-dir {demo.remote} log --stat).")
+    return 0
+
+
+def _fresh_workdir(given: str | None) -> Path:
+    workdir = Path(given or tempfile.mkdtemp(prefix="multinic-demo-")).resolve()
+    for leftover in ("remote.git", "user", "cache", "hosts"):
         shutil.rmtree(workdir / leftover, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    desired = validate_repo(resources.example_repo_dir()).desired
-    namespace = desired.settings.spec.namespace
-    _say(f"== multinic-reconciler demo (workdir {workdir})")
+    return workdir
 
-    hosts = AgentHosts(workdir / "hosts")
-    lost = desired.nodes[FAILING_NODE].spec.interfaces[1].mac_address
-    hosts.lose_nic(FAILING_NODE, lost)
-    topologies = topologies_from_config(desired, versions={"pve-prod": "8.0", "pve-lab": "7.4"},
-                                        wrong_mac=WRONG_MAC_NODE)
-    with KubeSandbox() as kube_sb:
-        pves = {name: ProxmoxSandbox(topology, auth_failure_delay=0.1).start() for name, topology in topologies.items()}
+
+class _Demo:
+    """The six steps, in order; each method is one step of the narration."""
+
+    def __init__(self, workdir: Path, *, cycles: int) -> None:
+        from reconciler import resources
+        from reconciler.config.validation import validate_repo
+
+        self.workdir, self.cycles = workdir, cycles
+        self.remote, self.user = workdir / "remote.git", workdir / "user"
+        self.desired = validate_repo(resources.example_repo_dir()).desired
+        self.namespace = self.desired.settings.spec.namespace
+
+    def run(self) -> None:
+        from multinic_sandbox.harness.fleet import AgentHosts
+        from multinic_sandbox.harness.pve_topology import topologies_from_config
+        from multinic_sandbox.kube.server import KubeSandbox
+        from multinic_sandbox.proxmox.server import ProxmoxSandbox
+
+        hosts = AgentHosts(self.workdir / "hosts")
+        hosts.lose_nic(FAILING_NODE, self.desired.nodes[FAILING_NODE].spec.interfaces[1].mac_address)
+        topologies = topologies_from_config(self.desired, versions={"pve-prod": "8.0", "pve-lab": "7.4"},
+                                            wrong_mac=WRONG_MAC_NODE)
+        with KubeSandbox() as kube_sb:
+            pves = {name: ProxmoxSandbox(t, auth_failure_delay=0.1).start() for name, t in topologies.items()}
+            try:
+                self.kube_sb, self.pves = kube_sb, pves
+                self.start_cluster(hosts)
+                self.seed_remote()
+                self.show_plan("[3/6] Plan for the first reconcile:")
+                self.reconcile_and_change()
+            finally:
+                for sb in pves.values():
+                    sb.stop()
+
+    def connect(self, namespace: str) -> Any:
+        from reconciler.kube.client import Kube
+
+        return Kube(self.kube_sb.api_client(), namespace)
+
+    def start_cluster(self, hosts: Any) -> None:
+        """[1/6] CRDs, namespace and one Node per config node, whose Jobs run the real agent."""
+        from multinic_sandbox.harness.fleet import nodes_for
+        from multinic_sandbox.harness.kube_setup import ensure_namespace, install_crds
+
+        self.kube_sb.node_model.set_default(hosts)
+        api = self.kube_sb.api_client()
+        install_crds(api)
+        ensure_namespace(api, self.namespace)
+        self.kube_sb.seed(*nodes_for(self.desired))
+        _say(f"[1/6] Kubernetes API sandbox at {self.kube_sb.url} with {len(self.desired.nodes)} nodes; Proxmox VE "
+             "sandboxes: " + ", ".join(f"{n} {sb.url}" for n, sb in self.pves.items()))
+
+    def seed_remote(self) -> None:
+        """[2/6] A bare remote seeded from example-repo; cluster credentials go to Secrets only."""
+        from multinic_sandbox.harness.kube_setup import put_cluster_secrets
+        from multinic_sandbox.harness.pve_topology import point_repo_at
+        from reconciler import resources
+        from reconciler.config.validation import validate_repo
+
+        _git("init", "--bare", "-q", str(self.remote))
+        shutil.copytree(resources.example_repo_dir(), self.user)
+        point_repo_at(self.user, {name: sb.url for name, sb in self.pves.items()})
+        _git("init", "-q", cwd=self.user)
+        _git("add", "-A", cwd=self.user)
+        _git("commit", "-q", "-m", "Initial config: 2 Proxmox clusters, 9 nodes", cwd=self.user)
+        _git("push", "-q", str(self.remote), "HEAD:main", cwd=self.user)
+        put_cluster_secrets(self.kube_sb.api_client(), self.namespace, validate_repo(self.user).desired, self.pves)
+        _say(f"[2/6] Config repo remote {self.remote} seeded from example-repo (cluster endpoints point at the "
+             "sandboxes; credentials are Kubernetes Secrets, never in Git)")
+
+    def show_plan(self, title: str) -> None:
+        from reconciler import pipeline
+        from reconciler.plan import render
+        from reconciler.source.local import open_directory
+
+        cycle, _, _ = pipeline.plan_checkout(open_directory(self.user), self.connect)
+        _say(title)
+        _say(_indent(render.text(cycle.changes)))
+
+    def reconcile_and_change(self) -> None:
+        """[4/6] the loop until the rollout settles; [5/6] a user's commit through the webhook."""
+        from reconciler.loop.metrics import Metrics
+        from reconciler.loop.runner import LoopSettings, Runner
+        from reconciler.loop.server import HTTPServer, State
+        from reconciler.loop.wiring import StatusReporter
+        from reconciler.source.opening import SourceSpec, open_source
+
+        remote_url = self.remote.as_uri()
+        source = open_source(SourceSpec(remote_url, branch="main"), self.workdir / "cache" / "source")
+        metrics, state = Metrics(), State()
+        status_args = argparse.Namespace(repo=remote_url, branch="main", status_branch=None,
+                                         status_author_name="multinic-reconciler",
+                                         status_author_email="multinic-reconciler@demo.invalid",
+                                         cache_dir=str(self.workdir / "cache"))
+        progress = _Progress()
+        runner = Runner(source, self.connect,
+                        LoopSettings(interval=2.0, requeue=0.5, identity="demo", lease_namespace=self.namespace,
+                                     retry_period=0.5, nic_check_interval=3600),
+                        metrics=metrics, state=state,
+                        after_cycle=[StatusReporter(status_args, source, metrics), progress])
+        server = HTTPServer(state, metrics, host="127.0.0.1", port=0, webhook_secret=WEBHOOK_SECRET).start()
+        loop = threading.Thread(target=runner.run, name="loop", daemon=True)
+        loop.start()
         try:
-            kube_sb.node_model.set_default(hosts)
-            api = kube_sb.api_client()
-            install_crds(api)
-            ensure_namespace(api, namespace)
-            kube_sb.seed(*nodes_for(desired))
-            _say(f"[1/6] Kubernetes API sandbox at {kube_sb.url} with {len(desired.nodes)} nodes; Proxmox VE "
-                 "sandboxes: " + ", ".join(f"{n} {sb.url}" for n, sb in pves.items()))
-
-            remote, user = workdir / "remote.git", workdir / "user"
-            _git("init", "--bare", "-q", str(remote))
-            shutil.copytree(resources.example_repo_dir(), user)
-            point_repo_at(user, {name: sb.url for name, sb in pves.items()})
-            _git("init", "-q", cwd=user)
-            _git("add", "-A", cwd=user)
-            _git("commit", "-q", "-m", "Initial config: 2 Proxmox clusters, 9 nodes", cwd=user)
-            _git("push", "-q", str(remote), "HEAD:main", cwd=user)
-            put_cluster_secrets(api, namespace, validate_repo(user).desired, pves)
-            _say(f"[2/6] Config repo remote {remote} seeded from example-repo (cluster endpoints point at the "
-                 "sandboxes; credentials are Kubernetes Secrets, never in Git)")
-
-            def connect(ns: str) -> Kube:
-                return Kube(kube_sb.api_client(), ns)
-
-            cycle, _, _ = pipeline.plan_checkout(open_directory(user), connect)
-            _say("[3/6] Plan for the first reconcile:")
-            _say(_indent(render.text(cycle.changes)))
-
-            remote_url = remote.as_uri()
-            source = GitSource(remote_url, branch="main", cache_dir=workdir / "cache" / "source")
-            metrics, state = Metrics(), State()
-            status_args = argparse.Namespace(repo=remote_url, branch="main", status_branch=None,
-                                             status_author_name="multinic-reconciler",
-                                             status_author_email="multinic-reconciler@demo.invalid",
-                                             cache_dir=str(workdir / "cache"))
-            progress = _Progress()
-            runner = Runner(source, connect,
-                            LoopSettings(interval=2.0, requeue=0.5, identity="demo", lease_namespace=namespace,
-                                         retry_period=0.5, nic_check_interval=3600),
-                            metrics=metrics, state=state,
-                            after_cycle=[StatusReporter(status_args, source, metrics), progress])
-            server = HTTPServer(state, metrics, host="127.0.0.1", port=0, webhook_secret=WEBHOOK_SECRET).start()
-            loop = threading.Thread(target=runner.run, name="loop", daemon=True)
-            loop.start()
             _say("[4/6] Reconciling: Git poll -> validate -> plan -> apply CRs -> register clusters -> node Jobs "
                  "-> status commit")
-            _settle(progress, args.cycles)
+            _settle(progress, self.cycles)
             _report(progress.last)
             _clusters(progress.verified)
             _nic_checks(progress.nic_checks)
-
-            _git("-c", "core.hooksPath=/dev/null", "pull", "-q", str(remote), "main", cwd=user)
-            node_file = user / "nodes" / f"{CHANGED_NODE}.yaml"
-            node_file.write_text(node_file.read_text().replace("mtu: 9000", "mtu: 8000", 1))
-            _git("rm", "-q", f"nodes/{REMOVED_NODE}.yaml", cwd=user)
-            _git("commit", "-q", "-am", f"{CHANGED_NODE}: storage MTU 8000; decommission {REMOVED_NODE}", cwd=user)
-            _say(f"[5/6] A user commits: {CHANGED_NODE} storage0 MTU 9000 -> 8000, node {REMOVED_NODE} removed. Plan:")
-            cycle, _, _ = pipeline.plan_checkout(open_directory(user), connect)
-            _say(_indent(render.text(cycle.changes)))
-            _git("push", "-q", str(remote), "HEAD:main", cwd=user)
-            body = json.dumps({"ref": "refs/heads/main"}).encode()
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{server.port}/hooks/git", data=body, method="POST",
-                headers={"X-Hub-Signature-256": sign_github(WEBHOOK_SECRET, body), "Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                _say(f"      webhook POST /hooks/git -> {answer.status} (signed like GitHub)")
+            self.user_commit()
+            _webhook(server.port)
             progress.reset()
-            _settle(progress, args.cycles, require_change=True)
+            _settle(progress, self.cycles, require_change=True)
             _report(progress.last)
+        finally:
             runner.shutdown()
             loop.join(timeout=15)
             server.stop()
-        finally:
-            for sb in pves.values():
-                sb.stop()
-    _say("[6/6] Status commits in the remote (git log --stat):")
-    _say(_indent(_git("--git-dir", str(remote), "log", "--stat", "--format=%h %an: %s", "main")))
-    _say(f"Done in {time.monotonic() - started:.0f}s. The remote stays at {remote} "
-         f"(git --git-dir {remote} log --stat).")
-    return 0
+
+    def user_commit(self) -> None:
+        """[5/6] An MTU change and a node removal, planned, then pushed."""
+        _git("-c", "core.hooksPath=/dev/null", "pull", "-q", str(self.remote), "main", cwd=self.user)
+        node_file = self.user / "nodes" / f"{CHANGED_NODE}.yaml"
+        node_file.write_text(node_file.read_text().replace("mtu: 9000", "mtu: 8000", 1))
+        _git("rm", "-q", f"nodes/{REMOVED_NODE}.yaml", cwd=self.user)
+        _git("commit", "-q", "-am", f"{CHANGED_NODE}: storage MTU 8000; decommission {REMOVED_NODE}", cwd=self.user)
+        self.show_plan(f"[5/6] A user commits: {CHANGED_NODE} storage0 MTU 9000 -> 8000, node {REMOVED_NODE} "
+                       "removed. Plan:")
+        _git("push", "-q", str(self.remote), "HEAD:main", cwd=self.user)
+
+
+def _webhook(port: int) -> None:
+    from reconciler.loop.webhook import sign_github
+
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/hooks/git", data=body, method="POST",
+        headers={"X-Hub-Signature-256": sign_github(WEBHOOK_SECRET, body), "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        _say(f"      webhook POST /hooks/git -> {answer.status} (signed like GitHub)")
 
 
 def _indent(text: str) -> str:

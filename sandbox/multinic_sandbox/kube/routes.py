@@ -130,6 +130,10 @@ class Router:
     def __init__(self, cluster: Cluster, address: Callable[[], str]) -> None:
         self.cluster = cluster
         self.address = address
+        self.bookmark_interval = 5.0  # seconds between BOOKMARK events on a watch that asked for them
+        # ``break_watches`` bumps this: open watches then end (cleanly) or drop their connection.
+        self.watch_generation = 0
+        self.abrupt_break = False
 
     def handle(self, request: Request, info: RequestInfo,
                peer_closed: Callable[[], bool] = lambda: False) -> Response:
@@ -327,7 +331,12 @@ class Router:
         else:
             last = int(rv_param)
         last_bookmark = time.monotonic()
+        generation = self.watch_generation
         while not store.closed and time.monotonic() < deadline:
+            if self.watch_generation != generation:
+                if self.abrupt_break:
+                    raise ConnectionAbortedError("watch broken by the sandbox")
+                return
             try:
                 events = store.events_after(last)
             except Expired as expired:
@@ -345,7 +354,7 @@ class Router:
                 if kind:
                     stored = self.cluster._convert(rt, event.stored)
                     yield _event(kind, stored.raw)
-            if bookmarks and time.monotonic() - last_bookmark > 5:
+            if bookmarks and time.monotonic() - last_bookmark > self.bookmark_interval:
                 last_bookmark = time.monotonic()
                 yield _event("BOOKMARK", encode({"kind": rt.kind, "apiVersion": rt.api_version,
                                                  "metadata": {"resourceVersion": str(last)}}))

@@ -355,6 +355,15 @@ class KubeSandbox:
         """Forget the watch history: watches from older resourceVersions then get 410 Gone."""
         self.cluster.store.compact()
 
+    def break_watches(self, abrupt: bool = True) -> None:
+        """End every open watch: ``abrupt`` drops the connection mid-stream (a broken watch), else
+        the stream ends like a watch whose timeout passed."""
+        router = self.router
+        router.abrupt_break = abrupt
+        router.watch_generation += 1
+        with self.cluster.store.lock:
+            self.cluster.store.changed.notify_all()
+
     @property
     def resource_version(self) -> int:
         return self.cluster.store.resource_version

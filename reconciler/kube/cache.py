@@ -1,0 +1,261 @@
+"""Watch-fed caches of the collections a cycle reads (owned CRs, node Jobs, Kubernetes Nodes).
+
+Like a client-go informer: each collection is listed once, then watched from the list's
+resourceVersion with bookmarks, so a quiet cycle reads memory and asks the API server nothing.
+
+- A watch the server ends (its timeout) or that breaks (connection closed) is resumed from the
+  last resourceVersion seen, events or bookmarks: nothing in between is missed.
+- ``410 Gone`` (the version left the server's history) means re-list; the fresh list is compared
+  with the cache and every difference is reported as an event, so a change made while the watch
+  was down still reaches the loop.
+- Every ``resync`` seconds (default 10 min) the collection is re-listed anyway.
+- Our own writes are recorded as they return (read-your-writes): the next cycle sees them even if
+  their watch events have not arrived yet; an event never replaces a newer object.
+- A cache that is not synced, or whose watch has been down longer than ``stale_after``, is not
+  served (``items`` returns None) and the caller LISTs: a status is never computed from a cache
+  that may have stopped following the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from reconciler.kube.client import COLLECTIONS, KubeError
+
+if TYPE_CHECKING:
+    from reconciler.kube.client import Kube
+
+log = logging.getLogger(__name__)
+
+# (kind, event type, new object or None when deleted, previous object or None)
+EventHandler = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], None]
+RESYNC = 600.0
+
+
+def _rv(obj: dict[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _newer(candidate: str, current: str) -> bool:
+    """Whether ``candidate`` is a later resourceVersion than ``current`` (opaque strings in the
+    API contract, integers in practice; non-integers compare as merely different)."""
+    if candidate.isdigit() and current.isdigit():
+        return int(candidate) > int(current)
+    return candidate != current
+
+
+class Informer:
+    """One collection: a thread that lists, watches and re-lists; a name -> object map."""
+
+    def __init__(self, kube: Kube, kind: str, *, resync: float = RESYNC, stale_after: float = 30.0,
+                 on_event: EventHandler | None = None, watch_timeout: tuple[int, int] = (300, 600)) -> None:
+        self.kube, self.kind = kube, kind
+        self.resync, self.stale_after = resync, stale_after
+        self.on_event = on_event
+        self.watch_timeout = watch_timeout
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._gone: dict[str, str] = {}  # name -> resourceVersion when we deleted it (late events ignored)
+        self._version = ""
+        self._synced = threading.Event()
+        self._watching = False
+        self._last_ok = 0.0
+        self._listed_at = 0.0
+        self._stop = threading.Event()
+        self._response: Any = None
+        self._thread: threading.Thread | None = None
+        self.lists = 0  # full LISTs made (initial, 410, resync)
+        self.watches = 0  # watch requests opened
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    @property
+    def fresh(self) -> bool:
+        return self._synced.is_set() and (self._watching or time.monotonic() - self._last_ok < self.stale_after)
+
+    @property
+    def watching(self) -> bool:
+        return self._watching
+
+    def items(self) -> list[dict[str, Any]] | None:
+        if not self.fresh:
+            return None
+        with self._lock:
+            return list(self._objects.values())
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self._synced.wait(timeout)
+
+    # -- our own writes ---------------------------------------------------------------------------
+
+    def record(self, obj: dict[str, Any]) -> None:
+        name = (obj.get("metadata") or {}).get("name")
+        if not name:
+            return
+        obj.setdefault("kind", self.kind)
+        with self._lock:
+            current = self._objects.get(name)
+            if current is None or _newer(_rv(obj), _rv(current)):
+                self._objects[name] = obj
+                self._gone.pop(name, None)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            gone = self._objects.pop(name, None)
+            if gone is not None:
+                self._gone[name] = _rv(gone)
+
+    # -- the thread -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"watch-{self.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed
+                response.shutdown()  # unblocks the read in the watch thread
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        relist, failures = True, 0
+        while not self._stop.is_set():
+            try:
+                if relist or time.monotonic() - self._listed_at >= self.resync:
+                    self._relist()
+                    relist = False
+                self._watch()
+                failures = 0
+            except KubeError as exc:
+                self._watching = False
+                if self._stop.is_set():
+                    return
+                if exc.status == 410:
+                    log.info("watch of %s expired (410 Gone): re-listing", self.kind)
+                    relist = True
+                    continue
+                failures += 1
+                delay = min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random() / 2)
+                log.warning("watch of %s: %s; resuming in %.1fs", self.kind, exc, delay)
+                self._stop.wait(delay)
+            except Exception:  # a bug must not silently freeze the cache: it goes stale, the loop LISTs
+                self._watching = False
+                log.exception("watch of %s failed", self.kind)
+                self._stop.wait(5.0)
+
+    def _relist(self) -> None:
+        items, version = self.kube.list_collection(self.kind)
+        self.lists += 1
+        fresh = {o["metadata"]["name"]: o for o in items}
+        with self._lock:
+            old, self._objects = self._objects, fresh
+            self._gone.clear()
+            self._version = version
+        now = time.monotonic()
+        self._listed_at = self._last_ok = now
+        if self._synced.is_set():  # a re-list: report what changed while we were not watching
+            for name, obj in fresh.items():
+                before = old.get(name)
+                if before is None or _rv(before) != _rv(obj):
+                    self._emit("ADDED" if before is None else "MODIFIED", obj, before)
+            for name in old.keys() - fresh.keys():
+                self._emit("DELETED", None, old[name])
+        self._synced.set()
+
+    def _watch(self) -> None:
+        remaining = max(1.0, self.resync - (time.monotonic() - self._listed_at))
+        timeout = int(min(remaining, random.uniform(*self.watch_timeout))) or 1
+
+        def opened(response: Any) -> None:
+            self._response = response
+            self._watching = True
+            self._last_ok = time.monotonic()
+
+        self.watches += 1
+        try:
+            for event in self.kube.watch_collection(self.kind, self._version, timeout, opened=opened):
+                self._last_ok = time.monotonic()
+                self._apply(event.get("type", ""), event.get("object") or {})
+                if self._stop.is_set():
+                    return
+        finally:
+            self._watching = False
+            self._response = None
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        version = _rv(obj)
+        if version:
+            self._version = version
+        if kind == "BOOKMARK":
+            return
+        name = (obj.get("metadata") or {}).get("name")
+        if not name or kind not in ("ADDED", "MODIFIED", "DELETED"):
+            return
+        obj.setdefault("kind", self.kind)
+        with self._lock:
+            before = self._objects.get(name)
+            gone = self._gone.get(name)
+            if gone is not None and not _newer(version, gone):
+                return  # an event from before our own delete
+            if before is not None and not _newer(version, _rv(before)):
+                return  # we already hold this version (our own write) or a newer one
+            if kind == "DELETED":
+                self._objects.pop(name, None)
+                self._gone.pop(name, None)
+            else:
+                self._objects[name] = obj
+        self._emit(kind, None if kind == "DELETED" else obj, before)
+
+    def _emit(self, kind: str, obj: dict[str, Any] | None, before: dict[str, Any] | None) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(self.kind, kind, obj, before)
+        except Exception:  # a handler bug must not stop the watch
+            log.exception("watch event handler for %s failed", self.kind)
+
+
+class KubeCache:
+    """The informers of one namespace; ``Kube.cache`` reads through it and records writes into it."""
+
+    def __init__(self, kube: Kube, kinds: Iterable[str] = tuple(COLLECTIONS), *, resync: float = RESYNC,
+                 on_event: EventHandler | None = None, stale_after: float = 30.0) -> None:
+        self.informers = {kind: Informer(kube, kind, resync=resync, on_event=on_event, stale_after=stale_after)
+                          for kind in kinds}
+        self.namespace = kube.namespace
+
+    def start(self) -> KubeCache:
+        for informer in self.informers.values():
+            informer.start()
+        return self
+
+    def stop(self) -> None:
+        for informer in self.informers.values():
+            informer.stop()
+
+    def wait_synced(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(i.wait_synced(max(0.0, deadline - time.monotonic())) for i in self.informers.values())
+
+    def items(self, kind: str) -> list[dict[str, Any]] | None:
+        informer = self.informers.get(kind)
+        return informer.items() if informer is not None else None
+
+    def record(self, kind: str, obj: dict[str, Any] | None) -> None:
+        informer = self.informers.get(kind)
+        if informer is not None and isinstance(obj, dict):
+            informer.record(obj)
+
+    def forget(self, kind: str, name: str) -> None:
+        informer = self.informers.get(kind)
+        if informer is not None:
+            informer.forget(name)
