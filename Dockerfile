@@ -6,9 +6,10 @@
 # Build:   docker build -t multinic-reconciler:dev .      (or: podman build / buildah bud)
 # Check:   docker run --rm multinic-reconciler:dev --version
 #
-# The agent's live activation uses `ip` (iproute2, installed below). `netplan` and `nmcli` are
-# the node's own: the agent runs them inside the host root the Job mounts, so their versions
-# always match the node's OS. See docs/architecture.md ("The node agent").
+# The agent activates through the node's own network stack over the host's system D-Bus socket
+# (the only host socket the Job mounts): `nmcli` talks to the node's NetworkManager, `dbus-send`
+# calls netplan's D-Bus service (Generate, Apply). `ip` (iproute2) renames NICs by MAC and reads
+# the live state for verification; `ping` runs the node file's probes. See docs/security.md.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -35,9 +36,11 @@ LABEL org.opencontainers.image.title="multinic-reconciler" \
       org.opencontainers.image.description="GitOps reconciler and node agent for multi-NIC Kubernetes nodes on Proxmox VE" \
       org.opencontainers.image.source="https://github.com/multinic/multinic-reconciler" \
       org.opencontainers.image.licenses="Apache-2.0"
-# git + ssh: the config repo (clone, fetch, status push); iproute2: the agent's live activation.
+# git + ssh: the config repo (clone, fetch, status push); the agent: iproute2, iputils-ping,
+# dbus-bin (dbus-send), network-manager (for nmcli only: no daemon ever runs in the container).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git openssh-client iproute2 ca-certificates \
+ && apt-get install -y --no-install-recommends git openssh-client iproute2 iputils-ping dbus-bin \
+      network-manager ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 multinic \
  && useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin multinic

@@ -37,7 +37,7 @@ apt_install() {
 
 base_pkgs=(git python3 python3-venv ca-certificates)
 if [ $want_test_tools = 1 ]; then
-  base_pkgs+=(openssh-client iproute2 netplan.io libnm0 libreadline8 libnewt0.52 libjansson4)
+  base_pkgs+=(openssh-client iproute2 iputils-ping netplan.io libnm0 libreadline8 libnewt0.52 libjansson4)
 fi
 # python3-venv only matters when the system python is used; a pyenv/python.org python has venv.
 if python3 -c 'import venv, ensurepip' 2>/dev/null; then

@@ -82,23 +82,25 @@ def test_a_foreign_file_at_our_path_is_left_untouched_and_reported(
     foreign.parent.mkdir(parents=True)
     foreign.write_text("network:\n  version: 2\n  # hand-written by an operator\n")
     code, result, _ = apply(capsys, node, config(tmp_path, NIC0))
-    assert code == 1 and result["outcome"] == "failed"
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "plan"
     assert "not managed by multinic-reconciler" in result["interfaces"][0]["error"]
     assert foreign.read_text() == "network:\n  version: 2\n  # hand-written by an operator\n"
 
 
-def test_a_missing_mac_is_an_error_naming_the_mac_and_the_other_nic_is_configured(
+def test_a_missing_mac_changes_nothing_on_the_node_and_names_the_mac(
     node: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    apply(capsys, node, config(tmp_path, NIC0))
+    before = (node / NETPLAN_FILE).read_bytes()
     missing = {"name": "multinic2", "macAddress": "52:54:00:AA:00:99"}
-    code, result, _ = apply(capsys, node, config(tmp_path, NIC0, missing))
-    assert code == 1 and result["outcome"] == "partial"
+    code, result, _ = apply(capsys, node, config(tmp_path, {**NIC0, "mtu": 1500}, missing))
+    # All or nothing: the NIC that is there is not changed either.
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "match"
     by_name = {i["name"]: i for i in result["interfaces"]}
-    assert by_name["multinic0"]["state"] == "applied"
+    assert by_name["multinic0"]["state"] == "error" and "not applied" in by_name["multinic0"]["error"]
     assert by_name["multinic2"]["state"] == "error" and by_name["multinic2"]["device"] is None
     assert "52:54:00:aa:00:99" in by_name["multinic2"]["error"]
-    text = (node / NETPLAN_FILE).read_text()
-    assert "multinic0" in text and "multinic2" not in text
+    assert (node / NETPLAN_FILE).read_bytes() == before and result["files"] == []
 
 
 def test_a_mac_on_two_devices_is_an_error_naming_the_mac_and_both_devices(
@@ -106,7 +108,8 @@ def test_a_mac_on_two_devices_is_an_error_naming_the_mac_and_both_devices(
 ) -> None:
     add_nic(node, "ens21", "52:54:00:aa:00:01")
     code, result, _ = apply(capsys, node, config(tmp_path, NIC0, NIC1))
-    assert code == 1 and result["outcome"] == "partial"
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "match"
+    assert not (node / NETPLAN_FILE).exists()
     error = result["interfaces"][0]["error"]
     assert "52:54:00:aa:00:01" in error and "ens19" in error and "ens21" in error
 
@@ -159,10 +162,10 @@ def test_a_failed_activation_restores_the_previous_files(
     apply(capsys, node, config(tmp_path, NIC0))
     before = (node / NETPLAN_FILE).read_bytes()
     monkeypatch.setenv("NODE_NAME", "worker-1")
-    # The real netplan activator, chrooted into a root that has no netplan: activation fails.
+    # The real netplan activator, chrooted into a root that has no netplan: its validation fails.
     code, result, _ = apply(capsys, node, config(tmp_path, {**NIC0, "mtu": 1500}, NIC1), "--activate", "netplan")
-    assert code == 1 and result["outcome"] == "rolled-back"
-    assert "activation failed" in result["error"] and "netplan apply" in result["error"]
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "validate"
+    assert "rejected the files" in result["error"] and "netplan generate" in result["error"]
     assert (node / NETPLAN_FILE).read_bytes() == before
     assert all(i["state"] == "error" for i in result["interfaces"])
 
@@ -327,19 +330,31 @@ def test_the_result_also_goes_to_the_result_file(
     assert code == 0 and json.loads(target.read_text()) == result
 
 
-def test_a_nic_that_vanishes_keeps_its_previous_config_and_is_reported(
+def test_a_nic_that_vanishes_keeps_the_whole_node_as_it_was(
     node: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = config(tmp_path, NIC0, NIC1)
     apply(capsys, node, cfg)
     before = (node / NETPLAN_FILE).read_text()
     (node / "sys/class/net/ens20/address").write_text("52:54:00:aa:00:77\n")  # NIC1 is gone
-    code, result, _ = apply(capsys, node, cfg)
-    assert code == 1 and result["outcome"] == "partial"
-    assert [i["state"] for i in result["interfaces"]] == ["unchanged", "error"]
-    assert (node / NETPLAN_FILE).read_text() == before
-    # ... and a change to the NIC that is still there is applied next to the kept stanza.
     code, result, _ = apply(capsys, node, config(tmp_path, {**NIC0, "mtu": 1500}, NIC1))
-    assert [i["state"] for i in result["interfaces"]] == ["applied", "error"]
-    text = (node / NETPLAN_FILE).read_text()
-    assert "mtu: 1500" in text and '"multinic1"' in text and '"fd00:1::5/64"' in text
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "match"
+    assert [i["state"] for i in result["interfaces"]] == ["error", "error"]
+    assert (node / NETPLAN_FILE).read_text() == before
+    # ... and once the NIC is back, the change goes through.
+    (node / "sys/class/net/ens20/address").write_text("52:54:00:aa:00:02\n")
+    code, result, _ = apply(capsys, node, config(tmp_path, {**NIC0, "mtu": 1500}, NIC1))
+    assert code == 0 and "mtu: 1500" in (node / NETPLAN_FILE).read_text()
+
+
+def test_a_nic_without_carrier_is_rolled_back(
+    node: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NODE_NAME", "worker-1")
+    apply(capsys, node, config(tmp_path, NIC0))
+    before = (node / NETPLAN_FILE).read_bytes()
+    (node / "sys/class/net/ens19/operstate").write_text("down\n")  # NO-CARRIER ... state DOWN
+    code, result, _ = apply(capsys, node, config(tmp_path, {**NIC0, "mtu": 1500}), "--activate-command", "true")
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "verify"
+    assert "no carrier (operstate down)" in result["interfaces"][0]["error"]
+    assert (node / NETPLAN_FILE).read_bytes() == before

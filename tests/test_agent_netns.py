@@ -172,3 +172,61 @@ def test_remove_deletes_our_file_and_flushes_the_addresses_it_gave(netns: Netns,
     ]
     assert not (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").exists()
     assert netns.state()[2] == set()
+
+
+def test_a_nic_without_carrier_is_rolled_back_not_reported_applied(netns: Netns, tmp_path: Path) -> None:
+    sh(str(IP), "-n", netns.peer, "link", "set", "vp0", "down")  # the cable is pulled: NO-CARRIER
+    before = netns.state()
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    code, result = netns.run("apply", "--config", str(config), "--config-root", str(tmp_path / "etc-root"),
+                             "--verify-timeout", "2")
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "verify", result
+    assert "no carrier" in result["interfaces"][0]["error"]
+    assert netns.state() == before
+    assert not (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").exists()
+
+
+def test_a_missing_nic_leaves_the_nic_that_is_there_untouched(netns: Netns, tmp_path: Path) -> None:
+    before = netns.state()
+    ghost = {"name": "multinic1", "macAddress": "52:54:00:77:00:99", "addresses": ["10.78.0.2/24"]}
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC, ghost], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "match", result
+    assert netns.state() == before
+    assert not (tmp_path / "etc-root/etc/netplan").exists()
+
+
+def test_a_route_the_kernel_refuses_rolls_back_addresses_and_mtu_too(netns: Netns, tmp_path: Path) -> None:
+    before = netns.state()
+    wrong = {**NIC, "routes": [{"to": "10.88.0.0/16", "via": "10.66.0.1"}]}  # gateway not on any link
+    config = write_doc(tmp_path / "node.yaml", node_doc([wrong], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "activate", result
+    assert netns.state() == before
+
+
+@pytest.mark.parametrize(("peer_mtu", "ok"), [(9000, True), (1500, False)])
+def test_probes_ping_the_peer_and_check_the_mtu_with_dont_fragment(netns: Netns, tmp_path: Path,
+                                                                    peer_mtu: int, ok: bool) -> None:
+    sh(str(IP), "-n", netns.peer, "link", "set", "vp0", "mtu", str(peer_mtu))
+    before = netns.state()
+    probed = {**NIC, "probes": [{"ping": "10.77.0.1", "mtu": True, "timeoutSeconds": 2}]}
+    config = write_doc(tmp_path / "node.yaml", node_doc([probed], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    if ok:
+        assert code == 0 and result["outcome"] == "applied", result
+        assert netns.state()[:2] == ("multinic0", 9000)
+    else:
+        assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "probe", result
+        assert "9000-byte don't-fragment ping to 10.77.0.1 failed" in result["interfaces"][0]["error"]
+        assert netns.state() == before
+
+
+def test_a_probe_to_an_address_nobody_answers_rolls_back(netns: Netns, tmp_path: Path) -> None:
+    before = netns.state()
+    probed = {**NIC, "probes": [{"ping": "10.77.0.99", "timeoutSeconds": 1}]}
+    config = write_doc(tmp_path / "node.yaml", node_doc([probed], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "probe", result
+    assert "ping 10.77.0.99 failed" in result["interfaces"][0]["error"]
+    assert netns.state() == before

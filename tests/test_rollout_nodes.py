@@ -388,10 +388,12 @@ def example(tmp_path: Path) -> Iterator[ReconcileEnv]:
         yield env
 
 
-@pytest.mark.parametrize(("node", "config_dir"), [("worker-01", "/etc/netplan"),
-                                                  ("gpu-01", "/etc/NetworkManager/system-connections")])
+@pytest.mark.parametrize(("node", "config_dirs"), [
+    ("worker-01", ["/etc/netplan"]),
+    ("gpu-01", ["/etc/NetworkManager/system-connections", "/etc/systemd/network"]),  # keyfile + .link
+])
 def test_the_job_runs_least_privileged_with_only_the_listed_mounts(example: ReconcileEnv, node: str,
-                                                                   config_dir: str) -> None:
+                                                                   config_dirs: list[str]) -> None:
     settings = yaml.safe_load((example.repo / "reconciler.yaml").read_text())
     settings["spec"]["rollout"]["maxParallel"] = 9
     (example.repo / "reconciler.yaml").write_text(yaml.safe_dump(settings))
@@ -408,13 +410,16 @@ def test_the_job_runs_least_privileged_with_only_the_listed_mounts(example: Reco
     assert pod["restartPolicy"] == "Never"
     assert pod["nodeSelector"] == {"kubernetes.io/hostname": node}
     [container] = pod["containers"]
-    mounts = {m["mountPath"]: (m.get("readOnly", False), m["name"]) for m in container["volumeMounts"]}
-    assert mounts == {config_dir: (False, "config"), "/sys/class/net": (True, "sys-class-net"),
-                      "/etc/os-release": (True, "os-release")}
+    mounts = {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]}
+    # writable: only the directories the node's renderer writes; read-only: MAC lookup, OS
+    # label and the D-Bus socket through which the node's own network stack activates the files
+    assert mounts == {**{d: False for d in config_dirs}, "/sys/class/net": True, "/etc/os-release": True,
+                      "/run/dbus/system_bus_socket": True}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert set(volumes) == {"config", "sys-class-net", "os-release"}
-    assert {v["hostPath"]["path"] for v in volumes.values()} == {config_dir, "/sys/class/net", "/etc/os-release"}
+    assert {m["name"] for m in container["volumeMounts"]} == set(volumes)
+    assert {v["hostPath"]["path"] for v in volumes.values()} == set(mounts)  # hostPath = mountPath
     assert all(set(v) == {"name", "hostPath"} for v in volumes.values())  # no projected token, no secrets
+    assert job["spec"]["backoffLimit"] == 0  # a failed agent has rolled back; never disrupt the node twice
     security = container["securityContext"]
     assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
     assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
@@ -473,8 +478,11 @@ def test_real_agents_on_the_example_fleet_report_a_lost_nic_and_apply_everywhere
         assert set(phases.values()) == {"Ready"}
         status = env.cr("worker-03")["status"]  # type: ignore[index]
         errors = {i["name"]: i.get("error") for i in status["interfaces"]}
-        assert errors == {"storage0": None, "tenant0": "no network device has MAC bc:24:11:30:00:0d",
-                          "backup0": None}
+        # all or nothing: the NICs that are there are not changed either, and say why
+        assert errors.pop("tenant0") == "no network device has MAC bc:24:11:30:00:0d"
+        assert set(errors) == {"storage0", "backup0"}
+        assert all(e.startswith("not applied: tenant0 not found") for e in errors.values())
+        assert not (tmp_path / "hosts" / "worker-03" / "etc" / "netplan" / "90-multinic.yaml").exists()
         written = sorted(p.name for p in (tmp_path / "hosts" / "worker-01" / "etc" / "netplan").iterdir())
         assert written, "the agent wrote netplan files on worker-01"
         ready = env.cr("worker-01")["status"]  # type: ignore[index]

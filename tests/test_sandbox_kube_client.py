@@ -457,7 +457,9 @@ def test_watch_without_resource_version_starts_with_existing_objects_and_honours
         sandbox: KubeSandbox, core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(NS, {"metadata": {"name": "a"}})
     events = list(watch.Watch().stream(core.list_namespaced_config_map, NS, timeout_seconds=1))
-    assert [(e["type"], e["object"].metadata.name) for e in events] == [("ADDED", "a")]
+    # every namespace also holds the kube-root-ca.crt ConfigMap, like a real cluster's
+    assert [(e["type"], e["object"].metadata.name) for e in events] == [
+        ("ADDED", "a"), ("ADDED", "kube-root-ca.crt")]
 
 
 def test_watch_from_a_compacted_resource_version_gets_410_expired(

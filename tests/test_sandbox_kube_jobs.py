@@ -217,5 +217,6 @@ def test_delete_collection_with_a_label_selector(sandbox: KubeSandbox) -> None:
         core.create_namespaced_config_map(NS, {"metadata": {"name": name,
                                                             "labels": {"role": role}}})
     core.delete_collection_namespaced_config_map(NS, label_selector="role=agent")
-    assert [c["metadata"]["name"] for c in sandbox.list("v1", "ConfigMap", NS)] == ["c"]
+    assert [c["metadata"]["name"] for c in sandbox.list("v1", "ConfigMap", NS)] == [
+        "c", "kube-root-ca.crt"]
     assert sandbox.request_log.count("deletecollection", "configmaps") == 1

@@ -160,9 +160,9 @@ def test_kubectl_api_resources_and_builtin_tables(kubectl: Kubectl) -> None:
                  "data": {"a": "b"}}
     kubectl("create", "-f", "-", input=json.dumps(configmap))
     assert json.loads(kubectl("get", "cm", "demo", "-o", "json").stdout)["data"] == {"a": "b"}
-    # typed generators (`kubectl create configmap ...`) send protobuf: refused like CBOR would be
-    generator = kubectl("create", "configmap", "other", "--from-literal=a=b", check=False)
-    assert "unknown format" in generator.stderr
+    # typed generators (`kubectl create configmap ...`) send protobuf, decoded like JSON
+    kubectl("create", "configmap", "other", "--from-literal=a=b")
+    assert json.loads(kubectl("get", "cm", "other", "-o", "json").stdout)["data"] == {"a": "b"}
 
 
 def test_kubectl_job_lifecycle_shows_completion(kubectl: Kubectl,

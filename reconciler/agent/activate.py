@@ -1,20 +1,32 @@
 """Activators: make the live network match the written files, behind one protocol.
 
-* ``netplan``: ``netplan apply``; rollback = ``netplan apply`` on the restored files.
-* ``nmcli``: renames each live NIC (found by MAC) to its profile's interface-name, then
-  ``nmcli connection reload`` + ``nmcli connection up id <name>``; serves keyfiles and ifcfg
-  (RHEL 7/8 read ifcfg through NetworkManager's ifcfg-rh plugin, NAME= being the profile id).
-* ``iproute2``: no daemon; sets name, MTU, addresses and routes with ``ip`` directly from the spec
-  (the files are still written, for the next boot). It snapshots the live state first and puts
-  it back on rollback.
+Each activator checks the written files with the node's own tool first (``validate``), then
+activates them (``activate``); on any later failure the files are restored and ``rollback``
+brings the live state back.
+
+* ``nmcli`` (keyfiles, ifcfg): the image's ``nmcli`` talks to the node's NetworkManager over the
+  host's system D-Bus socket (the Job mounts ``/run/dbus/system_bus_socket``). ``validate`` =
+  ``nmcli connection load <file>`` (NetworkManager parses each file and refuses what it rejects);
+  ``activate`` renames each live NIC found by MAC to its profile's interface-name (``ip``, the
+  name the ``.link``/HWADDR rename gives it at boot), ``nmcli connection reload`` and
+  ``nmcli connection up uuid <profile>``; ``rollback`` reloads the restored files, renames the
+  NICs back and re-activates the connections that were active before (or disconnects a NIC
+  that had none), so the node is as it was.
+* ``netplan`` (Ubuntu): netplan's own D-Bus service on the node (``io.netplan.Netplan``, via
+  ``dbus-send``): ``Generate`` validates, ``Apply`` activates through systemd-networkd or
+  NetworkManager, exactly what a boot does; rollback = ``Apply`` on the restored file. With a
+  ``--root`` other than ``/`` (image builds, tests) it runs ``chroot <root> netplan …`` instead.
+* ``iproute2``: explicit fallback, no daemon: sets name, MTU, addresses and routes with ``ip``
+  directly from the spec (the files are still written, for the next boot). The node's daemon does
+  not know about these changes and may revert them; use it only where no daemon manages the NICs.
+  It snapshots the live state first and puts it back on rollback.
 * ``command``: an operator-supplied command (``--activate-command``), run with
   ``MULTINIC_PHASE`` = activate|rollback|remove, ``MULTINIC_ROOT`` and ``MULTINIC_INTERFACES``
   (JSON) in its environment; for custom hosts and tests.
 * ``none``: write files only.
 
-Host tools (netplan, nmcli) run as ``chroot <root> ...`` when the root is not ``/`` (the Job mounts
-the host's ``/`` and talks to its daemons through their sockets there); ``ip`` always runs in the
-agent's own network namespace, which in the Job is the host's (``hostNetwork: true``).
+``ip`` always runs in the agent's own network namespace, which in the Job is the host's
+(``hostNetwork: true``).
 """
 
 from __future__ import annotations
@@ -54,7 +66,9 @@ class Context:
     root: Path  # the node's root (chroot target for host tools)
     targets: list[Target]
     removed: list[str] = field(default_factory=list)  # names whose config files were removed
+    written: list[Path] = field(default_factory=list)  # every path written or removed (agent's view)
     snapshot: dict[str, Any] = field(default_factory=dict)  # activator-private, for rollback
+    activated: bool = False  # activate() was called: the live state may have changed
 
 
 class Activator(Protocol):
@@ -62,6 +76,9 @@ class Activator(Protocol):
 
     def prepare(self, ctx: Context) -> None:
         """Record what ``rollback`` needs, before any file changes."""
+
+    def validate(self, ctx: Context) -> None:
+        """The files are written: have the node's own tool check them; ``ActivationError`` if rejected."""
 
     def activate(self, ctx: Context) -> None:
         """Make the live state match; ``ActivationError`` on failure."""
@@ -91,24 +108,46 @@ class NoneActivator:
     def prepare(self, ctx: Context) -> None:
         pass
 
+    def validate(self, ctx: Context) -> None:
+        pass
+
     def activate(self, ctx: Context) -> None:
         pass
 
     def rollback(self, ctx: Context) -> None:
         pass
+
+
+NETPLAN_DBUS = ["dbus-send", "--system", "--print-reply", "--reply-timeout=120000", "--dest=io.netplan.Netplan",
+                "/io/netplan/Netplan"]
 
 
 class NetplanActivator:
     name = "netplan"
 
+    def _netplan(self, ctx: Context, verb: str) -> None:
+        if ctx.root.resolve() == Path("/"):
+            out = run([*NETPLAN_DBUS, f"io.netplan.Netplan.{verb.capitalize()}"])
+            if "boolean false" in out:
+                raise ActivationError(f"netplan {verb} (D-Bus io.netplan.Netplan) returned false")
+        else:
+            run(["netplan", verb], ctx.root)
+
     def prepare(self, ctx: Context) -> None:
         pass
 
+    def validate(self, ctx: Context) -> None:
+        self._netplan(ctx, "generate")
+
     def activate(self, ctx: Context) -> None:
-        run(["netplan", "apply"], ctx.root)
+        ctx.activated = True
+        self._netplan(ctx, "apply")
 
     def rollback(self, ctx: Context) -> None:
-        run(["netplan", "apply"], ctx.root)
+        if ctx.activated:
+            self._netplan(ctx, "apply")
+        else:
+            self._netplan(ctx, "generate")  # /run's generated config back to the restored files
 
 
 def _rename(device: str, name: str) -> None:
@@ -119,27 +158,99 @@ def _rename(device: str, name: str) -> None:
     run(["ip", "link", "set", "dev", device, "name", name])
 
 
+def _nm_profile_file(path: Path) -> bool:
+    return path.name.endswith(".nmconnection") or path.name.startswith("ifcfg-")
+
+
+def _terse(line: str) -> list[str]:
+    """One line of ``nmcli -g`` output: fields split on unescaped colons."""
+    fields, current, escaped = [], "", False
+    for char in line:
+        if escaped:
+            current, escaped = current + char, False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    return [*fields, current]
+
+
 class NmcliActivator:
     name = "nmcli"
 
     def prepare(self, ctx: Context) -> None:
-        pass
+        active: dict[str, str] = {}
+        for line in run(["nmcli", "-g", "UUID,DEVICE", "connection", "show", "--active"]).splitlines():
+            parts = _terse(line)
+            if len(parts) >= 2 and parts[1]:
+                active[parts[1]] = parts[0]
+        ctx.snapshot["active"] = {t.device: active.get(t.device, "") for t in ctx.targets}
+        ctx.snapshot["removed-active"] = {n: active.get(n, "") for n in ctx.removed}
+
+    def validate(self, ctx: Context) -> None:
+        files = [str(p) for p in ctx.written if _nm_profile_file(p) and p.exists()]
+        if files:
+            run(["nmcli", "connection", "load", *files])
+
+    def _uuid_by_file(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for line in run(["nmcli", "-g", "UUID,FILENAME", "connection", "show"]).splitlines():
+            parts = _terse(line)
+            if len(parts) >= 2 and parts[1]:
+                out[parts[1]] = parts[0]
+        return out
 
     def activate(self, ctx: Context) -> None:
+        ctx.activated = True
         for target in ctx.targets:
             _rename(target.device, target.name)
-        run(["nmcli", "connection", "reload"], ctx.root)
+        run(["nmcli", "connection", "reload"])
+        by_file = self._uuid_by_file()
         for target in ctx.targets:
-            run(["nmcli", "connection", "up", "id", target.name], ctx.root)
+            uuid = next((u for f, u in by_file.items() if _profile_of(f) == target.name), None)
+            if uuid is None:
+                raise ActivationError(f"NetworkManager has no profile for {target.name} after reload")
+            run(["nmcli", "connection", "up", "uuid", uuid])
 
     def rollback(self, ctx: Context) -> None:
-        run(["nmcli", "connection", "reload"], ctx.root)
-        for target in ctx.targets:
-            # Profiles that existed before come back up; new ones are gone after the reload.
-            try:
-                run(["nmcli", "connection", "up", "id", target.name], ctx.root)
-            except ActivationError:
-                continue
+        errors: list[str] = []
+        try:
+            run(["nmcli", "connection", "reload"])
+        except ActivationError as exc:
+            errors.append(str(exc))
+        if ctx.activated:
+            previous: dict[str, str] = ctx.snapshot.get("active", {})
+            for target in ctx.targets:
+                try:
+                    if Path("/sys/class/net", target.name).exists() and target.name != target.device:
+                        run(["ip", "link", "set", "dev", target.name, "down"])
+                        run(["ip", "link", "set", "dev", target.name, "name", target.device])
+                    if previous.get(target.device):
+                        run(["nmcli", "connection", "up", "uuid", previous[target.device]])
+                    else:
+                        _disconnect(target.device)
+                except ActivationError as exc:
+                    errors.append(str(exc))
+        if errors:
+            raise ActivationError("; ".join(errors))
+
+
+def _disconnect(device: str) -> None:
+    """No connection was active on ``device`` before: leave it without one (a no-op if none is)."""
+    try:
+        run(["nmcli", "device", "disconnect", device])
+    except ActivationError as exc:
+        if "not active" not in str(exc) and "disconnected" not in str(exc):
+            raise
+
+
+def _profile_of(file_name: str) -> str:
+    """The NIC name a profile file of ours is for (``.../storage0.nmconnection``, ``.../ifcfg-storage0``)."""
+    base = Path(file_name).name
+    return base.removesuffix(".nmconnection").removeprefix("ifcfg-")
 
 
 def ip_json(*args: str) -> list[dict[str, Any]]:
@@ -209,6 +320,9 @@ def _set_state(
 class Iproute2Activator:
     name = "iproute2"
 
+    def validate(self, ctx: Context) -> None:
+        pass
+
     def prepare(self, ctx: Context) -> None:
         for target in ctx.targets:
             link = ip_json("addr", "show", "dev", target.device)[0]
@@ -221,6 +335,7 @@ class Iproute2Activator:
             }
 
     def activate(self, ctx: Context) -> None:
+        ctx.activated = True
         for t in ctx.targets:
             routes = [(r.to, r.via, r.metric) for r in t.routes]
             _set_state(t.device, t.name, t.mtu, list(t.addresses), routes)
@@ -229,6 +344,8 @@ class Iproute2Activator:
                 run(["ip", "addr", "flush", "dev", name, "scope", "global"])
 
     def rollback(self, ctx: Context) -> None:
+        if not ctx.activated:
+            return
         errors: list[str] = []
         for t in ctx.targets:
             snap = ctx.snapshot.get(t.name)
@@ -263,11 +380,16 @@ class CommandActivator:
     def prepare(self, ctx: Context) -> None:
         pass
 
+    def validate(self, ctx: Context) -> None:
+        pass
+
     def activate(self, ctx: Context) -> None:
+        ctx.activated = True
         self._run(ctx, "remove" if not ctx.targets and ctx.removed else "activate")
 
     def rollback(self, ctx: Context) -> None:
-        self._run(ctx, "rollback")
+        if ctx.activated:
+            self._run(ctx, "rollback")
 
 
 def make(kind: str, command: str | None = None) -> Activator:
@@ -283,5 +405,7 @@ def make(kind: str, command: str | None = None) -> Activator:
 
 
 def default_for(renderer: str | None) -> str:
-    """``--activate auto`` on a real root: the tool that reads what the renderer writes."""
-    return "netplan" if renderer == "netplan" else "nmcli"
+    """``--activate auto`` on a real root: the node's own stack for that renderer."""
+    from reconciler.nodejob.renderers import REGISTRY
+
+    return REGISTRY[renderer].activation if renderer in REGISTRY else "nmcli"

@@ -10,8 +10,10 @@ iproute2, a command): those change the live network of whatever node we run on. 
 another root with ``--activate none`` (image builds, tests) skips it.
 
 Defaults: ``--root /``; ``--config-root`` = ``--root`` (tests and the network-namespace run write
-files elsewhere); ``--activate auto`` = the renderer's tool (netplan, or nmcli for ifcfg and
-keyfiles) when ``--root`` is ``/``, ``none`` otherwise; verification reads the live kernel state
+files elsewhere); ``--renderer`` = selected from os-release (the Job always passes the
+controller's choice, so the agent writes only where the Job mounted); ``--activate auto`` = the
+renderer's own stack (netplan, or nmcli for ifcfg and keyfiles) when ``--root`` is ``/``,
+``none`` otherwise; verification reads the live kernel state
 (``ip -j``) after netplan/nmcli/iproute2, ``<root>/sys`` after ``--activate-command``, nothing
 after ``none``.
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ACTIVATORS = ("auto", "none", "netplan", "nmcli", "iproute2")
+RENDERERS = ("netplan", "ifcfg", "keyfile")
 TERMINATION_LOG = Path("/dev/termination-log")
 
 
@@ -50,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
         p.add_argument(
             "--config-root", type=Path, default=None, help="where config files are written (default: --root)"
+        )
+        p.add_argument(
+            "--renderer",
+            choices=RENDERERS,
+            default=None,
+            help="the file format to write, as the Job chose it (default: selected from os-release by "
+            "the same function the controller uses)",
         )
         p.add_argument(
             "--activate",
@@ -138,10 +148,12 @@ def run(args: argparse.Namespace) -> int:
         kind = "command"
     elif kind == "auto":
         if real_root:
-            try:
-                renderer: str | None = osdetect.detect(args.root).renderer
-            except osdetect.UnknownOSError:
-                renderer = None
+            renderer: str | None = args.renderer
+            if renderer is None:
+                try:
+                    renderer = osdetect.detect(args.root).renderer
+                except osdetect.UnknownOSError:
+                    renderer = None
             kind = activate.default_for(renderer)
         else:
             kind = "none"
@@ -149,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     opts = engine.Options(
         root=args.root,
         config_root=args.config_root or args.root,
+        renderer=args.renderer,
         activate="none" if kind == "command" else kind,
         activate_command=args.activate_command,
         verify=verify_mode,
@@ -172,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             )
     except InputError as exc:
         print(f"reconciler agent: {exc}", file=sys.stderr)
-        bad = AgentResult(node=node_name(), os="", outcome="failed", error=str(exc))
+        bad = AgentResult(node=node_name(), os="", outcome="failed", error=str(exc), step="input")
         _emit(bad.to_json(), args)
         return 2
     result = engine.apply(config, opts)

@@ -1,10 +1,11 @@
-"""The apply and remove flows: detect, match, render, diff, write, activate, verify, roll back."""
+"""The apply and remove flows: detect, match, render, diff, write, validate, activate, verify,
+probe; and all or nothing: any failure after the start restores every file and NIC."""
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -14,13 +15,15 @@ from reconciler.agent import (
     devices,
     files,
     osdetect,
+    probe,
     render_ifcfg,
     render_keyfile,
     render_netplan,
     verify,
 )
-from reconciler.config.models import Interface, NodeConfig
-from reconciler.nodejob.result import AgentResult, InterfaceResult, Outcome
+from reconciler.config.models import NodeConfig
+from reconciler.nodejob.renderers import owned_files
+from reconciler.nodejob.result import AgentResult, InterfaceResult, Outcome, Step
 
 _MAC = re.compile(r"(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
 
@@ -29,43 +32,24 @@ _MAC = re.compile(r"(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
 class Options:
     root: Path = Path("/")  # the node: os-release, sysfs, chroot for host tools
     config_root: Path = Path("/")  # where config files are read and written
+    renderer: str | None = None  # the Job's choice (--renderer); None: select from os-release
     activate: str = "none"  # resolved activator: none|netplan|nmcli|iproute2 (auto is resolved)
     activate_command: str | None = None
     verify: str = "none"  # live|sysfs|none
     verify_timeout: float = 15.0
+    probes: bool = True  # run the node file's per-interface probes after a live verification
     dry_run: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
-@dataclass(frozen=True, slots=True)
-class Managed:
-    """Where our files can live (relative glob) and how a file name maps to its NIC name."""
-
-    pattern: str
-    owner: Callable[[str], str | None]
-
-
-MANAGED = [
-    Managed(render_netplan.PATH, lambda _name: None),
-    Managed(f"{render_ifcfg.DIR}/ifcfg-*", lambda n: n.removeprefix("ifcfg-")),
-    Managed(f"{render_ifcfg.DIR}/route-*", lambda n: n.removeprefix("route-")),
-    Managed(f"{render_ifcfg.DIR}/route6-*", lambda n: n.removeprefix("route6-")),
-    Managed(f"{render_keyfile.DIR}/*.nmconnection", lambda n: n.removesuffix(".nmconnection")),
-    Managed(
-        f"{render_keyfile.LINK_DIR}/70-multinic-*.link",
-        lambda n: n.removeprefix("70-multinic-").removesuffix(".link"),
-    ),
-]
-
-
 def our_files(config_root: Path) -> dict[str, tuple[bytes, str | None]]:
-    """Every file of ours on disk: relative path -> (content, owning NIC name or None)."""
+    """Every file of ours on disk (any renderer): relative path -> (content, owning NIC or None)."""
     found: dict[str, tuple[bytes, str | None]] = {}
-    for managed in MANAGED:
-        for path in sorted(config_root.glob(managed.pattern)):
+    for owned in owned_files():
+        for path in sorted(config_root.glob(owned.pattern)):
             content = files.read_bytes(path) if path.is_file() else None
             if content is not None and files.is_ours(content):
-                found[path.relative_to(config_root).as_posix()] = (content, managed.owner(path.name))
+                found[path.relative_to(config_root).as_posix()] = (content, owned.owner(path.name))
     return found
 
 
@@ -82,26 +66,13 @@ def _netplan_blocks(content: bytes | None) -> dict[str, str]:
     return blocks
 
 
-def _desired(
-    config: NodeConfig, renderer: str, ifaces: list[Interface], config_root: Path
-) -> dict[str, tuple[str, int, set[str]]]:
-    """relative path -> (content, mode, owning NIC names); "" content means "must not exist"."""
+def _desired(config: NodeConfig, renderer: str) -> dict[str, tuple[str, int, set[str]]]:
+    """relative path -> (content, mode, owning NIC names) for every NIC of the spec."""
     node = config.spec.node_name
+    ifaces = list(config.spec.interfaces)
     out: dict[str, tuple[str, int, set[str]]] = {}
     if renderer == "netplan":
-        # NICs of the spec that failed to match keep their previous stanza, as they keep their
-        # files with the per-NIC renderers: a NIC missing for a moment loses nothing.
-        old = files.read_bytes(config_root / render_netplan.PATH)
-        kept = _netplan_blocks(old) if files.is_ours(old) else {}
-        ok = {i.name for i in ifaces}
-        entries: list[Interface | str] = []
-        for iface in config.spec.interfaces:
-            if iface.name in ok:
-                entries.append(iface)
-            elif f'"{iface.name}"' in kept:
-                entries.append(kept[f'"{iface.name}"'])
-        text = render_netplan.render(node, entries) if entries else ""
-        out[render_netplan.PATH] = (text, render_netplan.MODE, ok)
+        out[render_netplan.PATH] = (render_netplan.render(node, ifaces), render_netplan.MODE, {i.name for i in ifaces})
         return out
     for iface in ifaces:
         if renderer == "ifcfg":
@@ -114,12 +85,16 @@ def _desired(
     return out
 
 
+def rendered_paths(config: NodeConfig, renderer: str) -> list[str]:
+    """Every node path (absolute) ``renderer`` writes for this spec (the Job must mount them)."""
+    return ["/" + rel for rel in _desired(config, renderer)]
+
+
 def _outcome(states: Iterable[InterfaceResult], changed: bool) -> Outcome:
     items = list(states)
-    errors = [i for i in items if i.state == "error"]
-    if not errors:
-        return "applied" if changed else "unchanged"
-    return "failed" if len(errors) == len(items) else "partial"
+    if any(i.state == "error" for i in items):
+        return "rolled-back"
+    return "applied" if changed else "unchanged"
 
 
 def _show_diffs(changes: list[files.Change], out: TextIO) -> None:
@@ -130,59 +105,68 @@ def _show_diffs(changes: list[files.Change], out: TextIO) -> None:
     out.flush()
 
 
+def _stop(result: AgentResult, by_name: dict[str, InterfaceResult], step: Step, reason: str,
+          per_name: Mapping[str, str | None]) -> AgentResult:
+    """Nothing of this run stays on the node: mark every NIC, name the step that failed."""
+    for name, item in by_name.items():
+        own = per_name.get(name)
+        item.state = "error"
+        item.error = own or f"not applied: {reason}"
+    result.interfaces = list(by_name.values())
+    result.outcome = "rolled-back"
+    result.step = step
+    result.files = []
+    result.error = result.error or reason
+    return result
+
+
 def apply(config: NodeConfig, opts: Options) -> AgentResult:
     node = config.spec.node_name
     by_name: dict[str, InterfaceResult] = {
         i.name: InterfaceResult(name=i.name, mac=i.mac_address, state="unchanged") for i in config.spec.interfaces
     }
-
-    def fail(name: str, message: str) -> None:
-        by_name[name].state = "error"
-        by_name[name].error = message
-
     try:
-        osinfo = osdetect.detect(opts.root, config.spec.os_family)
+        osinfo: osdetect.OSInfo | None = osdetect.detect(opts.root, config.spec.os_family)
     except osdetect.UnknownOSError as exc:
-        for name in by_name:
-            fail(name, str(exc))
-        return AgentResult(
-            node=node,
-            os="",
-            outcome="failed",
-            interfaces=list(by_name.values()),
-            error=str(exc),
-            dry_run=opts.dry_run,
-        )
-    result = AgentResult(
-        node=node, os=osinfo.label, renderer=osinfo.renderer, outcome="unchanged", dry_run=opts.dry_run
-    )
+        if opts.renderer is None:
+            for item in by_name.values():
+                item.state, item.error = "error", str(exc)
+            return AgentResult(node=node, os="", outcome="failed", interfaces=list(by_name.values()),
+                               error=str(exc), step="detect", dry_run=opts.dry_run)
+        osinfo = None
+    # The Job's renderer wins: the Job mounted exactly its directories.
+    renderer = opts.renderer or (osinfo.renderer if osinfo else "netplan")
+    result = AgentResult(node=node, os=osinfo.label if osinfo else "", renderer=renderer,
+                         outcome="unchanged", dry_run=opts.dry_run)
+    result.interfaces = list(by_name.values())
 
-    # MAC -> device; NICs we cannot find are reported and left out of the files.
+    # MAC -> device. All or nothing: one NIC missing (or ambiguous) stops the run before any change.
     found = devices.scan(opts.root)
-    ok: list[Interface] = []
-    device_of: dict[str, str] = {}
+    device_of: dict[str, devices.Device] = {}
+    missing: dict[str, str | None] = {}
     for iface in config.spec.interfaces:
         try:
             dev = devices.match(found, iface.mac_address)
         except devices.DeviceError as exc:
-            fail(iface.name, str(exc))
+            missing[iface.name] = str(exc)
             continue
-        by_name[iface.name].device = device_of[iface.name] = dev.name
-        ok.append(iface)
+        device_of[iface.name] = dev
+        by_name[iface.name].device = dev.name
+    if missing:
+        return _stop(result, by_name, "match", f"{', '.join(missing)} not found; nothing was changed", missing)
 
-    # A file at one of our paths without our marker belongs to someone else: never touch it,
-    # and do not configure that NIC (two configs for one NIC would fight).
-    desired = _desired(config, osinfo.renderer, ok, opts.config_root)
+    # A file at one of our paths without our marker belongs to someone else: never touch it.
+    desired = _desired(config, renderer)
+    foreign: dict[str, str | None] = {}
     for rel, (text, _mode, owners) in desired.items():
         old = files.read_bytes(opts.config_root / rel)
         if text and old is not None and not files.is_ours(old):
             for name in owners:
-                fail(name, f"/{rel} exists and is not managed by multinic-reconciler; left untouched")
-    ok = [i for i in ok if by_name[i.name].state != "error"]
-    desired = _desired(config, osinfo.renderer, ok, opts.config_root)
+                foreign[name] = f"/{rel} exists and is not managed by multinic-reconciler; left untouched"
+    if foreign:
+        return _stop(result, by_name, "plan", "a file in the way is not ours; nothing was changed", foreign)
 
-    # Changes: desired content that differs, plus our files nobody wants any more. Files of NICs
-    # that are in the spec but failed above are kept as they are.
+    # Changes: desired content that differs, plus our files nobody wants any more.
     in_spec = set(by_name)
     changes: list[files.Change] = []
     changed_names: set[str] = set()
@@ -210,57 +194,56 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
             removed_names.append(owner)
     for name in changed_names:
         by_name[name].state = "applied"
-    result.interfaces = list(by_name.values())
     result.files = [c.node_path for c in changes if c.new is not None]
 
     if not changes:
-        result.outcome = _outcome(result.interfaces, changed=False)
+        result.outcome = "unchanged"
         return result
     if opts.dry_run:
         _show_diffs(changes, opts.out)
-        result.outcome = _outcome(result.interfaces, changed=True)
+        result.outcome = "applied"
         return result
 
     targets = [
-        activate.Target(i.name, i.mac_address, device_of[i.name], i.mtu, i.addresses, i.routes)
-        for i in ok
+        activate.Target(i.name, i.mac_address, device_of[i.name].name, i.mtu, i.addresses, i.routes)
+        for i in config.spec.interfaces
         if i.name in changed_names
     ]
-    ctx = activate.Context(root=opts.root, targets=targets, removed=removed_names)
+    ctx = activate.Context(root=opts.root, targets=targets, removed=removed_names,
+                           written=[opts.config_root / c.rel for c in changes])
     activator = activate.make(opts.activate, opts.activate_command)
     tx = files.Transaction(opts.config_root)
 
-    def roll_back(reason: str, per_name: Mapping[str, str | None]) -> AgentResult:
+    def roll_back(step: Step, reason: str, per_name: Mapping[str, str | None], live: bool = True) -> AgentResult:
         problems = tx.restore()
-        try:
-            activator.rollback(ctx)
-        except activate.ActivationError as exc:
-            problems.append(f"re-activating the previous config failed: {exc}")
-        for target in targets:
-            own = per_name.get(target.name)
-            fail(target.name, f"{own}; rolled back" if own else f"rolled back: {reason}")
-        result.outcome = "rolled-back"
-        result.files = []
-        result.error = reason + (f"; {'; '.join(problems)}" if problems else "")
-        return result
+        if live:
+            try:
+                activator.rollback(ctx)
+            except activate.ActivationError as exc:
+                problems.append(f"re-activating the previous config failed: {exc}")
+        if problems:
+            result.error = reason + "; " + "; ".join(problems)
+        marked = {n: (f"{e}; rolled back" if e else None) for n, e in per_name.items()}
+        return _stop(result, by_name, step, f"rolled back: {reason}", marked)
 
     try:
         activator.prepare(ctx)
     except activate.ActivationError as exc:
-        for target in targets:
-            fail(target.name, f"cannot read the live state before activating: {exc}")
-        result.outcome = _outcome(result.interfaces, changed=False)
-        result.files = []
-        return result
+        return _stop(result, by_name, "prepare", f"cannot read the live state before activating: {exc}; "
+                     "nothing was changed", {})
     try:
         for change in changes:
             tx.apply(change)
     except OSError as exc:
-        return roll_back(f"writing files failed: {exc}", {})
+        return roll_back("write", f"writing files failed: {exc}", {}, live=False)
+    try:
+        activator.validate(ctx)
+    except activate.ActivationError as exc:
+        return roll_back("validate", f"the node's network stack rejected the files: {exc}", {}, live=False)
     try:
         activator.activate(ctx)
     except activate.ActivationError as exc:
-        return roll_back(f"activation failed: {exc}", {})
+        return roll_back("activate", f"activation failed: {exc}", {})
 
     if opts.verify != "none" and targets:
         if opts.verify == "live":
@@ -269,8 +252,12 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
             checks = verify.sysfs(opts.root, targets)
         bad = {name: err for name, err in checks.items() if err}
         if bad:
-            return roll_back(f"verification failed for {', '.join(sorted(bad))}", bad)
-    result.outcome = _outcome(result.interfaces, changed=True)
+            return roll_back("verify", f"verification failed for {', '.join(sorted(bad))}", bad)
+        if opts.verify == "live" and opts.probes:
+            failed = {name: err for name, err in probe.run(config.spec.interfaces).items() if err}
+            if failed:
+                return roll_back("probe", f"probe failed for {', '.join(sorted(failed))}", failed)
+    result.outcome = "applied"
     return result
 
 
@@ -283,7 +270,7 @@ def remove(opts: Options, node: str) -> AgentResult:
     result = AgentResult(
         node=node,
         os=osinfo.label if osinfo else "",
-        renderer=osinfo.renderer if osinfo else None,
+        renderer=opts.renderer or (osinfo.renderer if osinfo else None),
         outcome="unchanged",
         dry_run=opts.dry_run,
     )
@@ -305,7 +292,8 @@ def remove(opts: Options, node: str) -> AgentResult:
         _show_diffs(changes, opts.out)
         result.outcome = "removed"
         return result
-    ctx = activate.Context(root=opts.root, targets=[], removed=list(names))
+    ctx = activate.Context(root=opts.root, targets=[], removed=list(names),
+                           written=[opts.config_root / c.rel for c in changes])
     activator = activate.make(opts.activate, opts.activate_command)
     tx = files.Transaction(opts.config_root)
     try:
@@ -320,7 +308,7 @@ def remove(opts: Options, node: str) -> AgentResult:
             problems.append(str(again))
         for item in result.interfaces:
             item.state, item.error = "error", f"removal rolled back: {exc}"
-        result.outcome, result.files = "rolled-back", []
+        result.outcome, result.files, result.step = "rolled-back", [], "remove"
         result.error = f"removal failed: {exc}" + (f"; {'; '.join(problems)}" if problems else "")
         return result
     result.outcome = "removed"

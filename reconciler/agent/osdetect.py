@@ -1,18 +1,17 @@
-"""Which OS family and release the node runs, from ``<root>/etc/os-release``, and its renderer."""
+"""Which OS family and release the node runs, from ``<root>/etc/os-release``, and its renderer.
+
+The decision itself is ``reconciler.nodejob.renderers.select``, the same function the controller
+applies to the Node's ``osImage`` (the kubelet's copy of ``PRETTY_NAME``), so agent and Job agree.
+"""
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-Family = Literal["ubuntu", "rhel"]
-Renderer = Literal["netplan", "ifcfg", "keyfile"]
-
-# os-release ID / ID_LIKE values per family (netplan on Debian-likes, ifcfg/keyfiles on RHEL-likes).
-_DEBIAN_IDS = {"ubuntu", "debian"}
-_RHEL_IDS = {"rhel", "rocky", "almalinux", "centos", "fedora", "ol", "redhat"}
+from reconciler.nodejob.renderers import Family, os_image_from_release, select
+from reconciler.nodejob.renderers import RendererName as Renderer
 
 
 class UnknownOSError(Exception):
@@ -51,41 +50,13 @@ def read_os_release(root: Path) -> dict[str, str]:
     return {}
 
 
-def _major(version_id: str) -> int | None:
-    head = version_id.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
 def detect(root: Path, override: str = "auto") -> OSInfo:
-    """Family from os-release (or ``override`` ubuntu|rhel); RHEL release picks ifcfg vs keyfile."""
+    """Family and renderer from os-release (``override`` ubuntu|rhel forces the family)."""
     release = read_os_release(root)
     os_id = release.get("ID", "").lower()
     version_id = release.get("VERSION_ID", "")
-    like = set(release.get("ID_LIKE", "").lower().split())
-    shown = release.get("PRETTY_NAME") or f"{os_id} {version_id}".strip() or "no os-release"
-
-    family: Family | None
-    if override in ("ubuntu", "rhel"):
-        family = override  # type: ignore[assignment]
-    elif os_id in _DEBIAN_IDS or (os_id not in _RHEL_IDS and like & _DEBIAN_IDS):
-        family = "ubuntu"
-    elif os_id in _RHEL_IDS or like & _RHEL_IDS:
-        family = "rhel"
-    else:
-        family = None
-    if family is None:
-        raise UnknownOSError(
-            f"unsupported OS {shown!r} (ID={os_id or '?'}): expected Ubuntu/Debian (netplan) or "
-            "RHEL/Rocky/Alma/CentOS/Fedora/Oracle (ifcfg or NetworkManager keyfiles)"
-        )
-    if family == "ubuntu":
-        return OSInfo(os_id or "ubuntu", version_id, family, "netplan")
-    major = _major(version_id)
-    if major is None:
-        raise UnknownOSError(
-            f"cannot tell the release of {shown!r} (VERSION_ID={version_id or '?'}): "
-            "RHEL-family needs it to choose ifcfg (< 9) or NetworkManager keyfiles (>= 9)"
-        )
-    # Fedora's numbering is not RHEL's: every Fedora we can meet (>= 33) is keyfile-era.
-    renderer: Renderer = "keyfile" if major >= 9 else "ifcfg"
-    return OSInfo(os_id or "rhel", version_id, family, renderer)
+    image = os_image_from_release(release)
+    selection = select(image, override)
+    if selection.family is None or selection.renderer is None:
+        raise UnknownOSError(selection.reason if image else f"no os-release: {selection.reason}")
+    return OSInfo(os_id or selection.family, version_id, selection.family, selection.renderer)

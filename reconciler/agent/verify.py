@@ -1,10 +1,13 @@
 """After activation: does the live state match the spec?
 
-``live`` reads ``ip -j addr`` (the real kernel state of the agent's network namespace) and checks,
-for each NIC found by MAC: its name, its MTU and that every address is configured and usable
-(IPv6 duplicate address detection finished and did not fail). It polls until ``timeout`` because
-networkd and NetworkManager configure addresses asynchronously. ``sysfs`` is the check for roots
-that are not the running system (image builds, tests): MAC and MTU from ``<root>/sys/class/net``.
+``live`` reads ``ip -j addr`` and ``ip -j route`` (the real kernel state of the agent's network
+namespace) and checks, for each NIC found by MAC: its name, its MTU, that it is up with a carrier
+(administratively UP, no ``NO-CARRIER``, operstate UP), that every address is configured and
+usable (IPv6 duplicate address detection finished and did not fail) and that every route of the
+spec is in the main table through that NIC with that gateway and, when the spec sets one, that
+metric. It polls until ``timeout`` because networkd and NetworkManager configure asynchronously.
+``sysfs`` is the check for roots that are not the running system (image builds, tests): MAC, MTU
+and operstate from ``<root>/sys/class/net``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,46 @@ from typing import Any
 
 from reconciler.agent import devices
 from reconciler.agent.activate import ActivationError, Target, ip_json
+from reconciler.config.models import Route
+
+UP_STATES = ("UP", "UNKNOWN")  # UNKNOWN: drivers that never report operstate (dummy, some virtio)
+
+
+def _carrier(target: Target, link: dict[str, Any]) -> str | None:
+    flags = link.get("flags", [])
+    if "UP" not in flags:
+        return f"{target.name}: link is administratively down"
+    if "NO-CARRIER" in flags or str(link.get("operstate", "UNKNOWN")).upper() not in UP_STATES:
+        return f"{target.name}: no carrier (operstate {link.get('operstate')})"
+    return None
+
+
+def _route_matches(route: Route, live: dict[str, Any]) -> bool:
+    dst = str(live.get("dst", "default"))
+    if dst == "default":
+        dst = "::/0" if route.destination.version == 6 else "0.0.0.0/0"
+    elif "/" not in dst:
+        dst += "/128" if ":" in dst else "/32"
+    if ipaddress.ip_network(dst, strict=False) != ipaddress.ip_network(route.to, strict=False):
+        return False
+    if str(live.get("gateway", "")).lower() != route.via:
+        return False
+    return route.metric is None or live.get("metric", 0) == route.metric
+
+
+def _check_routes(target: Target, routes: list[dict[str, Any]]) -> str | None:
+    for route in target.routes:
+        if not any(_route_matches(route, live) for live in routes):
+            metric = f" metric {route.metric}" if route.metric is not None else ""
+            return f"{target.name}: route {route.to} via {route.via}{metric} is not in the main table"
+    return None
+
+
+def _routes_of(name: str) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = []
+    for family in ("-4", "-6"):
+        routes += ip_json(family, "route", "show", "table", "main", "dev", name)
+    return routes
 
 
 def _check_link(target: Target, link: dict[str, Any]) -> tuple[str | None, bool]:
@@ -25,6 +68,9 @@ def _check_link(target: Target, link: dict[str, Any]) -> tuple[str | None, bool]
         return f"device with MAC {target.mac} is named {link.get('ifname')}, not {target.name}", False
     if target.mtu is not None and link.get("mtu") != target.mtu:
         return f"{target.name}: MTU is {link.get('mtu')}, expected {target.mtu}", False
+    carrier = _carrier(target, link)  # before addresses: without a carrier IPv6 DAD never finishes
+    if carrier is not None:
+        return carrier, False
     live: dict[tuple[str, int], dict[str, Any]] = {}
     for info in link.get("addr_info", []):
         if "local" in info:
@@ -39,6 +85,14 @@ def _check_link(target: Target, link: dict[str, Any]) -> tuple[str | None, bool]
             return f"{target.name}: address {cidr} failed duplicate address detection", True
         if info.get("tentative"):
             return f"{target.name}: address {cidr} is still tentative (DAD)", False
+    if target.routes:
+        try:
+            routes = _routes_of(target.name)
+        except ActivationError as exc:
+            return f"{target.name}: cannot read routes: {exc}", False
+        missing = _check_routes(target, routes)
+        if missing is not None:
+            return missing, False
     return None, True
 
 
@@ -79,6 +133,8 @@ def sysfs(root: Path, targets: Sequence[Target]) -> dict[str, str | None]:
             continue
         if target.mtu is not None and dev.mtu != target.mtu:
             results[target.name] = f"{target.name}: MTU is {dev.mtu}, expected {target.mtu}"
+        elif dev.operstate.upper() not in UP_STATES:
+            results[target.name] = f"{target.name}: no carrier (operstate {dev.operstate})"
         else:
             results[target.name] = None
     return results

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from reconciler.config.models import NodeConfig, RolloutSettings
 from reconciler.kube import jobs, objects
 from reconciler.kube.client import Kube, KubeError
+from reconciler.nodejob.renderers import RendererName, select
 from reconciler.nodejob.result import AgentResult
 from reconciler.plan.changeset import Change
 from reconciler.status.states import NodeStateName as State  # the one vocabulary of states
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 ANNOTATION_RETRY = "multinic.io/retry"  # any new value: run the node's Job again (like Flux's requestedAt)
 ANNOTATION_SUSPEND = "multinic.io/suspend"  # "true": no new Jobs for this node
 LABEL_CANARY = "multinic.io/canary"  # "true": chosen first for rollout.canary
+READ_NODES_OFF_IMAGE = {"ubuntu": "Ubuntu", "rhel": "Red Hat Enterprise Linux 9"}  # rbac.readNodes: false
 RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(minutes=15)
 # Why a pod never produced an agent result, when that is worth an automatic retry.
@@ -380,21 +382,22 @@ def _failure_message(job: dict[str, Any], result: AgentResult | None) -> str:
     return "Job failed without a result"
 
 
-def _renderer(run: _Step, node: NodeConfig) -> tuple[str | None, str]:
+def _renderer(run: _Step, node: NodeConfig) -> tuple[RendererName | None, str]:
     cluster_nodes = run.nodes()
     if cluster_nodes is None:  # rbac.readNodes: false: the file must say which OS the node runs
         if node.spec.os_family == "auto":
             return None, (f"set spec.osFamily for node {node.spec.node_name}: the reconciler may not read "
                           "Kubernetes Nodes (rbac.readNodes: false), so it cannot detect the OS")
-        return jobs.renderer_for("", node.spec.os_family), ""
+        # Without the Node's osImage the release is unknown: rhel means a current one (9+, keyfiles).
+        return select(READ_NODES_OFF_IMAGE[node.spec.os_family], node.spec.os_family).renderer, ""
     k8s_node = cluster_nodes.get(node.spec.node_name)
     if k8s_node is None:
         return None, f"Kubernetes node {node.spec.node_name} not found"
     os_image = ((k8s_node.get("status") or {}).get("nodeInfo") or {}).get("osImage", "")
-    renderer = jobs.renderer_for(os_image, node.spec.os_family)
-    if renderer is None:
-        return None, f"unsupported OS {os_image!r} on node {node.spec.node_name} (set spec.osFamily)"
-    return renderer, ""
+    selection = select(os_image, node.spec.os_family)
+    if selection.renderer is None:
+        return None, f"node {node.spec.node_name}: {selection.reason}"
+    return selection.renderer, ""
 
 
 def _on_host(node: NodeConfig, host: str) -> NodeConfig:

@@ -61,6 +61,12 @@ class Route(_Model):
         return ipaddress.ip_address(self.via)
 
 
+class Probe(_Model):
+    ping: str
+    mtu: bool = False
+    timeout_seconds: int = 3
+
+
 class Interface(_Model):
     name: str
     mac_address: str
@@ -68,6 +74,7 @@ class Interface(_Model):
     mtu: int | None = None
     routes: tuple[Route, ...] = ()
     proxmox_net: str | None = None
+    probes: tuple[Probe, ...] = ()
 
     @field_validator("mac_address")
     @classmethod

@@ -9,10 +9,12 @@ Pure: builds manifests and reads them back. The agent in the Job never talks to 
 API (no service-account token); the node's document travels in the env var ``MULTINIC_CONFIG``
 and the result comes back through the container's termination message.
 
-Mounts are exactly what the agent needs on that node's OS: the one config directory it writes
-(``/etc/netplan``, ``/etc/sysconfig/network-scripts`` or
-``/etc/NetworkManager/system-connections``), plus ``/sys/class/net`` and ``/etc/os-release``
-read-only (MAC lookup and OS detection).
+Command line, environment and mounts come from the node-Job contract
+(``reconciler.nodejob.container``): the mounts are derived from the renderer the one OS selection
+(``reconciler.nodejob.renderers.select``) picks for the Node's ``osImage``, so every directory the
+agent writes is a writable hostPath and the rest of the container is read-only. A failed agent is
+never re-run (``backoffLimit: 0``): it has rolled the node back itself, and a second run would
+disrupt the node a second time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any, Literal
 
 from reconciler.config.models import NodeConfig
 from reconciler.kube import objects
+from reconciler.nodejob import container as agent_container
+from reconciler.nodejob.renderers import RendererName, select
 
 JobType = Literal["apply", "remove"]
 LABEL_TYPE = "multinic.io/job-type"
@@ -36,22 +40,17 @@ LABEL_OWNER_UID = "multinic.io/owner-uid"  # the custom resource the Job works f
 ANNOTATION_NODE = "multinic.io/node-name"  # the full name (labels stop at 63 characters)
 JOB_SELECTOR = f"{objects.OWNED_SELECTOR},{LABEL_TYPE}"
 
-CONFIG_DIRS = {
-    "netplan": "/etc/netplan",
-    "ifcfg": "/etc/sysconfig/network-scripts",
-    "keyfile": "/etc/NetworkManager/system-connections",
-}
-
-
 @dataclass(frozen=True)
 class JobSettings:
     image: str = "ghcr.io/multinic/multinic-reconciler:0.1.0"
     service_account: str = "multinic-node-agent"
     tolerations: tuple[dict[str, Any], ...] = ({"operator": "Exists"},)
-    backoff_limit: int = 1  # the agent rolls back itself; one retry covers a lost pod
+    backoff_limit: int = 0  # the agent rolls back itself; a re-run would disrupt the node twice
     active_deadline_seconds: int = 300
     ttl_seconds_after_finished: int = 3600
-    activate: str = "iproute2"  # live changes over netlink (NET_ADMIN); files keep them across reboots
+    # auto: the node's own stack (netplan / NetworkManager over the host's D-Bus socket), so live
+    # state equals boot state; iproute2: explicit fallback, netlink only, behind the daemon's back
+    activate: str = "auto"
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -72,28 +71,13 @@ def job_name(job_type: JobType, node: str, identity: str) -> str:
     return f"{prefix}-{stem}-{digest}"
 
 
-def renderer_for(os_image: str, os_family: str) -> str | None:
+def renderer_for(os_image: str, os_family: str) -> RendererName | None:
     """Which files the agent will write, from the Node's ``status.nodeInfo.osImage``."""
-    text = os_image.lower()
-    family = os_family
-    if family == "auto":
-        if any(word in text for word in ("ubuntu", "debian")):
-            family = "ubuntu"
-        elif any(word in text for word in ("red hat", "rhel", "rocky", "alma", "centos", "fedora", "oracle")):
-            family = "rhel"
-        else:
-            return None
-    if family == "ubuntu":
-        return "netplan"
-    match = re.search(r"\b(\d+)(\.\d+)?\b", text)
-    major = int(match.group(1)) if match else 9
-    if "fedora" in text:
-        return "keyfile"
-    return "ifcfg" if major < 9 else "keyfile"
+    return select(os_image, os_family).renderer
 
 
 def node_job(job_type: JobType, node: NodeConfig, *, namespace: str, identity: str, spec_hash: str,
-             generation: int | None, revision: str | None, renderer: str, settings: JobSettings,
+             generation: int | None, revision: str | None, renderer: RendererName, settings: JobSettings,
              owner_uid: str | None = None) -> dict[str, Any]:
     name = job_name(job_type, node.spec.node_name, identity)
     labels = {
@@ -111,32 +95,31 @@ def node_job(job_type: JobType, node: NodeConfig, *, namespace: str, identity: s
         labels[LABEL_OWNER_UID] = _label_value(owner_uid)
     document = {"apiVersion": node.api_version, "kind": node.kind,
                 "metadata": {"name": node.name}, "spec": node.spec_dict()}
-    config_dir = CONFIG_DIRS[renderer]
-    args = ["agent", job_type, "--activate", settings.activate]  # the document comes in MULTINIC_CONFIG
+    mounts = agent_container.mounts(renderer, settings.activate)
+    has_probes = any(i.probes for i in node.spec.interfaces)
     container = {
         "name": "agent",
         "image": settings.image,
-        "command": ["reconciler"],
-        "args": args,
+        "command": list(agent_container.COMMAND),
+        "args": agent_container.args(job_type, renderer, settings.activate),
         "env": [
-            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": "MULTINIC_CONFIG", "value": json.dumps(document, separators=(",", ":"))},
+            {"name": agent_container.ENV_NODE, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": agent_container.ENV_CONFIG, "value": json.dumps(document, separators=(",", ":"))},
         ],
         "securityContext": {
             "privileged": False,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "runAsUser": 0,  # writes root-owned files under /etc on the node
-            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+            # NET_ADMIN: rename NICs by MAC, read/set links; NET_RAW only when the node file has probes (ping)
+            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", *(["NET_RAW"] if has_probes else [])]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": agent_container.TERMINATION_LOG,
         "terminationMessagePolicy": "File",
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
         "volumeMounts": [
-            {"name": "config", "mountPath": config_dir},
-            {"name": "sys-class-net", "mountPath": "/sys/class/net", "readOnly": True},
-            {"name": "os-release", "mountPath": "/etc/os-release", "readOnly": True},
+            {"name": m.name, "mountPath": m.path, **({"readOnly": True} if m.read_only else {})} for m in mounts
         ],
     }
     return {
@@ -160,11 +143,7 @@ def node_job(job_type: JobType, node: NodeConfig, *, namespace: str, identity: s
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "containers": [container],
-                    "volumes": [
-                        {"name": "config", "hostPath": {"path": config_dir, "type": "DirectoryOrCreate"}},
-                        {"name": "sys-class-net", "hostPath": {"path": "/sys/class/net", "type": "Directory"}},
-                        {"name": "os-release", "hostPath": {"path": "/etc/os-release", "type": "File"}},
-                    ],
+                    "volumes": [{"name": m.name, "hostPath": {"path": m.path, "type": m.host_type}} for m in mounts],
                 },
             },
         },

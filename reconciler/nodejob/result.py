@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict
 MAX_BYTES = 4096
 Outcome = Literal["applied", "unchanged", "failed", "partial", "rolled-back", "removed"]
 State = Literal["applied", "unchanged", "removed", "error"]
+# Where a run stopped. All or nothing: once the agent starts on a node's NICs, any failure (a NIC
+# not found, a foreign file, a write, the node's own tool rejecting a file, activation,
+# verification, a probe) puts every file and every NIC back as it was: outcome "rolled-back".
+# "failed" means the agent did not start (bad input, unknown OS). "partial" is no longer produced.
+Step = Literal["input", "detect", "match", "plan", "prepare", "write", "validate", "activate", "verify", "probe",
+               "remove"]
 
 
 class InterfaceResult(BaseModel):
@@ -37,6 +43,7 @@ class AgentResult(BaseModel):
     interfaces: list[InterfaceResult] = []
     files: list[str] = []  # node paths written (or, for remove, removed)
     error: str | None = None  # a failure not tied to one interface (bad input, restore failed)
+    step: Step | None = None  # the step that failed (None when nothing failed)
     dry_run: bool = False
 
     def exit_code(self) -> int:

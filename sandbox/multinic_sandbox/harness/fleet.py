@@ -4,30 +4,44 @@ real agent.
 ``nodes_for(desired)`` gives one realistic ``Node`` per config node (its ``osImage`` decides which
 files the Job mounts). ``AgentHosts`` is a node model: for each Job pod it builds a fake root for
 that node (``etc/os-release``, ``sys/class/net/<dev>/address`` with the spec's MACs) and runs the
-real agent engine on it (``--activate none``), so the termination message the
-reconciler reads is a genuine agent result. Nodes can be scripted to lose a NIC (the agent then
-reports a real error).
+pod's own command line (``reconciler agent …`` with the Job's args and env) through
+``podrun``: a read-only root where only the Job's hostPath mounts are writable, with the Job's
+capabilities. A mount the Job forgot therefore fails here as on a node. The one substitution:
+a fake node has no network stack, so ``--activate <stack>`` becomes ``--activate none`` (files
+only; the real-node tiers in tests/realnode run the stacks). Nodes can be scripted to lose a NIC
+(the agent then reports a real error).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from multinic_sandbox.harness import podrun
 from multinic_sandbox.kube.node_model import Outcome, fail, succeed
 from reconciler.config.models import NodeConfig
 from reconciler.config.validation import DesiredState
 
 OS_IMAGES = {
-    "ubuntu": ("Ubuntu 24.04.1 LTS", 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'),
+    "ubuntu": ("Ubuntu 24.04.1 LTS", 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'
+               'PRETTY_NAME="Ubuntu 24.04.1 LTS"\n'),
     "rhel": ("Rocky Linux 9.4 (Blue Onyx)",
-             'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'),
+             'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'
+             'PRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n'),
+    "rhel8": ("Red Hat Enterprise Linux 8.10 (Ootpa)",
+              'NAME="Red Hat Enterprise Linux"\nID="rhel"\nID_LIKE="fedora"\nVERSION_ID="8.10"\n'
+              'PRETTY_NAME="Red Hat Enterprise Linux 8.10 (Ootpa)"\n'),
 }
 
 
 def _family(node: NodeConfig) -> str:
+    """Which OS the fake node runs: from spec.osFamily, else by name (gpu-* Rocky 9, legacy-* RHEL 8)."""
+    if node.name.startswith("legacy"):
+        return "rhel8"
     if node.spec.os_family != "auto":
         return node.spec.os_family
     return "rhel" if node.name.startswith("gpu") else "ubuntu"
@@ -59,6 +73,13 @@ class AgentHosts:
     def __init__(self, workdir: Path | None = None) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="multinic-hosts-"))
         self.missing_macs: dict[str, set[str]] = {}
+        self.runs: list[tuple[str, podrun.PodRun]] = []  # (node, run) per pod, for tests to inspect
+        # Without root or user namespaces (a laptop demo) the agent runs in-process on a root that
+        # is writable everywhere, which cannot catch a mount mistake; CI always has podrun.
+        why = podrun.available()
+        if why is not None and os.environ.get("CI") == "true":
+            raise RuntimeError(f"AgentHosts cannot run pods as the kubelet would: {why}")
+        self.in_process = why is not None
 
     def lose_nic(self, node: str, mac: str) -> None:
         """The VM of ``node`` no longer has the NIC with ``mac`` (the agent will say so)."""
@@ -79,27 +100,54 @@ class AgentHosts:
                 (device / "address").write_text(iface.mac_address + "\n")
             (device / "mtu").write_text("1500\n")
             (device / "operstate").write_text("up\n")
+        _socket_file(root / "run" / "dbus" / "system_bus_socket")
         return root
 
     def __call__(self, pod: dict[str, Any]) -> Outcome:
-        # In-process (the agent's engine, the same code path as ``reconciler agent``): the sandbox
-        # consults its node model while serving, so this must be quick.
-        import io
-
-        from reconciler.agent import engine
-
         container = pod["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         node = NodeConfig.model_validate(json.loads(env.get("MULTINIC_CONFIG") or "{}"))
         root = self.root_for(node)
-        opts = engine.Options(root=root, config_root=root, activate="none", activate_command=None, verify="none",
-                              verify_timeout=1.0, dry_run=False, out=io.StringIO())
-        if container["args"][1] == "remove":
-            result = engine.remove(opts, node.spec.node_name)
-        else:
-            result = engine.apply(node, opts)
+        if self.in_process:
+            return self._in_process(node, root, pod)
+        run = podrun.run(self.fake_stack(pod), root)
+        self.runs.append((node.spec.node_name, run))
+        # As the kubelet: the message is the termination-message file, nothing else.
+        if run.exit_code == 0:
+            return succeed(run.message, delay=0.5)
+        return fail(run.message, run.exit_code or 1, delay=0.5)
+
+    @staticmethod
+    def _in_process(node: NodeConfig, root: Path, pod: dict[str, Any]) -> Outcome:
+        import io
+
+        from reconciler.agent import engine
+
+        args = pod["spec"]["containers"][0]["args"]
+        renderer = args[args.index("--renderer") + 1] if "--renderer" in args else None
+        opts = engine.Options(root=root, config_root=root, renderer=renderer, activate="none", verify="none",
+                              out=io.StringIO())
+        result = engine.remove(opts, node.spec.node_name) if args[1] == "remove" else engine.apply(node, opts)
         message = result.to_json()
         return succeed(message, delay=0.5) if result.exit_code() == 0 else fail(message, result.exit_code(), delay=0.5)
+
+    @staticmethod
+    def fake_stack(pod: dict[str, Any]) -> dict[str, Any]:
+        """The pod with ``--activate <stack>`` replaced by ``--activate none`` (no daemon here)."""
+        pod = json.loads(json.dumps(pod))
+        args = pod["spec"]["containers"][0]["args"]
+        if "--activate" in args:
+            args[args.index("--activate") + 1] = "none"
+        return pod
+
+
+def _socket_file(path: Path) -> None:
+    """A unix socket file nobody listens on (the node's D-Bus socket as a hostPath of type Socket)."""
+    if path.is_socket():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
 
 
 def prepare(sandbox: Any, desired: DesiredState | None = None, *, namespace: str = "multinic-system",

@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import yaml
 
-from multinic_sandbox.kube import patching, ssa, structural
+from multinic_sandbox.kube import patching, protobuf, ssa, structural
 from multinic_sandbox.kube.clock import Clock
 from multinic_sandbox.kube.defaults import apply_defaults, initial_status
 from multinic_sandbox.kube.errors import (
@@ -87,8 +87,10 @@ class WriteOptions:
 def _load_body(body: bytes | dict[str, Any], content_type: str = "") -> Any:
     if isinstance(body, dict | list):
         return body
-    if "protobuf" in content_type or "cbor" in content_type:
-        # clients (kubectl for built-ins) retry with JSON after a 415
+    if "protobuf" in content_type:
+        # kubectl's typed generators and `auth can-i` send built-in kinds as protobuf
+        return protobuf.decode(body)
+    if "cbor" in content_type:
         raise ApiError(415, f'the body of the request was in an unknown format - accepted media '
                        f'types include: application/json, application/yaml ("{content_type}")')
     try:
@@ -103,8 +105,11 @@ def _load_body(body: bytes | dict[str, Any], content_type: str = "") -> Any:
 class Cluster:
     """All objects of one sandbox plus the rules for changing them."""
 
-    def __init__(self, clock: Clock | None = None, seed: int | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, seed: int | None = None,
+                 root_ca_pem: bytes | None = None) -> None:
         self.clock = clock or Clock()
+        # what the root-ca publisher puts into every namespace's kube-root-ca.crt ConfigMap
+        self.root_ca_pem = (root_ca_pem or _process_ca_pem()).decode()
         self.store = Store()
         self.registry = Registry()
         self.random = random.Random(seed)
@@ -342,12 +347,44 @@ class Cluster:
             return WriteResult(new, warnings=warnings)
         stored = self.store.put(rt.key, new)
         self._after_write(rt, stored.obj)
+        if old is None and rt.plural == "namespaces" and rt.group == "":
+            self._namespace_content(stored.obj["metadata"]["name"])
         return WriteResult(stored.obj, created=old is None, warnings=warnings)
+
+    def _namespace_content(self, namespace: str) -> None:
+        """What kube-controller-manager adds to each new namespace: the ``default``
+        ServiceAccount and the ``kube-root-ca.crt`` ConfigMap."""
+        opts = WriteOptions(manager="kube-controller-manager")
+        sa = self.resource("", "v1", "serviceaccounts")
+        if self.store.get(sa.key, namespace, "default") is None:
+            self._write(sa, namespace, None, {"metadata": {"name": "default"}}, opts, "Update")
+        cm = self.resource("", "v1", "configmaps")
+        if self.store.get(cm.key, namespace, "kube-root-ca.crt") is None:
+            self._write(cm, namespace, None, {
+                "metadata": {"name": "kube-root-ca.crt", "annotations": {
+                    "kubernetes.io/description": "Contains a CA bundle that can be used to "
+                    "verify the kube-apiserver when using internal endpoints such as the "
+                    "internal service IP or kubernetes.default.svc. No other usage is "
+                    "guaranteed across distributions of Kubernetes clusters."}},
+                "data": {"ca.crt": self.root_ca_pem}}, opts, "Update")
 
     def _prepare_create(self, rt: ResourceType, namespace: str, new: dict[str, Any]) -> None:
         meta = new["metadata"]
-        if rt.namespaced and self.store.get("namespaces", "", namespace) is None:
-            raise not_found("namespaces", "", namespace)
+        if rt.namespaced:
+            ns = self.store.get("namespaces", "", namespace)
+            if ns is None:
+                raise not_found("namespaces", "", namespace)
+            if ns.obj["metadata"].get("deletionTimestamp"):
+                raise ApiError(403, f"{rt.plural}{'.' + rt.group if rt.group else ''} "
+                               f"\"{meta.get('name') or meta.get('generateName', '')}\" is "
+                               f"forbidden: unable to create new content in namespace "
+                               f"{namespace} because it is being terminated",
+                               reason="Forbidden", details={
+                                   "name": meta.get("name", ""), "group": rt.group,
+                                   "kind": rt.plural,
+                                   "causes": [{"reason": "NamespaceTerminating",
+                                               "message": f"namespace {namespace} is being "
+                                               "terminated", "field": "metadata.namespace"}]})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = self._generate_name(rt, namespace, meta["generateName"])
         name = meta.get("name", "")
@@ -418,6 +455,53 @@ class Cluster:
         for hook in self.write_hooks:
             hook(rt, obj)
 
+    # -- scale subresource -----------------------------------------------------------------
+    def scale_of(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        """The autoscaling/v1 Scale view of a Deployment."""
+        from multinic_sandbox.kube.tables import selector_string
+
+        meta = obj["metadata"]
+        scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                           "creationTimestamp") if k in meta}
+        selector = (obj.get("spec") or {}).get("selector")
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                           "selector": "" if selector is None else selector_string(selector)}}
+
+    @_serialized
+    def write_scale(self, rt: ResourceType, namespace: str, name: str, body: bytes,
+                    content_type: str, opts: WriteOptions, verb: str) -> dict[str, Any]:
+        """PUT or PATCH of ``<resource>/scale``: only spec.replicas reaches the object."""
+        old = self.get(rt, namespace, name)
+        current = self.scale_of(rt, old.obj)
+        media = content_type.split(";")[0].strip().lower()
+        if verb == "update":
+            scale = _load_body(body, content_type)
+        elif media == patching.JSON_PATCH:
+            scale = patching.json_patch(current, _load_body(body))
+        elif media in (patching.MERGE_PATCH, patching.STRATEGIC_PATCH):
+            patch = _load_body(body)
+            if not isinstance(patch, dict):
+                raise bad_request("the patch must be an object")
+            scale = patching.merge_patch(current, patch)
+        else:
+            raise ApiError(415, f"the body of the request was in an unknown format - accepted "
+                           f"media types include: {patching.JSON_PATCH}, "
+                           f"{patching.MERGE_PATCH}, {patching.STRATEGIC_PATCH}")
+        replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise invalid("Scale", "autoscaling", name, [Cause(
+                "spec.replicas", f"Invalid value: {go_repr(replicas)}: must be greater than or "
+                "equal to 0")])
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old.obj["metadata"]["resourceVersion"]:
+            raise conflict(rt.plural, rt.group, name)
+        new = old.copy()
+        new.setdefault("spec", {})["replicas"] = replicas
+        result = self._write(rt, namespace, old, new, opts, "Update", "scale")
+        return self.scale_of(rt, result.obj)
+
     # -- delete ----------------------------------------------------------------------------
     @_serialized
     def delete(self, rt: ResourceType, namespace: str, name: str,
@@ -439,6 +523,8 @@ class Cluster:
             "Orphan" if options.get("orphanDependents") else rt.default_propagation)
         if dry_run:
             return self._delete_response(rt, obj)
+        if rt.plural == "namespaces" and rt.group == "":
+            return self._terminate_namespace(rt, stored)
         if obj["metadata"].get("finalizers"):
             if not obj["metadata"].get("deletionTimestamp"):
                 marked = stored.copy()
@@ -448,6 +534,30 @@ class Cluster:
             return obj
         last = self._remove(rt, obj, policy)
         return self._delete_response(rt, last)
+
+    def _terminate_namespace(self, rt: ResourceType, stored: Stored) -> dict[str, Any]:
+        """DELETE of a namespace: ``Terminating`` until ``finalize_namespaces`` empties it."""
+        if stored.obj["metadata"].get("deletionTimestamp"):
+            return stored.obj
+        marked = stored.copy()
+        marked["metadata"]["deletionTimestamp"] = self.clock.stamp()
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        marked.setdefault("status", {})["phase"] = "Terminating"
+        obj = self.store.put(rt.key, marked).obj
+        self._after_write(rt, obj)
+        return obj
+
+    @_serialized
+    def finalize_namespaces(self) -> int:
+        """The namespace controller: delete the content of Terminating namespaces, then them."""
+        done = 0
+        for stored in list(self.store.scan("namespaces")):
+            meta = stored.obj["metadata"]
+            if not meta.get("deletionTimestamp"):
+                continue
+            self._remove(self.resource("", "v1", "namespaces"), stored.obj, "Background")
+            done += 1
+        return done
 
     def _delete_response(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         if rt.is_custom:
@@ -530,6 +640,14 @@ class Cluster:
         if rt is None:
             raise ApiError(404, f'no matches for kind "{kind}" in version "{api_version}"')
         return rt
+
+
+@functools.cache
+def _process_ca_pem() -> bytes:
+    """One throw-away CA per process for plain-HTTP sandboxes (TLS ones pass their own)."""
+    import trustme
+
+    return trustme.CA().cert_pem.bytes()
 
 
 def _spec_part(obj: dict[str, Any], rt: ResourceType) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from multinic_sandbox.kube.resources import ResourceType
@@ -31,6 +32,17 @@ def pod_spec_defaults(spec: dict[str, Any], restart_policy: str | None = "Always
     _container_defaults(spec.get("initContainers") or [])
 
 
+def _merge_string_data(secret: dict[str, Any]) -> None:
+    """``stringData`` is write-only: merged into ``data`` (winning over it), never stored."""
+    string_data = secret.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = secret.get("data")
+        if not isinstance(data, dict):
+            data = secret["data"] = {}
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+
+
 def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
     meta = obj["metadata"]
     if rt.group == "batch" and rt.plural == "jobs":
@@ -53,6 +65,20 @@ def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
         pod_spec = (spec.get("template") or {}).get("spec")
         if isinstance(pod_spec, dict):
             pod_spec_defaults(pod_spec, restart_policy=None)
+    elif rt.group == "apps" and rt.plural == "deployments":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
+        pod_spec = (spec.get("template") or {}).get("spec")
+        if isinstance(pod_spec, dict):
+            pod_spec_defaults(pod_spec)
     elif rt.group == "" and rt.plural == "pods":
         if isinstance(obj.get("spec"), dict):
             pod_spec_defaults(obj["spec"])
@@ -61,6 +87,7 @@ def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
     elif rt.group == "" and rt.plural == "secrets":
         obj.setdefault("type", "Opaque")
+        _merge_string_data(obj)
     elif rt.plural == "customresourcedefinitions":
         spec = obj.setdefault("spec", {})
         spec.setdefault("conversion", {"strategy": "None"})

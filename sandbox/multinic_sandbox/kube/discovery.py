@@ -75,6 +75,11 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
             resources.append({"name": f"{rt.plural}/status", "singularName": "",
                               "namespaced": rt.namespaced, "kind": rt.kind,
                               "verbs": ["get", "patch", "update"]})
+        if rt.scale_subresource:
+            resources.append({"name": f"{rt.plural}/scale", "singularName": "",
+                              "namespaced": rt.namespaced, "group": "autoscaling",
+                              "version": "v1", "kind": "Scale",
+                              "verbs": ["get", "patch", "update"]})
         if rt.log_subresource:
             resources.append({"name": f"{rt.plural}/log", "singularName": "",
                               "namespaced": rt.namespaced, "kind": rt.kind, "verbs": ["get"]})

@@ -63,7 +63,8 @@ class JobController:
         return self._thread is not None
 
     def _on_write(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        if rt.key in ("jobs.batch", "pods"):
+        if rt.key in ("jobs.batch", "pods") or (
+                rt.key == "namespaces" and obj["metadata"].get("deletionTimestamp")):
             self._wake.set()
 
     def _loop(self) -> None:
@@ -81,6 +82,7 @@ class JobController:
         """Run the controller until it settles; returns how many writes it made."""
         total = 0
         with self._step_lock:
+            total += self.cluster.finalize_namespaces()  # the namespace controller's share
             for _ in range(max_passes):
                 changes = 0
                 for stored in list(self.cluster.store.scan(self._jobs.key)):

@@ -42,6 +42,7 @@ class Kubectl:
         self.binary = kubectl_binary()
         self.sandbox = sandbox
         self.cache_dir = cache_dir
+        self.cwd: Path | None = None  # where relative paths in arguments resolve
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True,
                  timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -49,7 +50,8 @@ class Kubectl:
                    f"--cache-dir={self.cache_dir}", *args]
         env = {**os.environ, "HOME": str(self.cache_dir), "NO_PROXY": "*"}
         result = subprocess.run(command, input=input, capture_output=True, text=True,
-                                timeout=timeout, env=env, check=False)
+                                timeout=timeout, env=env, check=False,
+                                cwd=self.cwd)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout}\n{result.stderr}")

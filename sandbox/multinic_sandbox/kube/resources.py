@@ -28,6 +28,7 @@ class ResourceType:
     verbs: tuple[str, ...] = ALL_VERBS
     status_subresource: bool = False
     log_subresource: bool = False
+    scale_subresource: bool = False  # autoscaling/v1 Scale over spec.replicas
     # metadata.generation is maintained (bumped on changes outside status/metadata)
     tracks_generation: bool = False
     field_labels: frozenset[str] = BASE_FIELD_LABELS
@@ -135,7 +136,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     # What the Helm chart installs (validated against Kubernetes' own schemas like every built-in).
     ResourceType("apps", "v1", "deployments", "Deployment", True, short_names=("deploy",), categories=("all",),
-                 status_subresource=True, tracks_generation=True),
+                 status_subresource=True, scale_subresource=True, tracks_generation=True),
     _core("services", "Service", short_names=("svc",), categories=("all",)),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),

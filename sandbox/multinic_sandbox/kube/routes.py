@@ -15,7 +15,7 @@ from typing import Any
 
 from multinic_sandbox.kube import discovery
 from multinic_sandbox.kube.cluster import Cluster, WriteOptions
-from multinic_sandbox.kube.errors import ApiError, bad_request
+from multinic_sandbox.kube.errors import ApiError, Cause, bad_request, invalid
 from multinic_sandbox.kube.resources import ResourceType
 from multinic_sandbox.kube.selectors import Predicate, field_selector, label_selector
 from multinic_sandbox.kube.store import Expired, Stored, encode
@@ -189,6 +189,7 @@ class Router:
             namespace = ""
         if info.subresource and not (
                 (info.subresource == "status" and rt.status_subresource)
+                or (info.subresource == "scale" and rt.scale_subresource)
                 or (info.subresource == "log" and rt.log_subresource)):
             raise ApiError(404, "the server could not find the requested resource")
         if rt.namespaced and not namespace and info.verb not in ("list", "watch"):
@@ -198,6 +199,8 @@ class Router:
         accept = request.headers.get("Accept", "") or ""
         table = "as=Table" in accept
         verb = info.verb
+        if info.subresource == "scale":
+            return self._scale(rt, request, info, namespace)
         if verb == "get":
             stored = cluster.get(rt, namespace, info.name)
             if info.subresource == "log":
@@ -209,7 +212,7 @@ class Router:
         if verb == "list":
             return self._list(rt, info, namespace or None, query, table)
         if verb == "watch":
-            return self._watch(rt, info, namespace or None, query, peer_closed)
+            return self._watch(rt, info, namespace or None, query, peer_closed, table)
         opts = self._write_options(request, query)
         content_type = request.headers.get("Content-Type", "") or JSON
         if verb == "create":
@@ -237,6 +240,18 @@ class Router:
                                            cluster.store.resource_version)},
                                        "items": deleted})
         raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    def _scale(self, rt: ResourceType, request: Request, info: RequestInfo,
+               namespace: str) -> Response:
+        if info.verb == "get":
+            return json_response(200, self.cluster.scale_of(rt, self.cluster.get(
+                rt, namespace, info.name).obj))
+        if info.verb not in ("update", "patch"):
+            raise ApiError(405, "the server does not allow this method on the requested resource")
+        opts = self._write_options(request, request.query)
+        content_type = request.headers.get("Content-Type", "") or JSON
+        return json_response(200, self.cluster.write_scale(rt, namespace, info.name, request.body,
+                                                           content_type, opts, info.verb))
 
     def _write_options(self, request: Request, query: Mapping[str, str]) -> WriteOptions:
         manager = query.get("fieldManager", "")
@@ -305,7 +320,8 @@ class Router:
         return json_response(200, doc, TABLE_CONTENT_TYPE)
 
     def _watch(self, rt: ResourceType, info: RequestInfo, namespace: str | None,
-               query: Mapping[str, str], peer_closed: Callable[[], bool]) -> Response:
+               query: Mapping[str, str], peer_closed: Callable[[], bool],
+               table: bool = False) -> Response:
         predicate = self._predicate(rt, query)
         if info.name:
             predicate = _and(_named(info.name), predicate)
@@ -313,21 +329,42 @@ class Router:
         rv_param = query.get("resourceVersion", "")
         if rv_param and not rv_param.isdigit():
             raise bad_request(f"resourceVersion: Invalid value: {rv_param!r}")
-        return Response(200, stream=self._events(rt, namespace, predicate, rv_param, timeout,
-                                                 query.get("allowWatchBookmarks") == "true",
-                                                 peer_closed))
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        initial = _watch_list_mode(query, rv_param, bookmarks)
+        options = WatchOptions(rv_param, timeout, bookmarks, initial,
+                               query.get("includeObject", "Metadata") if table else "")
+        return Response(200, stream=self._events(rt, namespace, predicate, options, peer_closed),
+                        content_type=TABLE_CONTENT_TYPE if table else JSON)
 
     def _events(self, rt: ResourceType, namespace: str | None, predicate: Predicate | None,
-                rv_param: str, timeout: int, bookmarks: bool,
-                peer_closed: Callable[[], bool]) -> Iterator[bytes | None]:
+                options: WatchOptions, peer_closed: Callable[[], bool]) -> Iterator[bytes | None]:
+        """A watch stream: initial ADDED events when asked for, then changes after ``last``.
+
+        ``options.initial``: "legacy" (resourceVersion unset/0: the current state first),
+        "watch-list" (sendInitialEvents=true: the state, then the initial-events-end bookmark)
+        or "" (changes after the given resourceVersion; 410 Gone once compacted).
+        """
         store = self.cluster.store
-        deadline = time.monotonic() + timeout
-        if rv_param in ("", "0"):
+        deadline = time.monotonic() + options.timeout
+        encoder = _WatchEncoder(rt, self.cluster.clock.time, options.table)
+        rv_param = options.resource_version
+        if options.initial:
+            wanted = int(rv_param or 0)
+            while store.resource_version < wanted and time.monotonic() < deadline:
+                if not store.wait(store.resource_version, 0.2) and peer_closed():
+                    return
+            if store.resource_version < wanted:
+                status = ApiError(504, f"Too large resource version: {wanted}, current: "
+                                  f"{store.resource_version}", reason="Timeout").status()
+                yield _event("ERROR", encode(status))
+                return
             with store.lock:
                 page = self.cluster.list(rt, namespace, predicate)
             last = int(page.resource_version)
             for stored in page.items:
-                yield _event("ADDED", stored.raw)
+                yield encoder.event("ADDED", stored)
+            if options.initial == "watch-list":
+                yield encoder.bookmark(last, initial_events_end=True)
         else:
             last = int(rv_param)
         last_bookmark = time.monotonic()
@@ -352,16 +389,83 @@ class Router:
                     predicate is None or predicate(event.previous.obj))
                 kind = _translate(event.type, now_in, before_in)
                 if kind:
-                    stored = self.cluster._convert(rt, event.stored)
-                    yield _event(kind, stored.raw)
-            if bookmarks and time.monotonic() - last_bookmark > self.bookmark_interval:
+                    yield encoder.event(kind, self.cluster._convert(rt, event.stored))
+            if options.bookmarks and time.monotonic() - last_bookmark > self.bookmark_interval:
                 last_bookmark = time.monotonic()
-                yield _event("BOOKMARK", encode({"kind": rt.kind, "apiVersion": rt.api_version,
-                                                 "metadata": {"resourceVersion": str(last)}}))
+                yield encoder.bookmark(last)
             if peer_closed():
                 return
             store.wait(last, max(0.0, min(WATCH_IDLE_TICK, deadline - time.monotonic())))
             yield None
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    resource_version: str
+    timeout: int
+    bookmarks: bool
+    initial: str  # "legacy", "watch-list" or ""
+    table: str  # includeObject of a Table watch ("" for plain objects)
+
+
+def _watch_list_mode(query: Mapping[str, str], rv_param: str, bookmarks: bool) -> str:
+    """Check the watch-list parameters the way the apiserver validates ListOptions."""
+    send = query.get("sendInitialEvents", "")
+    match = query.get("resourceVersionMatch", "")
+    if send not in ("", "true", "false", "1", "0"):
+        raise bad_request(f"sendInitialEvents: Invalid value: {send!r}")
+    causes: list[Cause] = []
+    if send:
+        if match != "NotOlderThan":
+            causes.append(Cause("resourceVersionMatch", "Forbidden: sendInitialEvents requires "
+                                "setting resourceVersionMatch to NotOlderThan",
+                                "FieldValueForbidden"))
+        if send in ("true", "1") and not bookmarks:
+            causes.append(Cause("allowWatchBookmarks", "Required value: sendInitialEvents "
+                                "requires setting allowWatchBookmarks to true",
+                                "FieldValueRequired"))
+    elif match:
+        causes.append(Cause("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden "
+                            "for watch unless sendInitialEvents is provided",
+                            "FieldValueForbidden"))
+    if causes:
+        raise invalid("ListOptions", "meta.k8s.io", "", causes)
+    if send in ("true", "1"):
+        return "watch-list"
+    if send:
+        return ""  # sendInitialEvents=false: changes only, from the given resourceVersion
+    return "legacy" if rv_param in ("", "0") else ""
+
+
+class _WatchEncoder:
+    """Watch events as JSON lines; for ``as=Table`` watches one single-row Table per event, the
+    first carrying the column definitions (like the apiserver, so ``get -w`` keeps its columns)."""
+
+    def __init__(self, rt: ResourceType, now: Callable[[], float], table: str) -> None:
+        self.rt, self.now, self.table = rt, now, table
+        self.first = True
+
+    def event(self, kind: str, stored: Stored) -> bytes:
+        if not self.table:
+            return _event(kind, stored.raw)
+        doc = build_table(self.rt, [stored.obj], {"resourceVersion": stored.obj["metadata"][
+            "resourceVersion"]}, self.now(), self.table)
+        if not self.first:
+            doc["columnDefinitions"] = None
+        self.first = False
+        return _event(kind, encode(doc))
+
+    def bookmark(self, rv: int, initial_events_end: bool = False) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if initial_events_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        if self.table:
+            obj: dict[str, Any] = {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+                                   "metadata": {"resourceVersion": str(rv)},
+                                   "columnDefinitions": None, "rows": None}
+        else:
+            obj = {"kind": self.rt.kind, "apiVersion": self.rt.api_version, "metadata": meta}
+        return _event("BOOKMARK", encode(obj))
 
 
 def _named(name: str) -> Predicate:

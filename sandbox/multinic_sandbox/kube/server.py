@@ -208,14 +208,14 @@ class KubeSandbox:
             raise ValueError("jobs must be 'auto' or 'manual'")
         self.host, self.port, self.token = host, port, token
         self.clock = Clock()
-        self.cluster = Cluster(self.clock, seed)
+        self._tls = Tls.create() if tls else None
+        self.cluster = Cluster(self.clock, seed, self._tls.ca_pem if self._tls else None)
         self.router = Router(self.cluster, lambda: f"{self.host}:{self.port}")
         self.faults = Faults()
         self.request_log = RequestLog()
         self.node_model = node_model or NodeModel()
         self.jobs = JobController(self.cluster, self.node_model, tick)
         self._jobs_mode = jobs
-        self._tls = Tls.create() if tls else None
         self._workdir = tempfile.TemporaryDirectory(prefix="kube-sandbox-")
         self.kubeconfig_path = Path(kubeconfig_path) if kubeconfig_path else \
             Path(self._workdir.name) / "kubeconfig"

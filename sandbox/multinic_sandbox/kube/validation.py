@@ -299,12 +299,40 @@ def _builtin_validator(api_version: str, kind: str) -> Any:
     return jsonschema.Draft202012Validator(root, registry=registry)
 
 
+ZERO_VALUES = {"string": "", "integer": 0, "number": 0, "boolean": False}
+
+
+def _zero_fill(obj: dict[str, Any], error: Any) -> bool:
+    """A status field the schema marks required but Go decodes as a zero value: fill it in.
+
+    The apiserver decodes built-ins into Go structs, so a missing non-pointer scalar (say a
+    partial ``status.nodeInfo``) is just its zero value there; only hand-written validation can
+    refuse it, and status has little of that. Returns True when the error was resolved.
+    """
+    path = list(error.absolute_path)
+    missing = re.findall(r"'([^']+)' is a required property", error.message)
+    if not path or path[0] != "status" or not missing or not isinstance(error.instance, dict):
+        return False
+    prop = (error.schema.get("properties") or {}).get(missing[0]) or {}
+    while "$ref" in prop:
+        prop = builtin_defs_document(strict=False)["$defs"].get(prop["$ref"].rsplit("/", 1)[-1], {})
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind not in ZERO_VALUES:
+        return False
+    error.instance[missing[0]] = ZERO_VALUES[kind]
+    return True
+
+
 def _builtin_causes(obj: dict[str, Any], rt: ResourceType) -> list[Cause]:
     validator = _builtin_validator(rt.api_version, rt.kind)
     if validator is None:
         return []
     causes: list[Cause] = []
     for error in validator.iter_errors(obj):
+        if error.validator == "required" and _zero_fill(obj, error):
+            continue
         path = ""
         for part in error.absolute_path:
             path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))

@@ -1,0 +1,400 @@
+"""The kubectl commands an operator of this product types, run with the real kubectl against the
+kube sandbox: each test is one row of the conformance table in sandbox/README.md.
+
+The sandbox must answer them the way a real apiserver does (output, exit code, stored object).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from multinic_sandbox.kube.pytest_plugin import Kubectl
+from multinic_sandbox.kube.server import KubeSandbox
+
+REPO = Path(__file__).parent.parent
+CRDS = REPO / "charts" / "multinic-reconciler" / "crds"
+NS = "multinic-system"
+
+
+def _secret_data(sandbox: KubeSandbox, name: str, namespace: str = NS) -> dict[str, str]:
+    secret = sandbox.get("v1", "Secret", name, namespace)
+    assert secret is not None, f"secret {name} missing"
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+# -- README / operations.md install section -----------------------------------------------------
+def test_create_namespace(kubectl: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    result = kubectl("create", "namespace", NS)
+    assert result.stdout.strip() == f"namespace/{NS} created"
+    assert kubectl("get", "ns", NS, "-o", "jsonpath={.status.phase}").stdout == "Active"
+    again = kubectl("create", "namespace", NS, check=False)
+    assert again.returncode == 1
+    assert f'namespaces "{NS}" already exists' in again.stderr
+
+
+def test_create_secret_generic_from_files(kubectl: Kubectl, kube_sandbox: KubeSandbox,
+                                          tmp_path: Path) -> None:
+    (tmp_path / "deploy-key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n")
+    (tmp_path / "known_hosts").write_text("git.example.net ssh-ed25519 AAAAC3Nza\n")
+    kubectl("create", "namespace", NS)
+    result = kubectl("-n", NS, "create", "secret", "generic", "multinic-git",
+                     f"--from-file=ssh-privatekey={tmp_path / 'deploy-key'}",
+                     f"--from-file=known_hosts={tmp_path / 'known_hosts'}")
+    assert result.stdout.strip() == "secret/multinic-git created"
+    assert _secret_data(kube_sandbox, "multinic-git") == {
+        "ssh-privatekey": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n",
+        "known_hosts": "git.example.net ssh-ed25519 AAAAC3Nza\n"}
+    table = kubectl("-n", NS, "get", "secret", "multinic-git").stdout.splitlines()
+    assert table[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
+    assert table[1].split()[:3] == ["multinic-git", "Opaque", "2"]
+
+
+def test_create_secret_generic_from_literal(kubectl: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    kubectl("create", "namespace", NS)
+    kubectl("-n", NS, "create", "secret", "generic", "multinic-git", "--from-literal=token=s3cr3t")
+    assert _secret_data(kube_sandbox, "multinic-git") == {"token": "s3cr3t"}
+    missing = kubectl("-n", "nowhere", "create", "secret", "generic", "x", "--from-literal=a=b",
+                      check=False)
+    assert missing.returncode == 1 and 'namespaces "nowhere" not found' in missing.stderr
+
+
+def test_secret_string_data_is_merged_into_data(kubectl: Kubectl,
+                                                kube_sandbox: KubeSandbox) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pve-prod-api-token"},
+              "data": {"tokenId": base64.b64encode(b"old").decode()},
+              "stringData": {"tokenId": "root@pam!ro", "tokenSecret": "x-y-z"}}
+    kubectl("apply", "-f", "-", input=json.dumps(secret))
+    stored = kube_sandbox.get("v1", "Secret", "pve-prod-api-token", "default")
+    assert stored is not None and "stringData" not in stored
+    assert _secret_data(kube_sandbox, "pve-prod-api-token", "default") == {
+        "tokenId": "root@pam!ro", "tokenSecret": "x-y-z"}
+
+
+def test_create_configmap_serviceaccount_and_job_generators(kubectl: Kubectl,
+                                                            kube_sandbox: KubeSandbox) -> None:
+    kubectl("create", "configmap", "settings", "--from-literal=interval=30s")
+    assert kube_sandbox.get("v1", "ConfigMap", "settings", "default")["data"] == {  # type: ignore[index]
+        "interval": "30s"}
+    kubectl("create", "serviceaccount", "agent")
+    assert kube_sandbox.get("v1", "ServiceAccount", "agent", "default") is not None
+    kubectl("create", "job", "hello", "--image=busybox:1.36", "--", "true")
+    job = kube_sandbox.get("batch/v1", "Job", "hello", "default")
+    assert job is not None
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert (container["name"], container["image"], container["command"]) == (
+        "hello", "busybox:1.36", ["true"])
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_install_section_of_the_readme_runs_unchanged(kubectl: Kubectl, kube_sandbox: KubeSandbox,
+                                                      tmp_path: Path, monkeypatch: Any) -> None:
+    """The README's Helm install commands, with the chart rendered by Helm's engine."""
+    from tests.test_chart_support import crds, manifests
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Install with Helm", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split() for line in section.strip().splitlines()]
+    (tmp_path / "deploy-key").write_text("key\n")
+    (tmp_path / "known_hosts").write_text("host key\n")
+    monkeypatch.chdir(tmp_path)
+    kubectl.cwd = tmp_path
+    for command in commands:
+        if command[0] == "kubectl":
+            kubectl(*command[1:])
+        else:  # helm install: CRDs first, then the templates (Helm's order)
+            assert command[:2] == ["helm", "install"]
+            values = {"git": {"url": command[command.index("--set") + 1].split("=", 1)[1],
+                              "auth": {"method": "ssh", "existingSecret": "multinic-git"}}}
+            kubectl("apply", "-f", "-", input=yaml.safe_dump_all(crds()))
+            kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all(manifests(values)))
+    assert _secret_data(kube_sandbox, "multinic-git") == {"ssh-privatekey": "key\n",
+                                                         "known_hosts": "host key\n"}
+    last = kubectl(*commands[-1][1:])
+    assert "No resources found" in last.stdout + last.stderr
+
+
+# -- watching a rollout -------------------------------------------------------------------------
+def _mnnc(name: str, interfaces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "multinic.io/v1alpha1", "kind": "MultiNicNodeConfig",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"nodeName": name, "interfaces": interfaces if interfaces is not None else [
+                {"name": "storage0", "macAddress": "52:54:00:00:00:01"}]}}
+
+
+@pytest.fixture
+def product(kubectl: Kubectl) -> Kubectl:
+    """The product's CRDs installed and its namespace created, with the real kubectl."""
+    kubectl("create", "namespace", NS)
+    kubectl("apply", "--server-side", "-f", str(CRDS))
+    return kubectl
+
+
+def _set_ready(sandbox: KubeSandbox, name: str, status: str = "True") -> None:
+    stamp = "2026-01-01T00:00:00Z"
+    sandbox.set_status("multinic.io/v1alpha1", "MultiNicNodeConfig", name, {
+        "phase": "Ready" if status == "True" else "Applying", "interfaceCount": 1,
+        "conditions": [{"type": "Ready", "status": status, "reason": "Applied",
+                        "message": "applied", "lastTransitionTime": stamp}]}, namespace=NS)
+
+
+def _later(seconds: float, action: Any) -> threading.Thread:
+    def run() -> None:
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_kubectl_wait_for_condition_ready_returns_when_the_node_is_ready(
+        product: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    thread = _later(1.5, lambda: _set_ready(kube_sandbox, "worker-01"))
+    started = time.monotonic()
+    result = product("-n", NS, "wait", "--for=condition=Ready", "mnnc/worker-01",
+                     "--timeout=20s", check=False)
+    thread.join()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "multinicnodeconfig.multinic.io/worker-01 condition met"
+    assert 1.0 < time.monotonic() - started < 15
+    watches = kube_sandbox.request_log.filter(verb="watch", resource="multinicnodeconfigs")
+    assert watches, "kubectl wait watched the object"
+
+
+def test_kubectl_wait_on_an_already_ready_node_returns_at_once(product: Kubectl,
+                                                               kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    _set_ready(kube_sandbox, "worker-01")
+    result = product("-n", NS, "wait", "--for=condition=Ready", "mnnc/worker-01", "--timeout=5s")
+    assert "condition met" in result.stdout
+    not_ready = product("-n", NS, "wait", "--for=condition=Ready=False", "mnnc/worker-01",
+                        "--timeout=2s", check=False)
+    assert not_ready.returncode == 1 and "timed out" in not_ready.stderr
+
+
+def test_watch_list_sends_initial_events_then_the_initial_events_end_bookmark(
+        kube_sandbox: KubeSandbox) -> None:
+    import urllib.request
+
+    kube_sandbox.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": f"c{i}", "namespace": "default"}} for i in range(3)])
+    url = (f"{kube_sandbox.url}/api/v1/namespaces/default/configmaps?watch=true"
+           "&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+           "&timeoutSeconds=1")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        events = [json.loads(line) for line in response.read().splitlines() if line]
+    assert [e["type"] for e in events] == ["ADDED"] * 4 + ["BOOKMARK"]
+    assert [e["object"]["metadata"]["name"] for e in events[:4]] == [
+        "c0", "c1", "c2", "kube-root-ca.crt"]
+    bookmark = events[-1]["object"]
+    assert bookmark["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert int(bookmark["metadata"]["resourceVersion"]) >= max(
+        int(e["object"]["metadata"]["resourceVersion"]) for e in events[:4])
+    bad = url.replace("&allowWatchBookmarks=true", "")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(bad, timeout=10)
+    assert caught.value.code == 422
+
+
+def test_a_watch_from_a_compacted_resource_version_gets_410_gone(
+        kube_sandbox: KubeSandbox) -> None:
+    import urllib.request
+
+    kube_sandbox.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "c", "namespace": "default"}}])
+    old = kube_sandbox.resource_version
+    kube_sandbox.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "d", "namespace": "default"}}])
+    kube_sandbox.compact()
+    url = (f"{kube_sandbox.url}/api/v1/namespaces/default/configmaps?watch=true"
+           f"&resourceVersion={old - 1}&timeoutSeconds=1")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        events = [json.loads(line) for line in response.read().splitlines() if line]
+    assert events[0]["type"] == "ERROR"
+    assert (events[0]["object"]["code"], events[0]["object"]["reason"]) == (410, "Expired")
+
+
+def test_get_watch_rows_keep_the_printer_columns(product: Kubectl,
+                                                 kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    threads = [_later(1.0, lambda: _set_ready(kube_sandbox, "worker-01", "False")),
+               _later(2.0, lambda: _set_ready(kube_sandbox, "worker-01"))]
+    result = product("-n", NS, "get", "mnnc", "-w", "--request-timeout=4s", check=False,
+                     timeout=30)
+    for thread in threads:
+        thread.join()
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "NODE", "OS", "INTERFACES", "PHASE", "REVISION", "AGE"]
+    rows = [line.split() for line in lines[1:]]
+    assert len(rows) == 3, result.stdout
+    assert [row[0] for row in rows] == ["worker-01"] * 3
+    assert rows[1][3:5] == ["1", "Applying"] and rows[2][3:5] == ["1", "Ready"]
+
+
+# -- tables: what `kubectl get` prints for built-in kinds --------------------------------------
+def _columns(kubectl: Kubectl, *args: str) -> tuple[list[str], list[list[str]]]:
+    lines = kubectl("get", *args).stdout.splitlines()
+    return lines[0].split(), [line.split() for line in lines[1:]]
+
+
+def _node(name: str, ready: str = "True", **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
+            "status": {"conditions": [{"type": "Ready", "status": ready}],
+                       "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
+                       "nodeInfo": {"kubeletVersion": "v1.32.0", "osImage": "Ubuntu 24.04 LTS",
+                                    "kernelVersion": "6.8.0", "containerRuntimeVersion":
+                                    "containerd://1.7.0", "machineID": "", "systemUUID": "",
+                                    "bootID": "", "kubeProxyVersion": "", "operatingSystem":
+                                    "linux", "architecture": "amd64"}}}
+
+
+def test_get_nodes_and_wide(kubectl: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    kube_sandbox.seed([_node("worker-01", **{"node-role.kubernetes.io/worker": ""}),
+                       _node("worker-02", ready="False")])
+    head, rows = _columns(kubectl, "nodes")
+    assert head == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        ("worker-01", "Ready", "worker", "v1.32.0"), ("worker-02", "NotReady", "<none>", "v1.32.0")]
+    head, rows = _columns(kubectl, "nodes", "-o", "wide")
+    assert head == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP",
+                    "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    assert rows[0][5:] == ["10.0.0.11", "<none>", "Ubuntu", "24.04", "LTS", "6.8.0",
+                           "containerd://1.7.0"]
+
+
+def test_patch_node_status_with_a_partial_node_info(kubectl: Kubectl,
+                                                    kube_sandbox: KubeSandbox) -> None:
+    kube_sandbox.seed([{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-03"}}])
+    result = kubectl("patch", "node", "worker-03", "--subresource=status", "--type=merge", "-p",
+                     '{"status":{"nodeInfo":{"osImage":"Rocky Linux 9.4"}}}')
+    assert result.stdout.strip() == "node/worker-03 patched"
+    node = kube_sandbox.get("v1", "Node", "worker-03")
+    assert node is not None and node["status"]["nodeInfo"]["osImage"] == "Rocky Linux 9.4"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == ""
+
+
+def test_get_pods_jobs_and_wide(kubectl: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    kubectl("create", "job", "multinic-worker-01", "--image=busybox:1.36", "--", "true")
+    kube_sandbox.wait_until(lambda: (kube_sandbox.get(
+        "batch/v1", "Job", "multinic-worker-01", "default") or {}).get("status", {}).get(
+        "succeeded") == 1)
+    head, rows = _columns(kubectl, "jobs", "-o", "wide")
+    assert head == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE", "CONTAINERS", "IMAGES",
+                    "SELECTOR"]
+    assert rows[0][:3] == ["multinic-worker-01", "Complete", "1/1"]
+    assert rows[0][5:7] == ["multinic-worker-01", "busybox:1.36"]
+    assert rows[0][7].startswith("batch.kubernetes.io/controller-uid=")
+    head, rows = _columns(kubectl, "pods")
+    assert head == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert rows[0][1:4] == ["0/1", "Completed", "0"]
+    head, rows = _columns(kubectl, "pods", "-o", "wide")
+    assert head == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED",
+                    "NODE", "READINESS", "GATES"]
+
+
+def test_get_deployments_and_scale_to_zero(kubectl: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    kubectl("create", "namespace", NS)
+    kubectl("-n", NS, "create", "deployment", "multinic-multinic-reconciler",
+            "--image=ghcr.io/example/multinic-reconciler:0.1.0")
+    head, rows = _columns(kubectl, "-n", NS, "deploy", "-o", "wide")
+    assert head == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES",
+                    "SELECTOR"]
+    assert rows[0][:4] == ["multinic-multinic-reconciler", "0/1", "0", "0"]
+    assert rows[0][6:] == ["ghcr.io/example/multinic-reconciler:0.1.0",
+                           "app=multinic-multinic-reconciler"]
+    scaled = kubectl("-n", NS, "scale", "deploy/multinic-multinic-reconciler", "--replicas=0")
+    assert scaled.stdout.strip() == "deployment.apps/multinic-multinic-reconciler scaled"
+    live = kube_sandbox.get("apps/v1", "Deployment", "multinic-multinic-reconciler", NS)
+    assert live is not None and live["spec"]["replicas"] == 0
+    scale = json.loads(kubectl("-n", NS, "get", "--raw", f"/apis/apps/v1/namespaces/{NS}/"
+                               "deployments/multinic-multinic-reconciler/scale").stdout)
+    assert (scale["kind"], scale["spec"]) == ("Scale", {"replicas": 0})
+    assert scale["status"]["selector"] == "app=multinic-multinic-reconciler"
+
+
+def test_get_namespaces_secrets_configmaps_serviceaccounts(kubectl: Kubectl) -> None:
+    kubectl("create", "namespace", NS)
+    kubectl("-n", NS, "create", "secret", "generic", "multinic-webhook", "--from-literal=secret=x")
+    head, rows = _columns(kubectl, "ns")
+    assert head == ["NAME", "STATUS", "AGE"] and [NS, "Active"] in [r[:2] for r in rows]
+    head, rows = _columns(kubectl, "-n", NS, "secrets")
+    assert head == ["NAME", "TYPE", "DATA", "AGE"]
+    assert rows[0][:3] == ["multinic-webhook", "Opaque", "1"]
+    head, rows = _columns(kubectl, "-n", NS, "serviceaccounts")
+    assert head == ["NAME", "SECRETS", "AGE"] and rows[0][:2] == ["default", "0"]
+    head, rows = _columns(kubectl, "-n", NS, "configmaps")
+    assert head == ["NAME", "DATA", "AGE"] and rows[0][:2] == ["kube-root-ca.crt", "1"]
+
+
+def _product_event(name: str, node: dict[str, Any], reason: str, message: str,
+                   type_: str = "Normal") -> dict[str, Any]:
+    stamp = "2026-01-01T00:00:00Z"
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": name, "namespace": NS},
+            "involvedObject": {"apiVersion": "multinic.io/v1alpha1", "kind": "MultiNicNodeConfig",
+                               "name": node["metadata"]["name"], "namespace": NS,
+                               "uid": node["metadata"]["uid"]},
+            "reason": reason, "message": message, "type": type_, "count": 1,
+            "firstTimestamp": stamp, "lastTimestamp": stamp,
+            "source": {"component": "multinic-reconciler"},
+            "reportingComponent": "multinic-reconciler", "reportingInstance": ""}
+
+
+def test_get_events_and_describe_show_type_reason_and_message(product: Kubectl,
+                                                               kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    node = kube_sandbox.get("multinic.io/v1alpha1", "MultiNicNodeConfig", "worker-01", NS)
+    assert node is not None
+    kube_sandbox.seed([
+        _product_event("worker-01.a", node, "RolloutStarted", "job multinic-worker-01 started"),
+        _product_event("worker-01.b", node, "ApplyFailed", "MAC 52:54:00:00:00:01 not found",
+                       "Warning")])
+    head, rows = _columns(product, "-n", NS, "events")
+    assert head == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert {tuple(r[1:5]) for r in rows} == {
+        ("Normal", "RolloutStarted", "multinicnodeconfig/worker-01", "job"),
+        ("Warning", "ApplyFailed", "multinicnodeconfig/worker-01", "MAC")}
+    selected = product("-n", NS, "get", "events", "--field-selector",
+                       "involvedObject.kind=MultiNicNodeConfig,type=Warning").stdout
+    assert "ApplyFailed" in selected and "RolloutStarted" not in selected
+    described = product("-n", NS, "describe", "mnnc", "worker-01").stdout
+    events = described.split("Events:", 1)[1].splitlines()
+    assert events[1].split() == ["Type", "Reason", "Age", "From", "Message"]
+    rows = [line.split(None, 4) for line in events[3:] if line.strip()]
+    assert {(r[0], r[1], r[3], r[4]) for r in rows} == {
+        ("Normal", "RolloutStarted", "multinic-reconciler", "job multinic-worker-01 started"),
+        ("Warning", "ApplyFailed", "multinic-reconciler", "MAC 52:54:00:00:00:01 not found")}
+
+
+def test_delete_namespace_goes_through_terminating(kube_sandbox_manual: KubeSandbox,
+                                                   tmp_path: Path) -> None:
+    kubectl = Kubectl(kube_sandbox_manual, tmp_path / "manual-home")
+    kubectl("create", "namespace", NS)
+    kubectl("-n", NS, "create", "configmap", "left", "--from-literal=a=b")
+    deleted = kubectl("delete", "namespace", NS, "--wait=false")
+    assert deleted.stdout.strip() == f'namespace "{NS}" deleted'
+    _, rows = _columns(kubectl, "ns", NS)
+    assert rows[0][:2] == [NS, "Terminating"]
+    refused = kubectl("-n", NS, "create", "configmap", "new", "--from-literal=a=b", check=False)
+    assert refused.returncode == 1
+    assert f"unable to create new content in namespace {NS} because it is being terminated" in \
+        refused.stderr
+    kube_sandbox_manual.jobs.step()  # the namespace controller empties it, then removes it
+    gone = kubectl("get", "ns", NS, check=False)
+    assert f'namespaces "{NS}" not found' in gone.stderr
+    assert kube_sandbox_manual.get("v1", "ConfigMap", "left", NS) is None
+
+
+def test_kubectl_delete_namespace_waits_until_it_is_gone(kubectl: Kubectl,
+                                                         kube_sandbox: KubeSandbox) -> None:
+    kubectl("create", "namespace", NS)
+    kubectl("delete", "namespace", NS, timeout=20)
+    assert kube_sandbox.get("v1", "Namespace", NS) is None
