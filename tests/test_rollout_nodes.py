@@ -181,7 +181,7 @@ def test_a_failing_node_does_not_block_the_others(tmp_path: Path) -> None:
         assert cycle.rollout.nodes[node_name(3)].state == "failed"
         assert cycle.rollout.nodes[node_name(17)].state == "failed"  # activeDeadlineSeconds
         hung = env.cr(node_name(17))["status"]  # type: ignore[index]
-        assert "DeadlineExceeded" in hung["lastError"] and "transient; retry 1/3" in hung["lastError"]
+        assert "DeadlineExceeded" in hung["lastError"] and "(transient; retry " in hung["lastError"]
         # the agent's own failure is kept: its Job is not started again on later cycles
         for _ in range(3):
             env.sandbox.clock.advance(STEP_SECONDS)
