@@ -87,12 +87,14 @@ def seed_statuses(sandbox: KubeSandbox, revision: str) -> int:
     for obj in sandbox.list(API_VERSION, "MultiNicNodeConfig", NAMESPACE):
         name, spec = obj["metadata"]["name"], obj["spec"]
         digest = objects.spec_hash(spec)
-        live = LiveNode(name, spec, obj["metadata"].get("generation"), obj.get("status") or {}, obj["metadata"]["uid"],
-                        obj["metadata"].get("annotations") or {})
-        job = jobs.job_name("apply", spec.get("nodeName") or name, identity(live, digest))
+        rollout_live = LiveNode(name, spec, obj["metadata"].get("generation"), obj.get("status") or {},
+                                obj["metadata"]["uid"], obj["metadata"].get("annotations") or {})
+        job = jobs.job_name("apply", spec.get("nodeName") or name, identity(rollout_live, digest))
         state = NodeState(name, "applied", digest, job, revision, message=f"applied at revision {revision[:12]}",
                           host=spec.get("nodeName") or name, rollout=revision)
-        wanted = status.node_status(state, live, source_path=obj["metadata"]["annotations"][objects.SOURCE_PATH])
+        live = status.LiveCR.from_manifest(obj)
+        valid = status.Validity(True, obj["metadata"]["annotations"][objects.SOURCE_PATH])
+        wanted = status.node_status(live, state=state, check=None, validity=valid).dump()
         sandbox.set_status(API_VERSION, "MultiNicNodeConfig", name, wanted, namespace=NAMESPACE)
         seeded += 1
     return seeded

@@ -358,3 +358,13 @@ def test_a_nic_without_carrier_is_rolled_back(
     assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "verify"
     assert "no carrier (operstate down)" in result["interfaces"][0]["error"]
     assert (node / NETPLAN_FILE).read_bytes() == before
+
+
+def test_a_route_whose_gateway_is_off_link_is_refused_and_nothing_changes(
+    node: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = {**NIC0, "routes": [{"to": "10.20.0.0/16", "via": "10.66.0.1"}]}
+    code, result, _ = apply(capsys, node, config(tmp_path, wrong, NIC1))
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "plan"
+    assert "the gateway is not inside any of multinic0's prefixes" in result["interfaces"][0]["error"]
+    assert not (node / NETPLAN_FILE).exists()

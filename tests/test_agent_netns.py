@@ -197,8 +197,12 @@ def test_a_missing_nic_leaves_the_nic_that_is_there_untouched(netns: Netns, tmp_
 
 
 def test_a_route_the_kernel_refuses_rolls_back_addresses_and_mtu_too(netns: Netns, tmp_path: Path) -> None:
+    good = write_doc(tmp_path / "good.yaml", node_doc([NIC], osFamily="ubuntu"))
+    assert netns.agent(good, tmp_path / "etc-root")[0] == 0
     before = netns.state()
-    wrong = {**NIC, "routes": [{"to": "10.88.0.0/16", "via": "10.66.0.1"}]}  # gateway not on any link
+    # on-link, but the kernel refuses a second route to the same prefix with a multicast gateway
+    wrong = {**NIC, "mtu": 1400, "addresses": ["10.77.0.2/24", "fd77::2/64"],
+             "routes": [{"to": "10.88.0.0/16", "via": "10.77.0.255"}]}
     config = write_doc(tmp_path / "node.yaml", node_doc([wrong], osFamily="ubuntu"))
     code, result = netns.agent(config, tmp_path / "etc-root")
     assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "activate", result

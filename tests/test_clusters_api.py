@@ -14,10 +14,11 @@ from multinic_sandbox.proxmox.leak_scan import SecretGuard
 from multinic_sandbox.proxmox.pytest_plugin import SandboxFactory
 
 from reconciler.apply.proxmox.api import handle
-from reconciler.apply.proxmox.crosscheck import check_verified_nodes, node_status_patch
+from reconciler.apply.proxmox.crosscheck import check_verified_nodes
 from reconciler.apply.proxmox.registration import register_clusters
 from reconciler.config.validation import DesiredState, validate_repo
 from reconciler.kube.client import Kube
+from reconciler.report.status import LiveCR, merge_patch, node_status
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NODE = """
@@ -162,7 +163,9 @@ def test_the_node_entry_shows_the_proxmox_check_once_written(
     prod = pve_sandbox_factory(Topology.from_dict({"cluster": "pve-prod"}))
     desired = register(tmp_path / "config", pve_kube, {"pve-prod": prod})
     for name, check in check_verified_nodes(pve_kube, desired).items():
-        pve_kube.patch_status("MultiNicNodeConfig", name, node_status_patch(check))
+        cr = LiveCR.from_manifest(pve_kube.get("MultiNicNodeConfig", name) or {})
+        wanted = node_status(cr, state=None, check=check, validity=None).dump()
+        pve_kube.patch_status("MultiNicNodeConfig", name, merge_patch(cr.status, wanted) or {})
     status, body = call(pve_kube, pve_secret_guard, "GET", "/api/v1/nodes/worker-1")
     assert status == 200
     assert body["proxmoxCheck"] == {"checked": True, "vmNode": "pve1", "mismatches": []}

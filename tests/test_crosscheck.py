@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from multinic_sandbox.harness.kube_setup import apply_desired, put_cluster_secrets, put_secret
@@ -24,12 +25,12 @@ from reconciler.apply.proxmox.crosscheck import (
     NodeCheck,
     check_nodes,
     check_verified_nodes,
-    node_status_patch,
     verified_clients,
 )
 from reconciler.apply.proxmox.registration import register_clusters
 from reconciler.config.validation import DesiredState, validate_repo
 from reconciler.kube.client import Kube
+from reconciler.report.status import LiveCR, merge_patch, node_status
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NS = "multinic-system"
@@ -181,13 +182,19 @@ def test_a_vm_config_the_api_refuses_is_an_error_not_a_mismatch(example: Example
     assert checks["worker-04"].ok
 
 
+def _with_check(status: dict[str, Any] | None, check: NodeCheck) -> dict[str, Any]:
+    """The node status the one writer computes from the check alone (no rollout state this cycle)."""
+    cr = LiveCR("MultiNicNodeConfig", check.node, None, 1, {}, status or {})
+    return node_status(cr, state=None, check=check, validity=None).dump()
+
+
 def test_the_node_status_fragment_fits_the_crd_and_is_written_only_when_it_changes(example: Example) -> None:
     example.set_mac("worker-03", "BC:24:11:20:00:0D", "BC:24:11:20:00:99")
     desired = example.register()
     checks = check_verified_nodes(example.kube, desired)
     for name, check in checks.items():
         current = (example.kube.get("MultiNicNodeConfig", name) or {}).get("status") or {}
-        patch = node_status_patch(check, current)
+        patch = merge_patch(current, _with_check(current, check))
         assert patch
         example.kube.patch_status("MultiNicNodeConfig", name, patch)
 
@@ -198,20 +205,17 @@ def test_the_node_status_fragment_fits_the_crd_and_is_written_only_when_it_chang
         "mismatches": [checks["worker-03"].mismatches[0]],
     }
     again = check_verified_nodes(example.kube, desired)
-    assert all(
-        node_status_patch(c, (example.kube.get("MultiNicNodeConfig", n) or {}).get("status")) == {}
-        for n, c in again.items()
-    )
+    for n, c in again.items():
+        current = (example.kube.get("MultiNicNodeConfig", n) or {}).get("status") or {}
+        assert merge_patch(current, _with_check(current, c)) is None
 
 
-def test_node_status_patch_removes_a_stale_error_when_the_check_recovers() -> None:
+def test_the_node_status_drops_a_stale_error_when_the_check_recovers() -> None:
     failed = NodeCheck("w", "pve", 1, False, error="Proxmox cluster pve is not verified")
-    assert node_status_patch(failed) == {
-        "proxmoxCheck": {"checked": False, "vmNode": None, "mismatches": [], "error": failed.error}
-    }
+    assert _with_check(None, failed)["proxmoxCheck"] == {"checked": False, "mismatches": [], "error": failed.error}
     ok = NodeCheck("w", "pve", 1, True, vm_node="pve1")
     current = {"proxmoxCheck": {"checked": False, "mismatches": [], "error": failed.error}}
-    assert node_status_patch(ok, current) == {
-        "proxmoxCheck": {"checked": True, "vmNode": "pve1", "mismatches": [], "error": None}
+    assert merge_patch(current, _with_check(current, ok)) == {
+        "proxmoxCheck": {"checked": True, "vmNode": "pve1", "mismatches": []}
     }
     assert ok.summary == "VM 1 on pve/pve1: MACs match"

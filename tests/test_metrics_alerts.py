@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.config.validation import validate_repo
 from reconciler.kube.client import Kube
-from reconciler.loop.runner import LocalSource, LoopSettings, Runner
+from reconciler.loop.runner import LoopSettings, Runner
+from reconciler.source.opening import LocalSource
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "multinic-system"

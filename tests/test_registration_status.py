@@ -171,7 +171,7 @@ def test_a_reverification_with_the_same_answer_patches_only_last_verified() -> N
     assert status_patch(live, again) == {"lastVerified": "2025-03-01T12:05:00Z"}
 
 
-def test_conditions_written_by_others_are_kept_in_place() -> None:
+def test_conditions_of_other_types_are_kept_unchanged() -> None:
     other = {
         "type": "Reconciling",
         "status": "False",
@@ -180,8 +180,9 @@ def test_conditions_written_by_others_are_kept_in_place() -> None:
         "message": "",
     }
     status = verified_status({"conditions": [other]}, cluster(), info(), generation=1, now=T0)
-    assert [c["type"] for c in status["conditions"]] == ["Reconciling", "Ready"]
-    assert status["conditions"][0] == other
+    # The one conditions helper of both kinds lists Ready first (kstatus order).
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Reconciling"]
+    assert status["conditions"][1] == other
 
 
 # --- credentials ------------------------------------------------------------------------------

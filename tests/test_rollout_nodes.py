@@ -376,7 +376,8 @@ def test_a_node_without_a_kubernetes_node_is_unschedulable_with_one_warning(tmp_
         status = env.cr(node_name(2))["status"]  # type: ignore[index]
         assert status["phase"] == "Failed"
         assert status["lastError"] == f"Kubernetes node {node_name(2)} not found"
-        warnings = [e for e in env.sandbox.list("v1", "Event", NAMESPACE) if e["type"] == "Warning"]
+        warnings = [e for e in env.sandbox.list("v1", "Event", NAMESPACE)
+                    if e["type"] == "Warning" and e["involvedObject"]["kind"] == "MultiNicNodeConfig"]
         assert [(e["involvedObject"]["name"], e["reason"]) for e in warnings] == [(node_name(2), "Unschedulable")]
 
 

@@ -398,3 +398,48 @@ def test_kubectl_delete_namespace_waits_until_it_is_gone(kubectl: Kubectl,
     kubectl("create", "namespace", NS)
     kubectl("delete", "namespace", NS, timeout=20)
     assert kube_sandbox.get("v1", "Namespace", NS) is None
+
+
+# -- CEL rules of the product's CRDs ------------------------------------------------------------
+def test_a_node_config_breaking_a_cel_rule_is_refused_with_the_rules_message(
+        product: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    twice = [{"name": "storage0", "macAddress": "52:54:00:00:00:01"},
+             {"name": "storage0", "macAddress": "52:54:00:00:00:02"}]
+    result = product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01", twice)),
+                     check=False)
+    assert result.returncode == 1
+    assert 'The MultiNicNodeConfig "worker-01" is invalid: spec.interfaces: Invalid value: ' \
+        '"array": interface names must be unique within the node' in result.stderr
+    same_mac = [{"name": "storage0", "macAddress": "52:54:00:AB:00:01"},
+                {"name": "storage1", "macAddress": "52:54:00:ab:00:01"}]
+    result = product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01", same_mac)),
+                     check=False)
+    assert "MAC addresses must be unique within the node" in result.stderr  # lowerAscii()
+    assert kube_sandbox.get("multinic.io/v1alpha1", "MultiNicNodeConfig", "worker-01", NS) is None
+    fine = [{"name": "storage0", "macAddress": "52:54:00:00:00:01"},
+            {"name": "storage1", "macAddress": "52:54:00:00:00:02"}]
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01", fine)))
+    patched = product("-n", NS, "patch", "mnnc", "worker-01", "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/interfaces/1/name", "value": "storage0"}]), check=False)
+    assert "interface names must be unique within the node" in patched.stderr
+
+
+def test_a_crd_with_a_rule_that_cannot_be_evaluated_is_refused(kubectl: Kubectl) -> None:
+    crd = yaml.safe_load((CRDS / "multinicnodeconfigs.multinic.io.yaml").read_text())
+    interfaces = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]["interfaces"]
+    interfaces["x-kubernetes-validations"] = [
+        {"rule": "self.all(a, a.name.matches('^[a-z]'))", "message": "lower-case names"},
+        {"rule": "self.all(a, url(a.name).getHost() != '')", "message": "urls"},
+        {"rule": "self.all(a, a.name.nonsense())"},
+        {"rule": "self.all(a,"}]
+    result = kubectl("apply", "-f", "-", input=yaml.safe_dump(crd), check=False)
+    assert result.returncode == 1
+    base = ("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[interfaces]"
+            ".x-kubernetes-validations")
+    assert f"{base}[0]" not in result.stderr
+    assert f"{base}[1].rule" in result.stderr and "cannot evaluate 'url'" in result.stderr
+    assert f"{base}[2].rule" in result.stderr and "undeclared reference to 'nonsense'" in \
+        result.stderr
+    assert f"{base}[3].rule" in result.stderr and "Syntax error" in result.stderr
+    assert "multinicnodeconfigs" not in kubectl("api-resources").stdout

@@ -151,3 +151,76 @@ def test_the_projects_generated_crds_are_accepted_with_strict_field_validation(
     served = client.CustomObjectsApi(kube_sandbox.api_client()).get_api_resources(
         group, created.spec.versions[0].name)
     assert created.spec.names.plural in [r.name for r in served.resources]
+
+
+# -- CEL rules (x-kubernetes-validations) ----------------------------------------------------------
+def _widget(spec: dict[str, Any], name: str = "w1") -> dict[str, Any]:
+    return {"apiVersion": "sandbox.example.io/v1alpha1", "kind": "Widget",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+@pytest.fixture
+def ruled(kube_sandbox: KubeSandbox) -> client.CustomObjectsApi:
+    sandbox = kube_sandbox
+    crd = crd_with({
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.min <= self.max", "messageExpression":
+             "'min ' + string(self.min) + ' exceeds max ' + string(self.max)"},
+            {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable",
+             "reason": "FieldValueForbidden", "fieldPath": ".mode"}],
+        "properties": {
+            "min": {"type": "integer"}, "max": {"type": "integer"},
+            "mode": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "self.lowerAscii() == self", "message": "tags are lower case"}]}}}})
+    client.ApiextensionsV1Api(sandbox.api_client()).create_custom_resource_definition(crd)
+    return client.CustomObjectsApi(sandbox.api_client())
+
+
+def _create(api: client.CustomObjectsApi, body: dict[str, Any]) -> Any:
+    return api.create_namespaced_custom_object("sandbox.example.io", "v1alpha1", "default",
+                                               "widgets", body)
+
+
+def _invalid(call: Any) -> list[dict[str, str]]:
+    with pytest.raises(ApiException) as exc:
+        call()
+    assert exc.value.status == 422
+    causes: list[dict[str, str]] = json.loads(exc.value.body)["details"]["causes"]
+    return causes
+
+
+def test_cel_rules_are_evaluated_with_message_expression_and_item_paths(
+        ruled: client.CustomObjectsApi) -> None:
+    causes = _invalid(lambda: _create(ruled, _widget({"min": 5, "max": 1, "tags": ["ok", "Bad"]})))
+    assert {(c["field"], c["message"]) for c in causes} == {
+        ("spec", 'Invalid value: "object": min 5 exceeds max 1'),
+        ("spec.tags[1]", 'Invalid value: "string": tags are lower case')}
+    _create(ruled, _widget({"min": 1, "max": 5, "mode": "a"}))
+
+
+def test_cel_transition_rules_run_on_update_only(ruled: client.CustomObjectsApi) -> None:
+    _create(ruled, _widget({"min": 1, "max": 5, "mode": "a"}))
+    causes = _invalid(lambda: ruled.patch_namespaced_custom_object(
+        "sandbox.example.io", "v1alpha1", "default", "widgets", "w1", {"spec": {"mode": "b"}}))
+    assert [(c["field"], c["message"], c["reason"]) for c in causes] == [
+        ("spec.mode", "Forbidden: mode is immutable", "FieldValueForbidden")]
+
+
+@pytest.mark.parametrize("rule", [
+    "'a,b'.split(',') == ['a', 'b']", "'Hello'.lowerAscii() == 'hello'",
+    "'HeLLo'.upperAscii() == 'HELLO'", "'abc'.substring(1) == 'bc'", "'abc'.indexOf('c') == 2",
+    "'abca'.lastIndexOf('a') == 3", "'abc'.charAt(1) == 'b'", "' x '.trim() == 'x'",
+    "'aaa'.replace('a', 'b', 1) == 'baa'", "['a', 'b'].join('-') == 'a-b'",
+    "[1, 2, 3].isSorted() && ![2, 1].isSorted()", "[1, 2].sum() == 3", "[3, 1].max() == 3",
+    "[1, 2, 3].indexOf(2) == 1", "'a1b2'.findAll('[0-9]') == ['1', '2']",
+    "'a1b2'.find('[0-9]') == '1'", "isIP('10.0.0.1') && !isIP('10.0.0.256')",
+    "isCIDR('10.0.0.0/24') && !isCIDR('10.0.0.1')", "[[1], [2]].flatten() == [1, 2]",
+    "self.all(x, x.exists_one(y, y == 'a')) || true"])
+def test_kubernetes_cel_library_functions(rule: str) -> None:
+    from multinic_sandbox.kube import cel
+
+    compiled = cel.compile_rule({"rule": rule})
+    assert cel._run(compiled.program, [["a"]], cel._MISSING, False) is not False
+    assert bool(cel._run(compiled.program, [["a"]], cel._MISSING, False))

@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 from kubernetes.client.exceptions import ApiException
 from multinic_sandbox.kube.server import KubeSandbox
 from support.reconcile import CRD_DIR, NAMESPACE, ROOT, install_crds
@@ -50,6 +51,7 @@ def _properties(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
 def test_every_status_property_is_described_and_the_schema_is_2020_12(kind: str) -> None:
     source = committed_schema(kind)
     assert source["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(source)
     props = _properties(source)
     assert len(props) > 10
     undescribed = [path for path, prop in props if not prop.get("description") and "$ref" not in prop]

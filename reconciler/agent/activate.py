@@ -188,6 +188,7 @@ class NmcliActivator:
             if len(parts) >= 2 and parts[1]:
                 active[parts[1]] = parts[0]
         ctx.snapshot["active"] = {t.device: active.get(t.device, "") for t in ctx.targets}
+        ctx.snapshot["up"] = {t.device: _is_up(t.device) for t in ctx.targets}
         ctx.snapshot["removed-active"] = {n: active.get(n, "") for n in ctx.removed}
 
     def validate(self, ctx: Context) -> None:
@@ -195,12 +196,28 @@ class NmcliActivator:
         if files:
             run(["nmcli", "connection", "load", *files])
 
-    def _uuid_by_file(self) -> dict[str, str]:
+    def _profiles(self, ctx: Context) -> dict[str, str]:
+        """NIC name -> the UUID of the profile our file defines for it (``uuid=`` in keyfiles; for
+        ifcfg, which carries none, the profile NetworkManager loaded with that id)."""
         out: dict[str, str] = {}
-        for line in run(["nmcli", "-g", "UUID,FILENAME", "connection", "show"]).splitlines():
-            parts = _terse(line)
-            if len(parts) >= 2 and parts[1]:
-                out[parts[1]] = parts[0]
+        by_id: dict[str, str] | None = None
+        for path in ctx.written:
+            if not _nm_profile_file(path) or not path.exists():
+                continue
+            name = _profile_of(path.name)
+            text = path.read_text(encoding="utf-8", errors="replace")
+            uuid = next((line.split("=", 1)[1].strip() for line in text.splitlines()
+                         if line.lower().startswith("uuid=")), "")
+            if not uuid:
+                if by_id is None:
+                    by_id = {}
+                    for line in run(["nmcli", "-g", "NAME,UUID", "connection", "show"]).splitlines():
+                        parts = _terse(line)
+                        if len(parts) >= 2:
+                            by_id.setdefault(parts[0], parts[1])
+                uuid = by_id.get(name, "")
+            if uuid:
+                out[name] = uuid
         return out
 
     def activate(self, ctx: Context) -> None:
@@ -208,9 +225,9 @@ class NmcliActivator:
         for target in ctx.targets:
             _rename(target.device, target.name)
         run(["nmcli", "connection", "reload"])
-        by_file = self._uuid_by_file()
+        profiles = self._profiles(ctx)
         for target in ctx.targets:
-            uuid = next((u for f, u in by_file.items() if _profile_of(f) == target.name), None)
+            uuid = profiles.get(target.name)
             if uuid is None:
                 raise ActivationError(f"NetworkManager has no profile for {target.name} after reload")
             run(["nmcli", "connection", "up", "uuid", uuid])
@@ -232,10 +249,17 @@ class NmcliActivator:
                         run(["nmcli", "connection", "up", "uuid", previous[target.device]])
                     else:
                         _disconnect(target.device)
+                    if ctx.snapshot.get("up", {}).get(target.device):
+                        run(["ip", "link", "set", "dev", target.device, "up"])
                 except ActivationError as exc:
                     errors.append(str(exc))
         if errors:
             raise ActivationError("; ".join(errors))
+
+
+def _is_up(device: str) -> bool:
+    links = ip_json("link", "show", "dev", device)
+    return bool(links) and "UP" in links[0].get("flags", [])
 
 
 def _disconnect(device: str) -> None:

@@ -155,6 +155,20 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
     if missing:
         return _stop(result, by_name, "match", f"{', '.join(missing)} not found; nothing was changed", missing)
 
+    # A route whose gateway is on none of the NIC's own prefixes would only "work" through a host
+    # route the stack invents (NetworkManager does): the config repo refuses it, so does the agent.
+    offlink: dict[str, str | None] = {}
+    for iface in config.spec.interfaces:
+        for route in iface.routes:
+            nets = [net.network for net in iface.interfaces if net.version == route.gateway.version]
+            if not any(route.gateway in net for net in nets):
+                offlink[iface.name] = (f"route {route.to} via {route.via}: the gateway is not inside any of "
+                                       f"{iface.name}'s prefixes ({', '.join(iface.addresses) or 'none'})")
+                break
+    if offlink:
+        return _stop(result, by_name, "plan", "a route's gateway is not on its NIC's link; nothing was changed",
+                     offlink)
+
     # A file at one of our paths without our marker belongs to someone else: never touch it.
     desired = _desired(config, renderer)
     foreign: dict[str, str | None] = {}

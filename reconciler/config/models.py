@@ -205,6 +205,11 @@ class PruneSettings(_Model):
 class StatusSettings(_Model):
     enabled: bool = True
     branch: str | None = None
+    min_interval: str = "60s"
+
+    @property
+    def min_interval_seconds(self) -> int:
+        return parse_duration(self.min_interval)
 
 
 class SettingsSpec(_Model):

@@ -281,17 +281,9 @@ class Runner:
 
 
 def object_counts(cycle: pipeline.Cycle) -> dict[tuple[str, str], int]:
-    """``multinic_objects{kind,phase}``: the phase label is the phase of the state table (what
-    ``kubectl get`` shows, what the documented alerts match), never a rollout-internal name."""
-    from reconciler.status import states
-
-    counts: dict[tuple[str, str], int] = {}
-    for state in (cycle.rollout.nodes.values() if cycle.rollout else ()):
-        phase = states.node_row(state.state).metric_phase
-        if phase is not None:
-            key = (states.KIND_NODE, phase)
-            counts[key] = counts.get(key, 0) + 1
-    return counts
+    """``multinic_objects{kind,phase}``: the phases the cycle's statuses show (the state table's,
+    what ``kubectl get`` shows and the documented alerts match), never a rollout-internal name."""
+    return cycle.reported.phase_counts() if cycle.reported is not None else {}
 
 
 def _warm_up() -> None:

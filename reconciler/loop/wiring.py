@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +24,61 @@ def build_source(args: argparse.Namespace) -> Source:
 
 
 class StatusReporter:
-    """After each cycle: render ``status/`` from the live custom resources and commit it back
-    (only when a report changed). Needs a Git remote; a local directory is never written."""
+    """After each cycle: render ``status/`` from the live custom resources and the repo-level state
+    (attempted and applied revision, validation, rollout) and commit it back (only when a report
+    changed). Needs a Git remote; a local directory is never written.
 
-    def __init__(self, args: argparse.Namespace, source: Source, metrics: Metrics) -> None:
+    Cadence: while a rollout is in flight at most one status commit per ``status.minInterval``
+    (default 60 s); once it ends (or when nothing is rolling out) at once. A Failed node during a
+    rollout therefore reaches Git by the next tick at the latest. An invalid ``reconciler.yaml``
+    is reported too (with default settings): it is exactly what the status must show.
+    """
+
+    def __init__(self, args: argparse.Namespace, source: Source, metrics: Metrics,
+                 clock: Any = time.monotonic) -> None:
         self.args, self.source, self.metrics = args, source, metrics
         self.writer: Any = None
+        self.clock = clock
+        self.applied_revision: str | None = None
+        self._seeded = False
+        self._last_write: float | None = None  # clock() of the last status commit
 
     def __call__(self, cycle: Cycle, connect: Connect) -> None:
-        from reconciler.report import gitstatus
+        from reconciler.report import gitstatus, repostate
 
-        settings = cycle.validation.desired.settings.spec
-        if not settings.status.enabled or cycle.validation.desired.settings_blocked:
+        desired = cycle.validation.desired
+        settings = desired.settings.spec
+        if not settings.status.enabled and not desired.settings_blocked:
             return
+        if not self._seeded:  # a restarted reconciler remembers what the last README said was applied
+            self._seeded = True
+            readme = Path(cycle.checkout.path) / "status" / "README.md"
+            text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else None
+            self.applied_revision = repostate.applied_from_readme(text)
+        failed = sum(1 for a in cycle.applied if not a.ok)
+        repo = repostate.repo_state(cycle.checkout.revision, cycle.validation, cycle.rollout, failed_writes=failed,
+                                    previous_applied=self.applied_revision)
+        self.applied_revision = repo.applied_revision
+        in_flight = bool(cycle.rollout and cycle.rollout.in_flight)
+        now = self.clock()
+        if in_flight and self._last_write is not None and now - self._last_write < settings.status.min_interval_seconds:
+            return  # the next tick (or the rollout's end) writes it
         kube = connect(settings.namespace)
         nodes = [gitstatus.NodeReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
                  for o in kube.list_owned(KIND_NODE)]
         clusters = [gitstatus.ClusterReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
                     for o in kube.list_owned(KIND_CLUSTER)]
-        files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision)
+        files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision, repo=repo)
         result = self._writer(settings.status.branch).write(files, gitstatus.summary(nodes, clusters))
         if result.error:
             self.metrics.errors.labels("git").inc()
             log.warning("status write-back: %s", result.error)
-        elif result.pushed:
+            return
+        if result.pushed:
             self.metrics.status_commits.inc()
             log.info("status committed and pushed (%s, %d attempt(s))", (result.commit or "")[:12], result.attempts)
+        if result.committed:
+            self._last_write = now
 
     def _writer(self, configured_branch: str | None) -> Any:
         if self.writer is None:

@@ -37,7 +37,7 @@ class LiveObject:
     generation: int | None = None
     resource_version: str | None = None
     status: dict[str, Any] = field(default_factory=dict)
-    uid: str | None = None
+    uid: str | None = None  # for Events (kubectl describe matches them by uid)
 
     @classmethod
     def from_manifest(cls, obj: Mapping[str, Any]) -> LiveObject:

@@ -1,6 +1,7 @@
 """Report stage: what happened, written where users look.
 
-``status`` computes custom-resource status (metav1 conditions, no timestamp churn: a status is
-written only when its content changed); ``events`` records Kubernetes Events on transitions;
+``status`` is the one status writer: each object's status is computed once per cycle from all the
+cycle learned and written with one patch (only when its content changed), with Events on
+transitions (``events`` builds them, with the object's uid);
 ``gitstatus`` renders the ``status/`` files committed back to the config repo.
 """

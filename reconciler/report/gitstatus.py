@@ -16,10 +16,13 @@ from typing import Any
 
 import yaml
 
+from reconciler.report.repostate import RepoReport
+
 STATUS_DIR = "status"
 HEADER = "# Written by multinic-reconciler after each reconcile; edits are overwritten.\n"
 _SAFE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _CELL_LIMIT = 160
+MAX_BLOCKED = 20  # diagnostics listed in the README; the rest are counted
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")  # user:token@ in a URL inside an error
 
 
@@ -50,6 +53,12 @@ class NodeReport:
     source_path: str | None = None
     conditions: tuple[ConditionReport, ...] = field(default=())
     vm_nic_mismatches: tuple[str, ...] = field(default=())  # from the Proxmox VM NIC check
+
+    @property
+    def blocked(self) -> str | None:
+        """Why the node's file is blocked (ConfigValid=False), or None."""
+        return next((c.message or "invalid" for c in self.conditions
+                     if c.type == "ConfigValid" and c.status == "False"), None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "interfaces", tuple(self.interfaces))
@@ -103,7 +112,7 @@ class ClusterReport:
 
 
 def render(nodes: Iterable[NodeReport], clusters: Iterable[ClusterReport], *,
-           revision: str | None) -> dict[str, str]:
+           revision: str | None, repo: RepoReport | None = None) -> dict[str, str]:
     """path (``status/...``) -> content for the whole ``status/`` tree; stale files are simply absent."""
     nodes = sorted(nodes, key=lambda n: n.name)
     clusters = sorted(clusters, key=lambda c: c.name)
@@ -114,7 +123,7 @@ def render(nodes: Iterable[NodeReport], clusters: Iterable[ClusterReport], *,
         files[node_paths[node.name]] = _yaml(_node_document(node))
     for cluster in clusters:
         files[cluster_paths[cluster.name]] = _yaml(_cluster_document(cluster))
-    files[f"{STATUS_DIR}/README.md"] = _readme(nodes, clusters, node_paths, cluster_paths, revision)
+    files[f"{STATUS_DIR}/README.md"] = _readme(nodes, clusters, node_paths, cluster_paths, revision, repo)
     return files
 
 
@@ -157,11 +166,16 @@ def _cluster_document(cluster: ClusterReport) -> dict[str, Any]:
 
 
 def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: dict[str, str],
-            cluster_paths: dict[str, str], revision: str | None) -> str:
+            cluster_paths: dict[str, str], revision: str | None, repo: RepoReport | None = None) -> str:
     lines = ["# Reconciler status", "",
-             "<!-- Written by multinic-reconciler after each reconcile; edits are overwritten. -->", "",
-             f"Config revision: `{revision[:12]}`" if revision else "Config revision: none (working tree)", "",
-             f"Summary: {_summary_text(nodes, clusters)}", "", "## Nodes", ""]
+             "<!-- Written by multinic-reconciler after each reconcile; edits are overwritten. -->", ""]
+    if repo is not None:
+        lines += _repo_lines(repo)
+    lines += [f"Config revision: `{revision[:12]}`" if revision else "Config revision: none (working tree)", "",
+              f"Summary: {_summary_text(nodes, clusters)}", ""]
+    if repo is not None and repo.blocked:
+        lines += _blocked_lines(repo)
+    lines += ["## Nodes", ""]
     if nodes:
         lines += ["| Node | Phase | Applied revision | Interfaces | Last error / VM NIC check |",
                   "|---|---|---|---|---|"]
@@ -171,8 +185,10 @@ def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: 
                 label += f" ({_cell(n.node_name)})"
             interfaces = ", ".join(_interface_cell(i) for i in n.interfaces)
             applied = f"`{_cell(n.applied_revision[:12])}`" if n.applied_revision else ""
-            problems = "; ".join(x for x in (n.last_error, *(f"VM NIC check: {m}" for m in n.vm_nic_mismatches)) if x)
-            lines.append(f"| {label} | {_cell(n.phase)} | {applied} | {interfaces} | {_cell(problems)} |")
+            problems = "; ".join(x for x in (f"file blocked: {n.blocked}" if n.blocked else None, n.last_error,
+                                             *(f"VM NIC check: {m}" for m in n.vm_nic_mismatches)) if x)
+            phase = f"{n.phase} (blocked)" if n.blocked else n.phase
+            lines.append(f"| {label} | {_cell(phase)} | {applied} | {interfaces} | {_cell(problems)} |")
     else:
         lines.append("No nodes.")
     lines += ["", "## Clusters", ""]
@@ -188,6 +204,35 @@ def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: 
     else:
         lines.append("No clusters.")
     return "\n".join(lines) + "\n"
+
+
+def _repo_lines(repo: RepoReport) -> list[str]:
+    """The repo-level state the README starts with: what was attempted, what is applied, why not."""
+    attempted = f"`{repo.attempted_revision}`" if repo.attempted_revision else "none (working tree)"
+    if repo.applied_revision is None:
+        applied = "none recorded yet (no commit fully applied since status reports began)"
+    elif repo.fully_applied:
+        applied = f"`{repo.applied_revision}` (= attempted: fully applied)"
+    else:
+        applied = f"`{repo.applied_revision}` (≠ attempted: not fully applied, see Validation and Rollout)"
+    if repo.settings_blocked:
+        validation = f"failed: reconciler.yaml is invalid, nothing is applied ({repo.errors} error(s))"
+    elif repo.valid:
+        validation = f"ok ({repo.files_checked} files)"
+    else:
+        validation = (f"failed: {repo.errors} error(s) in {len(repo.blocked)} file(s), blocked "
+                      "(their live objects are kept unchanged; the other files are applied)")
+    return [f"Attempted revision: {attempted}", "", f"Applied revision: {applied}", "",
+            f"Validation: {validation}", "", f"Rollout: {_text(repo.rollout)}", ""]
+
+
+def _blocked_lines(repo: RepoReport) -> list[str]:
+    lines = ["## Blocked files", ""]
+    every = [d for b in repo.blocked for d in b.diagnostics]
+    lines += [f"- {_text(d)}" for d in every[:MAX_BLOCKED]]
+    if len(every) > MAX_BLOCKED:
+        lines.append(f"- … and {len(every) - MAX_BLOCKED} more (`reconciler validate` lists them all)")
+    return [*lines, ""]
 
 
 def _summary_text(nodes: list[NodeReport], clusters: list[ClusterReport]) -> str:
@@ -244,11 +289,15 @@ def _cell(value: object) -> str:
     """Table-safe text: one line, pipes escaped, no raw HTML, bounded length."""
     if value is None:
         return ""
+    return _text(value, _CELL_LIMIT).replace("|", "\\|")
+
+
+def _text(value: object, limit: int = 400) -> str:
+    """Markdown-safe text: one line, backslashes escaped, no raw HTML, no URL credentials, bounded."""
     text = _USERINFO.sub(r"\1***@", " ".join(str(value).split()))
-    if len(text) > _CELL_LIMIT:
-        text = text[: _CELL_LIMIT - 1] + "…"
-    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;").replace("<", "&lt;")
-            .replace(">", "&gt;"))
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _conditions(raw: object) -> tuple[ConditionReport, ...]:

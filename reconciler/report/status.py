@@ -1,84 +1,326 @@
-"""Custom-resource status of nodes, computed in one place from the rollout's outcome.
+"""The one status writer: each object's status computed once per cycle, written with one patch.
 
-A status is a pure function of (rollout state, previous status): recomputing the same outcome
-gives the same dict, and ``patch_for`` returns nothing to write. ``observedGeneration`` and
-``appliedRevision`` move only when the node is Ready (as Flux does).
+``report`` runs last in a cycle. For every ``MultiNicNodeConfig`` and ``ProxmoxCluster`` it takes
+the live status (the previous claim) and everything the cycle learned about the object (the
+rollout state, the VM NIC check, the cluster verification, whether its file is valid) and computes
+the whole new status as a typed model (``reconciler.status.models``) through the state table
+(``reconciler.status.states``). One JSON merge patch turns the live status into it; an unchanged
+outcome patches nothing. Events are recorded on transitions, with the object's uid, so
+``kubectl describe`` lists them.
+
+Pure parts (``node_status``, ``cluster_status``, ``merge_patch``) are functions of their inputs:
+recomputing the same outcome gives the same status, so quiet cycles write nothing.
+``observedGeneration`` and ``appliedRevision`` move only when a node is Ready (as Flux does).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-from reconciler.apply.rollout import LiveNode, NodeState
-from reconciler.report import conditions
+from reconciler.config.diagnostics import Diagnostic
+from reconciler.config.formats import printable
+from reconciler.config.repo import FOLDERS, KIND_CLUSTER, KIND_NODE
+from reconciler.report import events
+from reconciler.status import conditions, states
+from reconciler.status.models import (
+    ClusterStatus,
+    ConditionStatus,
+    InterfaceStatus,
+    NodeStatus,
+    ProxmoxCheck,
+    parse,
+)
 
-# state -> (phase, Ready, Reconciling, Stalled) as (status, reason)
-_TABLE: dict[str, tuple[str, tuple[str, str], tuple[str, str], tuple[str, str]]] = {
-    "applied": ("Ready", ("True", "Applied"), ("False", "Applied"), ("False", "Applied")),
-    "running": ("Applying", ("False", "Progressing"), ("True", "JobRunning"), ("False", "Progressing")),
-    "pending": ("Pending", ("False", "RolloutPending"), ("True", "Waiting"), ("False", "Progressing")),
-    "stalled": ("Stalled", ("False", "RolloutStalled"), ("False", "RolloutStalled"), ("True", "RolloutStalled")),
-    "failed": ("Failed", ("False", "ApplyFailed"), ("False", "ApplyFailed"), ("True", "ApplyFailed")),
-    "unschedulable": ("Failed", ("False", "Unschedulable"), ("False", "Unschedulable"), ("True", "Unschedulable")),
-    "removing": ("Removing", ("False", "Removing"), ("True", "CleanupJobRunning"), ("False", "Removing")),
-    "remove-failed": ("Failed", ("False", "CleanupFailed"), ("False", "CleanupFailed"), ("True", "CleanupFailed")),
-    "suspended": ("Suspended", ("False", "Suspended"), ("False", "Suspended"), ("False", "Suspended")),
-}
+if TYPE_CHECKING:
+    from reconciler.apply.proxmox.crosscheck import NodeCheck
+    from reconciler.apply.proxmox.registration import ClusterOutcome
+    from reconciler.apply.rollout import NodeState
+    from reconciler.config.validation import ValidationResult
+    from reconciler.kube.client import Kube
 
+log = logging.getLogger(__name__)
 
-def node_status(state: NodeState, cr: LiveNode, *, source_path: str | None,
-                now: datetime | None = None) -> dict[str, Any]:
-    previous = cr.status
-    phase, ready, reconciling, stalled = _TABLE[state.state]
-    message = state.message or phase
-    status: dict[str, Any] = {
-        "phase": phase,
-        "interfaceCount": len(cr.spec.get("interfaces") or []),
-        "conditions": conditions.merge(previous.get("conditions"), {
-            "Ready": (*ready, message), "Reconciling": (*reconciling, message), "Stalled": (*stalled, message),
-        }, generation=cr.generation, now=now),
-    }
-    if source_path:
-        status["sourcePath"] = source_path
-    for key in ("observedGeneration", "appliedRevision", "interfaces", "proxmoxCheck", "attemptedRevision"):
-        if key in previous:
-            status[key] = previous[key]
-    if state.job:
-        status["job"] = state.job
-    # The host this object's Jobs wrote to (a nodeName change cleans it up first).
-    host = state.host if state.host is not None else previous.get("nodeName")
-    if host and state.state not in ("removed",):
-        status["nodeName"] = host
-    if state.state in ("applied", "running", "failed") and state.rollout:
-        status["attemptedRevision"] = state.rollout
-    if state.attempt:
-        status["attempt"] = state.attempt
-    if state.next_retry:
-        status["nextRetry"] = state.next_retry
-    if state.state in ("applied", "failed"):
-        status["specHash"] = state.spec_hash  # recorded: this spec is not rolled out again
-    elif "specHash" in previous:
-        status["specHash"] = previous["specHash"]
-    if state.state == "applied":
-        status["observedGeneration"] = cr.generation
-        if state.revision:
-            status["appliedRevision"] = state.revision
-    if state.result is not None:
-        status["interfaces"] = [
-            {k: v for k, v in {"name": i.name, "macAddress": i.mac, "device": i.device, "state": i.state,
-                               "error": i.error}.items() if v is not None}
-            for i in state.result.interfaces
-        ]
-    if state.state in ("failed", "unschedulable", "remove-failed", "stalled"):
-        status["lastError"] = message
-    return status
+CONFIG_VALID = "ConfigValid"
+MAX_DIAGNOSTICS = 10  # per object, in a condition message; the rest are counted
 
 
-def patch_for(previous: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class LiveCR:
+    """A live custom resource as the report needs it (after this cycle's writes)."""
+
+    kind: str
+    name: str
+    uid: str | None
+    generation: int | None
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+    @classmethod
+    def from_manifest(cls, obj: Mapping[str, Any]) -> LiveCR:
+        metadata = obj.get("metadata") or {}
+        return cls(str(obj.get("kind") or ""), str(metadata.get("name") or ""), metadata.get("uid"),
+                   metadata.get("generation"), dict(obj.get("spec") or {}), dict(obj.get("status") or {}))
+
+
+@dataclass
+class Reported:
+    """What the report stage wrote, and each object's status after the cycle (for metrics, status/)."""
+
+    writes: int = 0
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, name, reason)
+    nodes: dict[str, NodeStatus] = field(default_factory=dict)
+    clusters: dict[str, ClusterStatus] = field(default_factory=dict)
+
+    def phase_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for kind, statuses in ((KIND_NODE, self.nodes.values()), (KIND_CLUSTER, self.clusters.values())):
+            for status in statuses:
+                if status.phase is not None:
+                    counts[(kind, status.phase)] = counts.get((kind, status.phase), 0) + 1
+        return counts
+
+
+# -- validity -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Whether an object's file is valid: ConfigValid, with file:line diagnostics when it is not."""
+
+    valid: bool
+    path: str | None
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def condition(self) -> tuple[ConditionStatus, str, str]:
+        if self.valid:
+            return (*states.CONFIG_VALID, f"{self.path or 'the file'} is valid")
+        return (*states.CONFIG_INVALID, blocked_message(self.diagnostics))
+
+
+def blocked_message(diagnostics: Iterable[Diagnostic], limit: int = MAX_DIAGNOSTICS) -> str:
+    """``nodes/w1.yaml:12:7 spec.interfaces[0].mtu: must be at most 9216; ...`` (capped, counted)."""
+    found = list(diagnostics)
+    lines = [printable(f"{d.location} {d.field + ': ' if d.field else ''}{d.message}") for d in found[:limit]]
+    if len(found) > limit:
+        lines.append(f"and {len(found) - limit} more")
+    return "invalid, the live spec is kept: " + "; ".join(lines) if lines else "invalid, the live spec is kept"
+
+
+def validity(validation: ValidationResult, kind: str) -> dict[str, Validity]:
+    """Name -> validity for every object of ``kind`` that has a file (valid or blocked)."""
+    desired = validation.desired
+    out = {name: Validity(True, path) for (k, name), path in desired.sources.items() if k == kind}
+    blocked = desired.blocked.get(kind) or frozenset()
+    if blocked:
+        folder = next(f for f, k in FOLDERS.items() if k == kind)
+        by_name: dict[str, list[Diagnostic]] = {}
+        for d in validation.errors:
+            path = PurePosixPath(d.path)
+            if path.parts and path.parts[0] == folder and path.stem in blocked:
+                by_name.setdefault(path.stem, []).append(d)
+        for name in blocked:
+            found = by_name.get(name, [])
+            out[name] = Validity(False, found[0].path if found else None, tuple(found))
+    return out
+
+
+# -- nodes --------------------------------------------------------------------------------------
+
+
+def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None, validity: Validity | None,
+                now: datetime | None = None) -> NodeStatus:
+    """The node's whole status after this cycle; without a rollout state the previous one is kept
+    (a blocked file: the live spec and its outcome stay), with what else was learned."""
+    previous = parse(NodeStatus, cr.status)
+    wanted: dict[str, tuple[ConditionStatus, str, str]] = {}
+    update: dict[str, Any] = {}
+    if state is not None and state.state != "removed":
+        row = states.node_row(state.state)
+        message = state.message or row.phase or state.state
+        for kind, condition in (("Ready", row.ready), ("Reconciling", row.reconciling), ("Stalled", row.stalled)):
+            if condition is not None:
+                wanted[kind] = (*condition, message)
+        update.update(phase=row.phase, interface_count=len(cr.spec.get("interfaces") or []),
+                      job=state.job, last_error=message if row.warning else None)
+        # The host this object's Jobs wrote to (a nodeName change cleans it first), the rollout the
+        # last Job belongs to, and the automatic retries of a transient failure.
+        update.update(node_name=state.host if state.host is not None else previous.node_name,
+                      attempt=state.attempt or None, next_retry=state.next_retry)
+        if state.state in ("applied", "running", "failed") and state.rollout:
+            update["attempted_revision"] = state.rollout
+        if state.state in ("applied", "failed"):
+            update["spec_hash"] = state.spec_hash  # recorded: this spec is not rolled out again
+        if state.state == "applied":
+            update["observed_generation"] = cr.generation
+            if state.revision:
+                update["applied_revision"] = state.revision
+        if state.result is not None:
+            update["interfaces"] = tuple(
+                InterfaceStatus(name=i.name, mac_address=i.mac, device=i.device, state=i.state, error=i.error)
+                for i in state.result.interfaces)
+    if check is not None:
+        update["proxmox_check"] = ProxmoxCheck(checked=check.checked, vm_node=check.vm_node,
+                                               mismatches=tuple(check.mismatches), error=check.error)
+    if validity is not None:
+        wanted[CONFIG_VALID] = validity.condition
+        if validity.path:
+            update["source_path"] = validity.path
+    update["conditions"] = conditions.merge(previous.conditions, wanted, generation=cr.generation, now=now)
+    return previous.model_copy(update=update)
+
+
+# -- clusters -----------------------------------------------------------------------------------
+
+
+def cluster_state(status: ClusterStatus) -> states.ClusterStateName:
+    if status.phase == "Failed":
+        return "failed"
+    if status.phase == "Ready":
+        return "degraded" if status.health == "Degraded" else "verified"
+    return "pending"
+
+
+def cluster_status(cr: LiveCR, *, outcome: ClusterOutcome | None, validity: Validity | None,
+                   now: datetime | None = None) -> ClusterStatus:
+    """The cluster's whole status: the verification's fields when it ran this cycle, else the
+    previous ones; ConfigValid and sourcePath from the file."""
+    previous = parse(ClusterStatus, cr.status)
+    base = previous
+    if outcome is not None and outcome.due_reason is not None and outcome.status is not None:
+        base = parse(ClusterStatus, outcome.status)  # verified (or failed to) this cycle
+    wanted: dict[str, tuple[ConditionStatus, str, str]] = {}
+    update: dict[str, Any] = {}
+    if validity is not None:
+        wanted[CONFIG_VALID] = validity.condition
+        if validity.path:
+            update["source_path"] = validity.path
+    if conditions.get(base.conditions, "Ready") is None:
+        row = states.CLUSTER_STATES["pending"]
+        wanted["Ready"] = (*row.ready, "not verified yet")
+        update["phase"] = row.phase
+    update["conditions"] = conditions.merge(base.conditions, wanted, generation=cr.generation, now=now)
+    return base.model_copy(update=update)
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def merge_patch(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any] | None:
     """A JSON merge patch turning ``previous`` into ``wanted`` (None when they are equal)."""
-    if previous == wanted:
+    if dict(previous) == dict(wanted):
         return None
     patch: dict[str, Any] = {k: v for k, v in wanted.items() if previous.get(k) != v}
     patch.update({k: None for k in previous if k not in wanted})
     return patch
+
+
+def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[LiveCR]], *,
+           rollout: Mapping[str, NodeState], nic_checks: Mapping[str, NodeCheck],
+           clusters: Iterable[ClusterOutcome], removed: Iterable[LiveCR] = (),
+           now: datetime | None = None, writers: int = 1) -> Reported:
+    """Compute every object's status, write each with one patch (``writers`` at a time), then
+    record Events on transitions.
+
+    ``crs``: kind -> live objects after this cycle's writes (deleted ones left out);
+    ``removed``: node objects deleted this cycle (an Event says why, no status is left to write).
+    """
+    from reconciler.apply.crs import in_parallel
+
+    done = Reported()
+    pending: list[tuple[LiveCR, dict[str, Any]]] = []  # (object, merge patch)
+    after: list[tuple[LiveCR, Any]] = []  # (object, its Event check once the writes are done)
+    node_validity = validity(validation, KIND_NODE)
+    for cr in sorted(crs.get(KIND_NODE, ()), key=lambda c: c.name):
+        state = rollout.get(cr.name)
+        wanted = node_status(cr, state=state, check=nic_checks.get(cr.name), validity=node_validity.get(cr.name),
+                             now=now)
+        done.nodes[cr.name] = wanted
+        patch = merge_patch(cr.status, wanted.dump())
+        if patch is not None:
+            pending.append((cr, patch))
+        after.append((cr, ("node", state, wanted, patch is not None)))
+    cluster_validity = validity(validation, KIND_CLUSTER)
+    outcomes = {o.name: o for o in clusters}
+    for cr in sorted(crs.get(KIND_CLUSTER, ()), key=lambda c: c.name):
+        outcome = outcomes.get(cr.name)
+        wanted_cluster = cluster_status(cr, outcome=outcome, validity=cluster_validity.get(cr.name), now=now)
+        done.clusters[cr.name] = wanted_cluster
+        patch = merge_patch(cr.status, wanted_cluster.dump())
+        if patch is not None:
+            pending.append((cr, patch))
+        after.append((cr, ("cluster", outcome, wanted_cluster, patch is not None)))
+
+    failed = {(cr.kind, cr.name) for cr, ok in zip((c for c, _ in pending),
+                                                     in_parallel(lambda item: _write(kube, *item), pending, writers),
+                                                     strict=True) if not ok}
+    done.writes = len(pending) - len(failed)
+
+    for cr, (what, fact, wanted_any, patched) in after:
+        written = patched and (cr.kind, cr.name) not in failed
+        if what == "node":
+            state = fact
+            # A state the status already shows (an unschedulable node seen again) is no transition.
+            if state is not None and state.changed and written:
+                _state_event(kube, cr, state, now, done)
+        elif fact is not None and fact.due_reason is not None:
+            _cluster_event(kube, cr, parse(ClusterStatus, cr.status), wanted_any, now, done)
+        _validity_event(kube, cr, wanted_any.conditions, now, done)
+    for cr in removed:
+        state = rollout.get(cr.name)
+        if state is not None and state.changed:
+            _state_event(kube, cr, state, now, done)
+    return done
+
+
+def _write(kube: Kube, cr: LiveCR, patch: dict[str, Any]) -> bool:
+    """One status patch; False when it failed (the object may be gone: the next cycle recomputes)."""
+    from reconciler.kube.client import KubeError
+
+    try:
+        kube.patch_status(cr.kind, cr.name, patch)
+    except KubeError as exc:
+        log.warning("%s/%s: status not written: %s", cr.kind, cr.name, exc)
+        return False
+    return True
+
+
+def _state_event(kube: Kube, cr: LiveCR, state: NodeState, now: datetime | None, done: Reported) -> None:
+    row = states.node_row(state.state)
+    if row.event:
+        _event(kube, cr, row.event, state.message or row.event, row.warning, now, done)
+
+
+def _event(kube: Kube, cr: LiveCR, reason: str, message: str, warning: bool, now: datetime | None,
+           done: Reported) -> None:
+    kube.create_event(events.event(cr.kind, cr.name, kube.namespace, reason=reason, message=message,
+                                   warning=warning, uid=cr.uid, now=now))
+    done.events.append((cr.kind, cr.name, reason))
+
+
+def _validity_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime | None, done: Reported) -> None:
+    old = conditions.get(cr.status.get("conditions"), CONFIG_VALID)
+    new = conditions.get(after, CONFIG_VALID)
+    if new is None or (old is not None and old.status == new.status):
+        return
+    if new.status == "False":
+        _event(kube, cr, states.EVENT_INVALID, new.message, True, now, done)
+    elif old is not None:  # valid again (a first "valid" is no news)
+        _event(kube, cr, states.EVENT_VALID, new.message, False, now, done)
+
+
+def _cluster_event(kube: Kube, cr: LiveCR, before: ClusterStatus, after: ClusterStatus, now: datetime | None,
+                   done: Reported) -> None:
+    """On a verification that changed the cluster's state (or the reason it failed)."""
+    old, new = conditions.get(before.conditions, "Ready"), conditions.get(after.conditions, "Ready")
+    was, now_state = cluster_state(before), cluster_state(after)
+    if was == now_state and (old.reason if old else None) == (new.reason if new else None):
+        return
+    row = states.cluster_row(now_state)
+    if row.event:
+        _event(kube, cr, row.event, new.message if new else row.event, row.warning, now, done)

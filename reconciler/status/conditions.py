@@ -59,3 +59,15 @@ def get(conditions: Iterable[Condition] | Iterable[Mapping[str, Any]] | None, ki
             except ValueError:
                 return None
     return None
+
+
+def merge_raw(previous: Iterable[Mapping[str, Any]] | None, wanted: Mapping[str, tuple[ConditionStatus, str, str]],
+              *, generation: int | None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """``merge`` on conditions as the apiserver stores them (plain dicts); unreadable ones are dropped."""
+    parsed: list[Condition] = []
+    for raw in previous or ():
+        try:
+            parsed.append(Condition.model_validate(raw))
+        except ValueError:
+            continue
+    return [c.dump() for c in merge(parsed, wanted, generation=generation, now=now)]

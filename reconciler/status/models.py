@@ -90,6 +90,12 @@ class _Common(_Status):
     last_error: str | None = None
     """Last error, if any (also in the conditions' messages)."""
 
+    def dump(self) -> dict[str, Any]:
+        out = super().dump()
+        if not out.get("conditions"):
+            out.pop("conditions", None)  # no conditions yet: absent, as the apiserver would show it
+        return out
+
 
 class NodeStatus(_Common):
     """Status of a MultiNicNodeConfig, written by the reconciler only (never by the node agent)."""

@@ -3,7 +3,8 @@
 Generated, never edited: ``python -m reconciler.kube.crds`` rewrites the status schemas and the
 CRDs (whose ``status`` is translated from them like ``spec``); a test keeps all three equal.
 Pydantic's output is made plain: no titles, no defaults (absent means unknown), ``X | None`` is
-just ``X`` (the reconciler omits unknown fields instead of writing null).
+just ``X`` (the reconciler omits unknown fields instead of writing null), and every object is
+closed (``additionalProperties: false``: exactly what the reconciler writes).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _plain(node: Any) -> Any:
             out[key] = {name: _plain(prop) for name, prop in value.items()}
         else:
             out[key] = _plain(value)
+    if "properties" in out:
+        out["additionalProperties"] = False  # exactly what the reconciler writes (reading stays lenient)
     return out
 
 

@@ -4,7 +4,8 @@
   typed errors in ``errors`` (a ``reason`` for CR status conditions, the HTTP status and reason
   phrase when there is one, and a message that never contains a credential).
 * ``credentials`` reads a cluster's Secrets (token or user/password, CA bundle).
-* ``registration.register_clusters`` verifies due clusters once per cycle and patches CR status.
+* ``registration.register_clusters`` verifies due clusters once per cycle; the status it calls for
+  is written by the report stage with the rest (``write=False``).
 * ``crosscheck`` compares the MACs nodes declare with their VMs' ``netN`` devices (``vmnics``).
 * ``api.handle`` (read-only HTTP API) and ``cli`` (``reconciler clusters list|get``) show the CRs.
 """

@@ -4,7 +4,9 @@ For every node with ``spec.proxmox.{cluster, vmid}`` whose cluster verified OK::
 
     with verified_clients(kube, desired) as clients:       # Secrets read as for registration
         checks = check_nodes(desired, clients)             # {node name: NodeCheck}
-    kube.patch_status("MultiNicNodeConfig", name, node_status_patch(checks[name], current_status))
+
+The checks reach ``status.proxmoxCheck`` through the report stage (``reconciler.report.status``),
+with everything else the cycle learned about each node: this module writes no status.
 
 Cost per call: one ``GET /cluster/resources?type=vm`` per cluster, then one
 ``GET /nodes/{node}/qemu/{vmid}/config`` per node whose VM exists. Clusters are checked in
@@ -175,22 +177,3 @@ def check_verified_nodes(
     """``verified_clients`` + ``check_nodes`` in one call."""
     with verified_clients(kube, desired, live=live, **kwargs) as clients:
         return check_nodes(desired, clients)
-
-
-def node_status_patch(check: NodeCheck, current: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``status.proxmoxCheck`` fragment as a JSON merge patch (``None`` removes a stale value).
-
-    With ``current`` (the node CR's status) an unchanged result gives ``{}``: nothing to write.
-    """
-    fragment: dict[str, Any] = {
-        "checked": check.checked,
-        "vmNode": check.vm_node,
-        "mismatches": list(check.mismatches),
-        "error": check.error,
-    }
-    if current is not None:
-        before = current.get("proxmoxCheck") or {}
-        after = {k: v for k, v in fragment.items() if v is not None}
-        if before == after:
-            return {}
-    return {"proxmoxCheck": fragment}

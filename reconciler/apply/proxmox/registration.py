@@ -35,6 +35,8 @@ from reconciler.apply.proxmox.errors import ProxmoxError
 from reconciler.config.models import ProxmoxCluster
 from reconciler.config.repo import KIND_CLUSTER
 from reconciler.config.validation import DesiredState
+from reconciler.status import conditions
+from reconciler.status.models import ConditionStatus
 
 log = logging.getLogger(__name__)
 
@@ -87,30 +89,22 @@ class ClusterOutcome:
     write_error: str | None = None  # the status patch failed (e.g. the CR was deleted meanwhile)
 
 
-# --- time -------------------------------------------------------------------------------------
+# --- time (the one status helper's; kept under these names for callers) ----------------------
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return conditions.timestamp(moment)
 
 
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+parse_time = conditions.parse_time
 
 
 # --- when to verify ---------------------------------------------------------------------------
 
 
 def ready_condition(status: Mapping[str, Any]) -> dict[str, Any] | None:
-    for condition in status.get("conditions") or []:
-        if isinstance(condition, Mapping) and condition.get("type") == READY:
-            return dict(condition)
-    return None
+    found = conditions.get(status.get("conditions"), READY)
+    return found.dump() if found is not None else None
 
 
 def due_reason(cr: Mapping[str, Any], cluster: ProxmoxCluster, *, now: datetime, force: bool = False) -> str | None:
@@ -157,30 +151,11 @@ def health_and_warnings(cluster: ProxmoxCluster, info: ClusterInfo) -> tuple[str
     return (DEGRADED if degraded else HEALTHY), warnings
 
 
-def _condition(
-    previous: Mapping[str, Any] | None, *, status: str, reason: str, message: str, generation: int | None, now: datetime
-) -> dict[str, Any]:
-    unchanged = previous is not None and previous.get("status") == status and previous.get("lastTransitionTime")
-    condition: dict[str, Any] = {
-        "type": READY,
-        "status": status,
-        "lastTransitionTime": previous["lastTransitionTime"] if unchanged and previous else format_time(now),
-        "reason": reason,
-        "message": message,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
-
-
-def _with_condition(previous: Mapping[str, Any], condition: dict[str, Any]) -> list[dict[str, Any]]:
-    """The conditions list with Ready replaced in place; conditions set by others are kept."""
-    out = [dict(c) for c in previous.get("conditions") or [] if isinstance(c, Mapping)]
-    for index, existing in enumerate(out):
-        if existing.get("type") == READY:
-            out[index] = condition
-            return out
-    return [*out, condition]
+def _with_ready(previous: Mapping[str, Any], *, status: ConditionStatus, reason: str, message: str,
+                generation: int | None, now: datetime) -> list[dict[str, Any]]:
+    """The conditions list with Ready set (one helper for both kinds); conditions set by others are kept."""
+    return conditions.merge_raw(previous.get("conditions"), {READY: (status, reason, message)},
+                                generation=generation, now=now)
 
 
 def verified_status(
@@ -199,9 +174,6 @@ def verified_status(
     )
     if warnings:
         message += "; " + "; ".join(warnings)
-    condition = _condition(
-        ready_condition(previous), status="True", reason=VERIFIED, message=message, generation=generation, now=now
-    )
     return {
         "version": info.version,
         "release": info.release,
@@ -213,7 +185,8 @@ def verified_status(
         "lastVerified": format_time(now),
         "tlsInsecure": True if cluster.spec.tls.insecure_skip_verify else None,
         "warnings": warnings or None,
-        "conditions": _with_condition(previous, condition),
+        "conditions": _with_ready(previous, status="True", reason=VERIFIED, message=message, generation=generation,
+                                  now=now),
         "observedGeneration": generation,
         "phase": PHASE_READY,
         "lastError": None,
@@ -233,14 +206,6 @@ def failed_status(
     Facts from the last success are kept (last known) if they describe the same spec generation;
     after a spec change they are dropped, since they may describe another cluster.
     """
-    condition = _condition(
-        ready_condition(previous),
-        status="False",
-        reason=error.reason,
-        message=error.message,
-        generation=generation,
-        now=now,
-    )
     previous_condition = ready_condition(previous) or {}
     same_spec = previous_condition.get("observedGeneration") == generation
     status: dict[str, Any] = {key: previous.get(key) if same_spec else None for key in FACT_FIELDS}
@@ -254,7 +219,8 @@ def failed_status(
         lastVerified=format_time(now),
         tlsInsecure=True if cluster.spec.tls.insecure_skip_verify else None,
         warnings=warnings,
-        conditions=_with_condition(previous, condition),
+        conditions=_with_ready(previous, status="False", reason=error.reason, message=error.message,
+                               generation=generation, now=now),
         observedGeneration=generation,
         phase=PHASE_FAILED,
         lastError=error.message,
@@ -328,8 +294,13 @@ def register_clusters(
     live: Iterable[Mapping[str, Any]] | None = None,
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
+    write: bool = True,
 ) -> list[ClusterOutcome]:
     """Verify the clusters that are due and write their status; see the module docstring.
+
+    ``write=False`` (the pipeline): nothing is written; each outcome's ``status`` is the status the
+    verification calls for, which the report stage writes with everything else the cycle learned
+    (one status patch per object per cycle).
 
     ``live``: the ``ProxmoxCluster`` CRs as they are *after* this cycle's apply (e.g. the objects
     the applies returned; saves a LIST); read when omitted. A list from before the apply would
@@ -392,11 +363,11 @@ def register_clusters(
             run(job)
 
     for job in jobs:
-        outcomes[job.cluster.name] = _write(kube, job, now)
+        outcomes[job.cluster.name] = _write(kube, job, now, write=write)
     return [outcomes[name] for name in sorted(outcomes)]
 
 
-def _write(kube: ClusterKube, job: _Job, now: datetime) -> ClusterOutcome:
+def _write(kube: ClusterKube, job: _Job, now: datetime, *, write: bool = True) -> ClusterOutcome:
     name = job.cluster.name
     previous = dict(job.cr.get("status") or {})
     generation = (job.cr.get("metadata") or {}).get("generation")
@@ -414,7 +385,7 @@ def _write(kube: ClusterKube, job: _Job, now: datetime) -> ClusterOutcome:
         log.warning("ProxmoxCluster %s verification failed (%s): %s", name, result.reason, result.message)
     patch = status_patch(previous, new)
     written, write_error = False, None
-    if patch:
+    if patch and write:
         try:
             kube.patch_status(KIND_CLUSTER, name, patch)
             written = True
@@ -430,7 +401,7 @@ def _write(kube: ClusterKube, job: _Job, now: datetime) -> ClusterOutcome:
         reason=condition.get("reason"),
         message=condition.get("message"),
         status_written=written,
-        status=_merged(previous, patch) if written or not patch else previous,
+        status=_merged(previous, patch) if written or not patch or not write else previous,
         info=info,
         write_error=write_error,
     )

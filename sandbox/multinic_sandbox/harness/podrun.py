@@ -58,7 +58,9 @@ def available() -> str | None:
 
 
 def _env(container: dict[str, Any], pod: dict[str, Any]) -> dict[str, str]:
-    env = {"PATH": f"{REPO / '.venv' / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    # the "image": this checkout's .venv (reconciler) and .tools (nmcli, as the image ships it), then /usr
+    env = {"PATH": f"{REPO / '.venv' / 'bin'}:{REPO / '.tools' / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                   "/usr/bin:/sbin:/bin",
            "HOME": "/", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
     fields = {"spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
               "metadata.name": pod["metadata"].get("name", ""),
@@ -103,11 +105,13 @@ def plan(pod: dict[str, Any], node_root: Path, *, fresh_sysfs: bool = False) -> 
 
 
 def run(pod: dict[str, Any], node_root: Path, *, fresh_sysfs: bool = False, netns: str | None = None,
-        timeout: float = 120.0) -> PodRun:
+        node_pid: int | None = None, timeout: float = 120.0) -> PodRun:
     """Run the pod's container against the node at ``node_root``; its exit code and message.
 
     ``netns``: a named network namespace (``ip netns``) to run in, as ``hostNetwork: true`` on
-    that node would."""
+    that node would. ``node_pid``: a process of the node (its init) whose PID namespace is the
+    node's: the pod's own PID namespace is made a child of it, as a pod's is of its host's, so the
+    node's daemons can see the pod's processes (NetworkManager checks its D-Bus callers by PID)."""
     fresh_sysfs = fresh_sysfs or netns is not None  # the node's sysfs is that namespace's
     work = Path(tempfile.mkdtemp(prefix="multinic-pod-"))
     try:
@@ -118,12 +122,14 @@ def run(pod: dict[str, Any], node_root: Path, *, fresh_sysfs: bool = False, netn
         spec["newroot"] = str(work / "root")
         (work / "root").mkdir()
         (work / "plan.json").write_text(json.dumps(spec))
-        argv = ["unshare", "--mount", "--propagation", "private"]
+        argv = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"]
         if os.geteuid() != 0:
             argv[1:1] = ["--user", "--map-root-user"]
         argv += [sys.executable, "-S", __file__, str(work / "plan.json")]
-        if netns:
-            argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
+        enter = [f"--net=/run/netns/{netns}"] if netns else []
+        enter += [f"--pid=/proc/{node_pid}/ns/pid"] if node_pid else []
+        if enter:
+            argv = ["nsenter", *enter, *argv]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         return PodRun(proc.returncode, termination.read_text(), proc.stdout, proc.stderr)
     finally:
@@ -167,12 +173,16 @@ def _inner(plan_file: str) -> None:
     for path in spec["image"]:
         _mountpoint(root / path.lstrip("/"), Path(path))
         _bind(path, str(root / path.lstrip("/")), True)
+    (root / "var").mkdir()
+    (root / "var" / "run").symlink_to("/run")  # as in any Debian image (libdbus's default bus path)
+    (root / "run").mkdir()
+    (root / "tmp").mkdir()  # read-only like the rest: the Job mounts no emptyDir
     (root / "etc").mkdir()
     for name in ETC_FILES:
         if Path("/etc", name).is_file():
             shutil.copy2(Path("/etc", name), root / "etc" / name, follow_symlinks=True)
     (root / "proc").mkdir()
-    _bind("/proc", str(root / "proc"), False, recursive=True)
+    _sh("mount", "-t", "proc", "-o", "nosuid,nodev,noexec", "proc", str(root / "proc"))  # the pod's PID namespace
     (root / "sys").mkdir()
     if spec["fresh_sysfs"]:
         _sh("mount", "-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", str(root / "sys"))

@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import yaml
 
-from multinic_sandbox.kube import patching, protobuf, ssa, structural
+from multinic_sandbox.kube import cel, patching, protobuf, ssa, structural
 from multinic_sandbox.kube.clock import Clock
 from multinic_sandbox.kube.defaults import apply_defaults, initial_status
 from multinic_sandbox.kube.errors import (
@@ -329,6 +329,10 @@ class Cluster:
         apply_defaults(rt, new)
         warnings = validate(new, rt, opts.field_validation)
         self._semantic_checks(rt, old.obj if old else None, new)
+        if rt.is_custom:
+            rule_failures = cel.rule_causes(new, rt.schema, old.obj if old else None)
+            if rule_failures:
+                raise invalid(rt.kind, rt.group, meta.get("name", ""), rule_failures)
         if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
             new["status"] = structural.crd_status(new, self.clock.stamp())
         if old is not None and rt.tracks_generation:
@@ -436,7 +440,7 @@ class Cluster:
         causes: list[Cause] = []
         name = new["metadata"].get("name", "")
         if rt.plural == "customresourcedefinitions":
-            causes = structural.crd_causes(new)
+            causes = structural.crd_causes(new) + cel.crd_rule_causes(new)
             if old is not None and old["spec"].get("scope") != new["spec"].get("scope"):
                 causes.append(Cause("spec.scope", f"Invalid value: {go_repr(new['spec'].get('scope'))}"
                                     ": field is immutable"))

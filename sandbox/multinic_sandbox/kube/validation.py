@@ -7,7 +7,7 @@
 * built-in kinds are checked with the JSON schemas shipped by ``kubernetes-validate``;
 * names and labels follow the apiserver's RFC 1123 / label rules.
 
-``x-kubernetes-validations`` (CEL) rules are accepted but not evaluated.
+``x-kubernetes-validations`` (CEL) rules are compiled and evaluated by ``cel`` (see there).
 """
 
 from __future__ import annotations

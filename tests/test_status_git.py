@@ -1,0 +1,195 @@
+"""status/ in Git tells the truth: it starts with the repo-level state (attempted vs applied
+revision, validation with the blocked files' diagnostics, why a rollout is not done), reports an
+invalid reconciler.yaml instead of skipping, and commits at most once per status.minInterval
+during a rollout."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from multinic_sandbox.harness.fleet import prepare
+from multinic_sandbox.harness.fleet import write_config_repo as write_repo
+from multinic_sandbox.kube.node_model import fail, succeed
+from multinic_sandbox.kube.server import KubeSandbox
+
+from reconciler.config.validation import validate_repo
+from reconciler.kube.client import Kube
+from reconciler.loop.metrics import Metrics
+from reconciler.loop.runner import LoopSettings, Runner
+from reconciler.loop.wiring import StatusReporter
+from reconciler.source.git import GitSource
+
+NAMESPACE = "multinic-system"
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", "-c", "user.name=User", "-c", "user.email=user@example.net",
+                           "-c", "init.defaultBranch=main", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True, timeout=60).stdout.strip()
+
+
+@dataclass
+class World:
+    sandbox: KubeSandbox
+    runner: Runner
+    remote: Path
+    user: Path
+
+    def cycle(self) -> bool:
+        assert self.runner.elector.try_acquire_or_renew()
+        return self.runner.cycle()
+
+    def settle(self, cycles: int = 60) -> None:
+        for _ in range(cycles):
+            if not self.cycle():
+                return
+            time.sleep(0.2)
+        raise AssertionError("rollout did not settle")
+
+    def push(self, message: str, edit: dict[str, str]) -> str:
+        git("pull", "-q", str(self.remote), "main", cwd=self.user)
+        for path, text in edit.items():
+            (self.user / path).write_text(text)
+        git("commit", "-q", "-am", message, cwd=self.user)
+        git("push", "-q", str(self.remote), "HEAD:main", cwd=self.user)
+        return git("rev-parse", "HEAD", cwd=self.user)
+
+    def readme(self) -> str:
+        return git("--git-dir", str(self.remote), "show", "main:status/README.md")
+
+    def status_commits(self) -> int:
+        log = git("--git-dir", str(self.remote), "log", "--format=%an", "main").splitlines()
+        return sum(1 for author in log if author == "multinic-reconciler")
+
+
+def make_world(tmp_path: Path, nodes: int, *, settings: str = "") -> Iterator[World]:
+    remote, user = tmp_path / "remote.git", tmp_path / "user"
+    git("init", "--bare", "-q", str(remote))
+    write_repo(user, nodes)
+    if settings:
+        path = user / "reconciler.yaml"
+        path.write_text(path.read_text() + settings)
+    git("init", "-q", cwd=user)
+    git("add", "-A", cwd=user)
+    git("commit", "-q", "-m", "nodes", cwd=user)
+    git("push", "-q", str(remote), "HEAD:main", cwd=user)
+    with KubeSandbox() as sb:
+        prepare(sb, validate_repo(user).desired, namespace=NAMESPACE)
+        source = GitSource(remote.as_uri(), branch="main", cache_dir=tmp_path / "cache" / "source")
+        metrics = Metrics()
+        args = argparse.Namespace(repo=remote.as_uri(), branch="main", status_branch=None,
+                                  status_author_name="multinic-reconciler", status_author_email="r@example.net",
+                                  cache_dir=str(tmp_path / "cache"))
+        runner = Runner(source, lambda ns: Kube(sb.api_client(), ns),
+                        LoopSettings(identity="status", lease_namespace=NAMESPACE),
+                        metrics=metrics, after_cycle=[StatusReporter(args, source, metrics)])
+        yield World(sb, runner, remote, user)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from make_world(tmp_path, 3)
+
+
+def test_the_readme_starts_with_the_repo_state_and_a_settled_commit_is_applied(world: World) -> None:
+    world.settle()
+    head = git("rev-parse", "HEAD", cwd=world.user)
+    lines = world.readme().splitlines()
+    assert lines[0] == "# Reconciler status"
+    opening = [line for line in lines[:12] if line]
+    assert opening[2] == f"Attempted revision: `{head}`"
+    assert opening[3] == f"Applied revision: `{head}` (= attempted: fully applied)"
+    assert opening[4] == "Validation: ok (4 files)"
+    assert opening[5].startswith("Rollout: complete: 3 applied")
+
+
+def test_an_invalid_node_file_is_blocked_in_the_readme_and_attempted_differs_from_applied(world: World) -> None:
+    world.settle()
+    good = git("rev-parse", "HEAD", cwd=world.user)
+    path = world.user / "nodes" / "node-01.yaml"
+    bad = world.push("node-01: MTU 90000", {"nodes/node-01.yaml": path.read_text().replace("mtu: 9000", "mtu: 90000")})
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "mtu: 90000" in text)
+    world.cycle()
+
+    readme = world.readme()
+    assert f"Attempted revision: `{bad}`" in readme
+    assert f"Applied revision: `{good}` (≠ attempted" in readme
+    assert "Validation: failed: 1 error(s) in 1 file(s), blocked" in readme
+    blocked = readme.split("## Blocked files", 1)[1].split("## Nodes", 1)[0]
+    assert f"nodes/node-01.yaml:{line}:" in blocked and "mtu" in blocked
+    row = next(r for r in readme.splitlines() if r.startswith("| [node-01]"))
+    assert "Ready (blocked)" in row and "file blocked:" in row
+    cr = world.sandbox.get("multinic.io/v1alpha1", "MultiNicNodeConfig", "node-01", namespace=NAMESPACE)
+    assert cr["spec"]["interfaces"][0]["mtu"] == 9000  # the live spec is kept
+    assert cr["status"]["appliedRevision"] == good
+
+
+def test_the_blocked_list_is_capped_with_a_count(tmp_path: Path) -> None:
+    for world in make_world(tmp_path, 30):
+        world.settle()
+        edits = {}
+        for i in range(25):
+            path = world.user / "nodes" / f"node-{i:02d}.yaml"
+            edits[f"nodes/node-{i:02d}.yaml"] = path.read_text().replace("mtu: 9000", "mtu: 90000")
+        world.push("25 bad files", edits)
+        world.cycle()
+        blocked = world.readme().split("## Blocked files", 1)[1].split("## Nodes", 1)[0]
+        items = [line for line in blocked.splitlines() if line.startswith("- ")]
+        assert len(items) == 21 and items[-1].startswith("- … and 5 more")
+        assert "Validation: failed: 25 error(s) in 25 file(s)" in world.readme()
+
+
+def test_an_invalid_reconciler_yaml_is_reported_not_skipped(world: World) -> None:
+    world.settle()
+    settings = (world.user / "reconciler.yaml").read_text()
+    bad = world.push("break settings", {"reconciler.yaml": settings.replace("maxParallel: 2", "maxParallel: -1")})
+    world.cycle()
+    readme = world.readme()
+    assert f"Attempted revision: `{bad}`" in readme
+    assert "Validation: failed: reconciler.yaml is invalid, nothing is applied" in readme
+    assert "reconciler.yaml:" in readme.split("## Blocked files", 1)[1]
+
+
+def test_a_stalled_rollout_says_why(tmp_path: Path) -> None:
+    for world in make_world(tmp_path, 4):
+        world.sandbox.node_model.script("node-01", fail("agent failed"))
+        text = (world.user / "reconciler.yaml").read_text()
+        world.push("one failure stalls", {"reconciler.yaml": text.replace("maxFailures: 5", "maxFailures: 1")})
+        for _ in range(30):
+            world.cycle()
+            rollout = world.runner.last_cycle.rollout if world.runner.last_cycle else None
+            if rollout and rollout.stalled:
+                break
+            time.sleep(0.2)
+        world.cycle()
+        readme = world.readme()
+        assert "Rollout: stalled: rollout stopped after 1 failed node(s) (maxFailures 1)" in readme
+        assert "(≠ attempted" in readme or "Applied revision: none recorded yet" in readme
+
+
+def test_status_commits_during_a_rollout_are_bounded_by_min_interval(tmp_path: Path) -> None:
+    interval = 2
+    for world in make_world(tmp_path, 16, settings=f"  status:\n    minInterval: {interval}s\n"):
+        world.sandbox.node_model.set_default(succeed(delay=0.4))
+        before = world.status_commits()
+        started = time.monotonic()
+        cycles = 0
+        for _ in range(200):
+            cycles += 1
+            if not world.cycle():
+                break
+            time.sleep(0.1)
+        duration = time.monotonic() - started
+        commits = world.status_commits() - before
+        assert duration > 2 * interval, duration  # a rollout long enough to need the bound
+        assert 2 <= commits <= math.ceil(duration / interval) + 1, (commits, duration, cycles)
+        assert commits < cycles / 2
+        # The end of the rollout is always reported: every node Ready in Git.
+        assert world.readme().count("| Ready |") == 16
