@@ -119,15 +119,16 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     held: dict[str, rollout.Hold] = {}
     if not desired.settings_blocked and any(n.spec.proxmox for n in desired.nodes.values()):
         held = _check_nics(kube, cycle, clusters, vm_reads, run=check_nics)
-    nodes = {o["metadata"]["name"]: rollout.LiveNode(o["metadata"]["name"], o.get("spec") or {},
-                                                     o["metadata"].get("generation"), o.get("status") or {})
-             for o in _freshest(KIND_NODE, live, cycle)}
+    nodes = {o["metadata"]["name"]: rollout.LiveNode(
+        o["metadata"]["name"], o.get("spec") or {}, o["metadata"].get("generation"), o.get("status") or {},
+        o["metadata"].get("uid"), dict(o["metadata"].get("annotations") or {}), dict(o["metadata"].get("labels") or {}))
+        for o in _freshest(KIND_NODE, live, cycle)}
     failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
     wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
     cycle.rollout = rollout.step(
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
-        revision=checkout.revision, held=held)
+        revision=checkout.revision, now=now, held=held)
     _report(kube, cycle, live, now, writers)
     return cycle
 

@@ -96,7 +96,8 @@ def test_every_rendered_path_is_under_a_writable_mount_of_the_job(os_key: str, j
     node = NodeConfig.model_validate(SPEC)
     renderer = jobs.renderer_for(pretty_name(os_key), "auto")
     assert renderer is not None
-    job = jobs.node_job(job_type, node, namespace="ns", spec_hash="h", generation=1, revision="r",  # type: ignore[arg-type]
+    job = jobs.node_job(job_type, node, namespace="ns", identity="uid/1/h//0", spec_hash="h",
+                        generation=1, revision="r",  # type: ignore[arg-type]
                         renderer=renderer, settings=jobs.JobSettings())
     pod = job["spec"]["template"]["spec"]
     [agent] = pod["containers"]
@@ -117,7 +118,8 @@ def test_every_rendered_path_is_under_a_writable_mount_of_the_job(os_key: str, j
 
 def test_the_iproute2_fallback_is_explicit_and_does_not_get_the_dbus_socket() -> None:
     node = NodeConfig.model_validate(SPEC)
-    job = jobs.node_job("apply", node, namespace="ns", spec_hash="h", generation=1, revision="r",
+    job = jobs.node_job("apply", node, namespace="ns", identity="uid/1/h//0", spec_hash="h",
+                        generation=1, revision="r",
                         renderer="keyfile", settings=jobs.JobSettings(activate="iproute2"))
     [agent] = job["spec"]["template"]["spec"]["containers"]
     assert agent["args"][-2:] == ["--activate", "iproute2"]

@@ -236,6 +236,18 @@ class ProxmoxCluster(_Model):
 class RolloutSettings(_Model):
     max_parallel: int = 5
     max_failures: int = 1
+    suspend: bool = False  # no new node Jobs (running ones finish); nodes show Suspended
+    canary: int = 0  # this many nodes of a rollout first; the rest once they are Ready
+    retries: int = 3  # automatic retries of a transient failure (deadline, eviction, image pull)
+
+
+class DriftSettings(_Model):
+    interval: str | None = None  # e.g. "1h": each node is verified once per interval; None: off
+    policy: Literal["report", "repair"] = "report"
+
+    @property
+    def interval_seconds(self) -> int | None:
+        return parse_duration(self.interval) if self.interval else None
 
 
 class PruneSettings(_Model):
@@ -258,6 +270,7 @@ class SettingsSpec(_Model):
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     prune: PruneSettings = Field(default_factory=PruneSettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
 
 class ReconcilerSettings(_Model):

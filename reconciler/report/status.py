@@ -148,6 +148,12 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
                 wanted[kind] = (*condition, message)
         update.update(phase=row.phase, interface_count=len(cr.spec.get("interfaces") or []),
                       job=state.job, last_error=message if row.warning else None)
+        # The host this object's Jobs wrote to (a nodeName change cleans it first), the rollout the
+        # last Job belongs to, and the automatic retries of a transient failure.
+        update.update(node_name=state.host if state.host is not None else previous.node_name,
+                      attempt=state.attempt or None, next_retry=state.next_retry)
+        if state.state in ("applied", "running", "failed") and state.rollout:
+            update["attempted_revision"] = state.rollout
         if state.state in ("applied", "failed"):
             update["spec_hash"] = state.spec_hash  # recorded: this spec is not rolled out again
         if state.state == "applied":

@@ -110,7 +110,15 @@ class NodeStatus(_Common):
     spec_hash: str | None = None
     """Hash of the spec the last node Job applied (or failed to apply)."""
     job: str | None = None
-    """Name of the last node Job."""
+    """Name of the last node Job (derived from the change's identity: uid, generation, spec, retry, attempt)."""
+    node_name: str | None = None
+    """Kubernetes node this object's node Jobs wrote to (a spec.nodeName change cleans it before the new one)."""
+    attempted_revision: str | None = None
+    """Config commit of the last node Job started: the rollout it belongs to (appliedRevision once Ready)."""
+    attempt: Annotated[int | None, Field(ge=0)] = None
+    """Automatic retries of the current change so far (transient failures: deadline, eviction, image pull)."""
+    next_retry: Annotated[str | None, Field(json_schema_extra=DATE_TIME)] = None
+    """When a node Job that failed for a transient reason is retried."""
     interface_count: Annotated[int | None, Field(ge=0)] = None
     """Number of interfaces in the spec."""
     interfaces: Annotated[tuple[InterfaceStatus, ...] | None, Field(max_length=16)] = None

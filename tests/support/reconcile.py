@@ -11,14 +11,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from multinic_sandbox.harness.fleet import nodes_for
+from multinic_sandbox.harness.fleet import AgentHosts, nodes_for
+from multinic_sandbox.kube.node_model import Outcome
 from multinic_sandbox.kube.server import KubeSandbox
 
 from reconciler import pipeline
@@ -156,7 +158,9 @@ class ReconcileEnv:
         return open_directory(self.repo)
 
     def apply(self) -> pipeline.Cycle:
-        return pipeline.apply_once(self.checkout(), self.connect, job_settings=self.job_settings)
+        # The cluster's clock (the sandbox's) is the time the rollout measures backoffs against.
+        return pipeline.apply_once(self.checkout(), self.connect, job_settings=self.job_settings,
+                                   now=self.sandbox.clock.now())
 
     def plan(self) -> pipeline.Cycle:
         return pipeline.plan_checkout(self.checkout(), self.connect)[0]
@@ -181,9 +185,26 @@ class ReconcileEnv:
         return [(r.verb, r.resource, r.name) for r in self.sandbox.request_log.writes()]
 
 
+def real_agents(workdir: Path, delay: Callable[[dict[str, Any]], float] | None = None) -> Callable[
+        [dict[str, Any]], Outcome]:
+    """A node model running the real agent on one fake root per node under ``workdir`` (the
+    fleet's hosts); ``delay(pod)`` sets how long each pod runs on the sandbox clock."""
+    hosts = AgentHosts(workdir)
+
+    def run(pod: dict[str, Any]) -> Outcome:
+        outcome = hosts(pod)
+        return outcome if delay is None else replace(outcome, delay=delay(pod))
+
+    run.hosts = hosts  # type: ignore[attr-defined]
+    return run
+
+
 def start_sandbox(repo: Path | None, *, jobs: str = "auto", seed_nodes: bool = True) -> KubeSandbox:
     sandbox = KubeSandbox(jobs=jobs).start()
     install_crds(sandbox)
+    # Node Jobs run the real agent on fake roots (next to the repo, so tests can look at them).
+    hosts = repo.parent / "hosts" if repo is not None else Path(tempfile.mkdtemp(prefix="multinic-hosts-"))
+    sandbox.node_model.set_default(real_agents(hosts, lambda pod: 0.0))
     if seed_nodes and repo is not None:
         sandbox.seed(*nodes_for(validate_repo(repo).desired))
     return sandbox
