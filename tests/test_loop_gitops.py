@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,13 +60,17 @@ def cycle(runner: Runner) -> bool:
     return runner.cycle()
 
 
-def settle(sb: KubeSandbox, runner: Runner, cycles: int = 30) -> None:
-    for _ in range(cycles):
+def settle(sb: KubeSandbox, runner: Runner, seconds: float = 90.0) -> None:
+    """Cycle until nothing is in flight; node Jobs run the real agent, which takes a moment each."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         in_flight = cycle(runner)
         if not in_flight:
             return
-        sb.wait_until(lambda: True, timeout=0.3)
-    raise AssertionError("rollout did not settle")
+        time.sleep(0.3)
+    last = runner.last_cycle.rollout if runner.last_cycle is not None else None
+    states = {n: (s.state, s.message) for n, s in last.nodes.items()} if last is not None else {}
+    raise AssertionError(f"rollout did not settle: {states}")
 
 
 def remote_log(remote: Path) -> list[str]:

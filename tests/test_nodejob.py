@@ -133,8 +133,8 @@ def test_net_raw_is_added_only_for_nodes_whose_file_declares_probes() -> None:
     probed = NodeConfig.model_validate(probed_spec)
 
     def caps(node: NodeConfig) -> list[str]:
-        job = jobs.node_job("apply", node, namespace="ns", spec_hash="h", generation=1, revision="r",
-                            renderer="netplan", settings=jobs.JobSettings())
+        job = jobs.node_job("apply", node, namespace="ns", identity="uid/1/h//0", spec_hash="h", generation=1,
+                            revision="r", renderer="netplan", settings=jobs.JobSettings())
         return list(job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"])
 
     assert caps(plain) == ["NET_ADMIN"]

@@ -45,7 +45,8 @@ def job_pod(doc: dict[str, Any], job_type: str = "apply", os_image: str = "Rocky
     node = NodeConfig.model_validate(doc)
     renderer = jobs.renderer_for(os_image, node.spec.os_family)
     assert renderer is not None
-    job = jobs.node_job(job_type, node, namespace="multinic-system", spec_hash="h", generation=1,  # type: ignore[arg-type]
+    job = jobs.node_job(job_type, node, namespace="multinic-system", identity=f"{node.name}/1/h//0",
+                        spec_hash="h", generation=1,  # type: ignore[arg-type]
                         revision="r", renderer=renderer, settings=jobs.JobSettings(**settings))
     template = job["spec"]["template"]
     return {"metadata": {"name": job["metadata"]["name"] + "-abcde", "namespace": "multinic-system",
