@@ -120,7 +120,8 @@ def test_an_anchor_that_is_never_used_is_harmless(tmp_path: Path) -> None:
 
 
 def test_unquoted_dates_and_yes_no_are_plain_values_not_objects() -> None:
-    assert documents.parse("a: 2024-01-01\nb: yes\nc: 0x1f\n") == {"a": "2024-01-01", "b": True, "c": 31}
+    # YAML 1.2 core schema: yes is a string, as editors, check-jsonschema and kubectl read it.
+    assert documents.parse("a: 2024-01-01\nb: yes\nc: 0x1f\n") == {"a": "2024-01-01", "b": "yes", "c": 31}
 
 
 @pytest.mark.parametrize("text", ["null\n", "42\n", "just text\n", "- a\n- b\n"])
@@ -320,17 +321,22 @@ def test_dot_folders_and_other_files_are_ignored_silently(tmp_path: Path) -> Non
     assert validate(root).diagnostics == []
 
 
-def test_a_yaml_file_with_an_upper_case_suffix_in_nodes_is_a_warning(tmp_path: Path) -> None:
+def test_a_yaml_file_with_an_upper_case_suffix_in_nodes_is_an_error_that_blocks_its_object(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"nodes/worker-01.yaml": node(), "nodes/worker-02.YAML": node("worker-02", 2)})
-    w = only(warnings(validate(root)))
-    assert w.path == "nodes/worker-02.YAML" and "lower case" in w.message
+    result = validate(root)
+    e = only(errors(result))
+    assert e.path == "nodes/worker-02.YAML" and "lower case" in e.message
+    assert "worker-02" in result.desired.blocked["MultiNicNodeConfig"]
+    assert "worker-01" in result.desired.nodes
 
 
-def test_something_that_is_not_a_regular_file_is_skipped_with_a_warning(tmp_path: Path) -> None:
+def test_something_that_is_not_a_regular_file_is_refused_and_blocks_its_object(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"nodes/worker-01.yaml": node()})
     os.mkfifo(root / "nodes" / "pipe.yaml")  # reading it would block forever
-    w = only(warnings(validate(root)))
-    assert (w.path, w.message) == ("nodes/pipe.yaml", "not a regular file; ignored")
+    result = validate(root)
+    e = only(errors(result))
+    assert e.path == "nodes/pipe.yaml" and "not a regular file" in e.message
+    assert "pipe" in result.desired.blocked["MultiNicNodeConfig"]
 
 
 def test_two_settings_files_keep_the_first(tmp_path: Path) -> None:
@@ -403,6 +409,10 @@ def test_a_file_name_that_is_not_utf8_is_shown_as_its_bytes(tmp_path: Path) -> N
         out.encode("utf-8")
         if fmt == "json":
             out = json.loads(out)["diagnostics"][0]["file"]
+        if fmt == "sarif":  # a URI: the byte percent-encoded
+            location = json.loads(out)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+            assert location["artifactLocation"]["uri"] == "nodes/w%FFrker.yaml"
+            continue
         assert "nodes/w\\xffrker.yaml" in out, fmt
 
 

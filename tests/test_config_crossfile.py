@@ -87,11 +87,18 @@ def test_a_node_name_configured_by_two_files_is_reported(tmp_path: Path) -> None
     first = node("worker-01", 1)  # nodeName defaults to metadata.name
     second = node("worker-02", 2, nodeName="worker-01")
     root = _nodes(tmp_path, first, second)
-    d = only(errors(validate(root)))
+    result = validate(root)
+    first_error, d = errors(result)
     assert (d.path, d.rule, d.field) == ("nodes/worker-02.yaml", "duplicate-node-name", "spec.nodeName")
     # The first file sets it through metadata.name: that line is named, not its spec line.
     assert d.message == "nodeName worker-01 is also configured by nodes/worker-01.yaml:4"
     assert text_at(root, d).startswith("nodeName")
+    # Which file is the typo cannot be known: both are blocked, so no Job for host worker-01
+    # ever carries the other file's interfaces.
+    assert (first_error.path, first_error.rule) == ("nodes/worker-01.yaml", "duplicate-node-name")
+    assert first_error.message == "nodeName worker-01 is also configured by nodes/worker-02.yaml:17"
+    assert result.desired.nodes == {}
+    assert result.desired.blocked["MultiNicNodeConfig"] == {"worker-01", "worker-02"}
 
 
 def test_distinct_node_names_are_valid(tmp_path: Path) -> None:

@@ -173,12 +173,17 @@ def test_plan_text_shows_each_field_change_and_blocked_files(env: ReconcileEnv) 
 
     done = cli("plan", *kube_args(env), "--output", str(env.repo.parent / "plan.txt"))
 
-    assert done.returncode == 1
+    # A blocked file is never a green "changes" run: exit 2, and the last line says which file.
+    assert done.returncode == 2
     assert "~ MultiNicNodeConfig/worker-01  (update: changed in Git)" in done.stdout
     assert "    spec.interfaces[storage0].mtu: 9000 -> 8000" in done.stdout
     assert "! MultiNicNodeConfig/worker-04  (blocked: file is invalid; the live object is left unchanged)" \
         in done.stdout
     assert "nodes/worker-04.yaml" in done.stderr  # the validation report
+    assert done.stderr.splitlines()[-1].startswith("reconciler plan: 1 error(s) in nodes/worker-04.yaml")
+    # The blocked entry shows its error under it.
+    blocked_at = done.stdout.index("! MultiNicNodeConfig/worker-04")
+    assert "macAddress" in done.stdout[blocked_at:].splitlines()[1]
     assert (env.repo.parent / "plan.txt").read_text() == done.stdout
 
 

@@ -183,3 +183,20 @@ def test_a_cluster_whose_verification_starts_failing_gets_one_warning(world: Wor
     assert status["phase"] == "Failed"
     reasons = sorted((e["reason"], e["type"]) for e in world.events("pve-prod", "ProxmoxCluster"))
     assert reasons == [("VerificationFailed", "Warning"), ("Verified", "Normal")]
+
+
+def test_an_invalid_cluster_file_gets_config_valid_false_and_keeps_its_registration(world: World) -> None:
+    world.cycle()
+    path = world.repo / "clusters" / "pve-lab.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("spec:\n", "spec:\n  verifyEvery: 5m\n", 1))
+    commit(world.repo, "unknown key in a cluster file")
+    world.cycle()
+    cr = world.cr("pve-lab", "ProxmoxCluster")
+    conditions = {c["type"]: c for c in cr["status"]["conditions"]}
+    assert (conditions["ConfigValid"]["status"], conditions["ConfigValid"]["reason"]) == ("False", "ValidationFailed")
+    assert "clusters/pve-lab.yaml:" in conditions["ConfigValid"]["message"]
+    assert "verifyEvery" in conditions["ConfigValid"]["message"]
+    assert conditions["Ready"]["status"] == "True" and cr["status"]["phase"] == "Ready"  # last verification stands
+    events = [e for e in world.events("pve-lab", "ProxmoxCluster") if e["reason"] == "ValidationFailed"]
+    assert len(events) == 1 and events[0]["involvedObject"]["uid"] == cr["metadata"]["uid"]

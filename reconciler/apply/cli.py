@@ -1,4 +1,8 @@
-"""``reconciler apply --once``: apply the plan once and print what was done."""
+"""``reconciler apply --once``: apply the plan once and print what was done.
+
+Exit 0: all applied; 1: a write failed; 2: an error, an invalid file or anything blocked (the valid
+part is applied all the same).
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not cycle.validation.ok:
         sys.stderr.write(formats.text(cycle.validation))
-    sys.stdout.write(render.text(cycle.changes))
+    sys.stdout.write(render.text(cycle.changes, cycle.validation.diagnostics))
     past = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
     for done in cycle.applied:
         change = done.change
@@ -44,4 +48,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{change.kind}/{change.name} FAILED: {done.error}")
     if not cycle.changes.has_changes:
         print("Nothing to apply.")
+    blocked = cycle.changes.by_action(Action.BLOCKED)
+    if not cycle.validation.ok or blocked:
+        # The valid part was applied; what is invalid or guarded was not: never a green run.
+        why = "the config repo has errors" if not cycle.validation.ok else f"{len(blocked)} object(s) blocked"
+        print(f"reconciler apply: {why}; blocked objects were left unchanged", file=sys.stderr)
+        return 2
     return 1 if cycle.failed else 0

@@ -57,84 +57,117 @@ def check_nodes(
     blocked_clusters: set[str],
 ) -> list[Finding]:
     findings: list[Finding] = []
+    flagged_node_names: set[str] = set()
     names, node_names, macs, addresses, vms = (_Registry() for _ in range(5))
     for doc, node in nodes:
-        found = _check_node(doc, node)
-        if (owner := names.claim(node.name, doc, ("metadata", "name"))) is not None:
-            found.append(
-                Finding(
-                    doc, ("metadata", "name"), f"node {node.name} is also defined by {_where(*owner)}", "duplicate-name"
-                )
+        try:
+            findings.extend(_check_one(doc, node, cluster_names, blocked_clusters, flagged_node_names,
+                                       names, node_names, macs, addresses, vms, findings))
+        except Exception as exc:  # a surprise in one file is that file's diagnostic
+            findings.append(Finding(doc, (), f"cannot check this file: {type(exc).__name__}", "internal"))
+    return findings
+
+
+def _check_one(
+    doc: Document,
+    node: NodeConfig,
+    cluster_names: set[str],
+    blocked_clusters: set[str],
+    flagged_node_names: set[str],
+    names: _Registry,
+    node_names: _Registry,
+    macs: _Registry,
+    addresses: _Registry,
+    vms: _Registry,
+    findings: list[Finding],
+) -> list[Finding]:
+    found = _check_node(doc, node)
+    if (owner := names.claim(node.name, doc, ("metadata", "name"))) is not None:
+        found.append(
+            Finding(
+                doc, ("metadata", "name"), f"node {node.name} is also defined by {_where(*owner)}", "duplicate-name"
             )
-        # The field that sets the node name: spec.nodeName, or metadata.name when it is defaulted.
-        named_by: Pointer = ("spec", "nodeName") if "nodeName" in doc.data["spec"] else ("metadata", "name")
-        if (owner := node_names.claim(node.spec.node_name, doc, named_by)) is not None:
-            found.append(
+        )
+    # The field that sets the node name: spec.nodeName, or metadata.name when it is defaulted.
+    named_by: Pointer = ("spec", "nodeName") if "nodeName" in doc.data["spec"] else ("metadata", "name")
+    if (owner := node_names.claim(node.spec.node_name, doc, named_by)) is not None:
+        found.append(
+            Finding(
+                doc,
+                named_by,
+                f"nodeName {node.spec.node_name} is also configured by {_where(*owner)}",
+                "duplicate-node-name",
+            )
+        )
+        # Both files are blocked: which of them is the typo cannot be known, and a Job for
+        # that host must never carry the other file's interfaces.
+        if owner[0].path not in flagged_node_names:
+            flagged_node_names.add(owner[0].path)
+            findings.append(
                 Finding(
-                    doc,
-                    named_by,
-                    f"nodeName {node.spec.node_name} is also configured by {_where(*owner)}",
+                    owner[0],
+                    owner[1],
+                    f"nodeName {node.spec.node_name} is also configured by {_where(doc, named_by)}",
                     "duplicate-node-name",
                 )
             )
-        for i, iface in enumerate(node.spec.interfaces):
-            at: Pointer = ("spec", "interfaces", i)
-            owner = macs.claim(iface.mac_address, doc, (*at, "macAddress"))
+    for i, iface in enumerate(node.spec.interfaces):
+        at: Pointer = ("spec", "interfaces", i)
+        owner = macs.claim(iface.mac_address, doc, (*at, "macAddress"))
+        if owner is not None and owner[0] is not doc:
+            found.append(
+                Finding(
+                    doc,
+                    (*at, "macAddress"),
+                    f"macAddress {iface.mac_address} is also used by {_where(*owner)}",
+                    "duplicate-mac",
+                )
+            )
+        for j, text in enumerate(iface.addresses):
+            ip = prefixed(text).address
+            owner = addresses.claim(ip, doc, (*at, "addresses", j))
             if owner is not None and owner[0] is not doc:
                 found.append(
                     Finding(
                         doc,
-                        (*at, "macAddress"),
-                        f"macAddress {iface.mac_address} is also used by {_where(*owner)}",
-                        "duplicate-mac",
+                        (*at, "addresses", j),
+                        f"address {ip.text()} is also used by {_where(*owner)}",
+                        "duplicate-address",
                     )
                 )
-            for j, text in enumerate(iface.addresses):
-                ip = prefixed(text).address
-                owner = addresses.claim(ip, doc, (*at, "addresses", j))
-                if owner is not None and owner[0] is not doc:
-                    found.append(
-                        Finding(
-                            doc,
-                            (*at, "addresses", j),
-                            f"address {ip.text()} is also used by {_where(*owner)}",
-                            "duplicate-address",
-                        )
-                    )
-        proxmox = node.spec.proxmox
-        if proxmox is not None:
-            at = ("spec", "proxmox", "cluster")
-            if proxmox.cluster in blocked_clusters:
-                found.append(
-                    Finding(
-                        doc,
-                        at,
-                        f"cluster {proxmox.cluster} is invalid; the VM NIC check is skipped",
-                        "cluster-ref",
-                        "warning",
-                    )
+    proxmox = node.spec.proxmox
+    if proxmox is not None:
+        at = ("spec", "proxmox", "cluster")
+        if proxmox.cluster in blocked_clusters:
+            found.append(
+                Finding(
+                    doc,
+                    at,
+                    f"cluster {proxmox.cluster} is invalid; the VM NIC check is skipped",
+                    "cluster-ref",
+                    "warning",
                 )
-            elif proxmox.cluster not in cluster_names:
-                found.append(
-                    Finding(
-                        doc,
-                        at,
-                        f"cluster {proxmox.cluster} does not exist (no clusters/{proxmox.cluster}.yaml)",
-                        "cluster-ref",
-                    )
+            )
+        elif proxmox.cluster not in cluster_names:
+            found.append(
+                Finding(
+                    doc,
+                    at,
+                    f"cluster {proxmox.cluster} does not exist (no clusters/{proxmox.cluster}.yaml)",
+                    "cluster-ref",
                 )
-            owner = vms.claim((proxmox.cluster, proxmox.vmid), doc, ("spec", "proxmox", "vmid"))
-            if owner is not None:
-                found.append(
-                    Finding(
-                        doc,
-                        ("spec", "proxmox", "vmid"),
-                        f"VM {proxmox.vmid} on cluster {proxmox.cluster} is also claimed by {_where(*owner)}",
-                        "duplicate-vm",
-                    )
+            )
+        owner = vms.claim((proxmox.cluster, proxmox.vmid), doc, ("spec", "proxmox", "vmid"))
+        if owner is not None:
+            found.append(
+                Finding(
+                    doc,
+                    ("spec", "proxmox", "vmid"),
+                    f"VM {proxmox.vmid} on cluster {proxmox.cluster} is also claimed by {_where(*owner)}",
+                    "duplicate-vm",
                 )
-        findings.extend(found)
-    return findings
+            )
+    return found
 
 
 def _check_node(doc: Document, node: NodeConfig) -> list[Finding]:

@@ -2,14 +2,24 @@
 
 Loading is strict and cheap: libyaml's parser, a constructor that only builds plain JSON data
 (maps with string keys, lists, strings, numbers, booleans, null), and refusals for duplicate keys,
-aliases, merge keys, custom tags, several documents, oversized or non-UTF-8 files and hostile
-nesting. Positions are not kept for every value; ``Document.locate`` re-composes the text with
-marks only when a diagnostic needs a line (the common case, a valid file, never pays for it).
+aliases, merge keys, explicit tags (``!!int``, ``!foo``), several documents, oversized or non-UTF-8
+files and hostile nesting.
+
+Plain scalars are resolved with the YAML 1.2 core schema, as kubectl's JSON view, editors and
+check-jsonschema read them: ``01500`` is 1500 (no octal), ``2:30:00`` and ``52:54:00:12:34:56`` are
+strings (no sexagesimal), ``yes``/``no``/``on``/``off`` are strings. A plain scalar that YAML 1.1
+tools (PyYAML, Ansible, older go-yaml) read differently gets a warning that says to quote it.
+Positions are not kept for every value; ``Document.locate`` re-composes the
+text with marks only when a diagnostic needs a line (the common case, a valid file, never pays).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,14 +61,72 @@ def _mark(node_or_mark: Any) -> tuple[int | None, int | None]:
     return mark.line + 1, mark.column + 1
 
 
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+
+# The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), int before float.
+_CORE_RULES = (
+    (_NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), "~nN"),
+    (_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
+    (_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), "-+0123456789"),
+    (
+        _FLOAT,
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "-+.0123456789",
+    ),
+)
+
+
+def _core_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {"": [(_NULL, _CORE_RULES[0][1])]}
+    # ``<<`` keeps resolving to a merge key so that it is refused with its own words.
+    table["<"] = [("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"))]
+    for tag, rx, firsts in _CORE_RULES:
+        for first in firsts:
+            table.setdefault(first, []).append((tag, rx))
+    return table
+
+
+def _core_int(value: str) -> int:
+    sign = -1 if value[:1] == "-" else 1
+    digits = value.lstrip("+-")
+    if digits.startswith("0o"):
+        return int(digits[2:], 8)
+    if digits.startswith("0x"):
+        return int(digits[2:], 16)
+    return sign * int(digits, 10)
+
+
+def _core_float(value: str) -> float:
+    lowered = value.lower()
+    if lowered.endswith(".inf"):
+        return -math.inf if lowered[:1] == "-" else math.inf
+    if lowered == ".nan":
+        return math.nan
+    return float(value)
+
+
+def _core_value(tag: str, value: str) -> Any:
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return value[:1] in "tT"
+    if tag == _INT:
+        return _core_int(value)
+    if tag == _FLOAT:
+        return _core_float(value)
+    return value
+
+
 class _StrictLoader(_Loader):  # type: ignore[misc]
     """libyaml parser + a constructor for plain JSON data only."""
 
-    # YAML 1.1 timestamps would become datetime objects; in this contract they are strings.
-    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in _Loader.yaml_implicit_resolvers.items()
-    }
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = _core_resolvers()
     yaml_constructors: ClassVar[dict[Any, Any]] = {
         tag: ctor
         for tag, ctor in _Loader.yaml_constructors.items()
@@ -103,7 +171,13 @@ class _StrictLoader(_Loader):  # type: ignore[misc]
         return mapping
 
 
+def _construct_core_scalar(loader: Any, node: Any) -> Any:
+    return _core_value(node.tag, loader.construct_scalar(node))
+
+
 _StrictLoader.add_constructor(None, _StrictLoader.construct_undefined)
+for _tag in (_NULL, _BOOL, _INT, _FLOAT):
+    _StrictLoader.add_constructor(_tag, _construct_core_scalar)
 
 
 def decode(raw: bytes) -> str:
@@ -136,6 +210,12 @@ def _check_depth(text: str, exact: bool = False) -> None:
 def _walk_events(text: str, loader: type) -> None:
     depth = 0
     for event in yaml.parse(text, Loader=loader):
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            raise LoadError(
+                f"explicit YAML tag {tag} is not allowed (plain data only); quote the value if it is text",
+                *_mark(event),
+            )
         if isinstance(event, yaml.AliasEvent):
             # Refused where it is used, before anything is composed.
             raise LoadError("YAML aliases (*name) are not allowed; write the value out", *_mark(event))
@@ -162,13 +242,7 @@ def _yaml_error(exc: yaml.YAMLError, text: str = "") -> LoadError:
     return LoadError(f"invalid YAML: {' '.join(str(exc).split())}")
 
 
-_SCALARS = _StrictLoader("")  # only its scalar constructors are used, never its parser
-_SCALAR_TAGS = {
-    "tag:yaml.org,2002:null": _StrictLoader.construct_yaml_null,
-    "tag:yaml.org,2002:bool": _StrictLoader.construct_yaml_bool,
-    "tag:yaml.org,2002:int": _StrictLoader.construct_yaml_int,
-    "tag:yaml.org,2002:float": _StrictLoader.construct_yaml_float,
-}
+_SCALAR_TAGS = {_NULL, _BOOL, _INT, _FLOAT}
 _STR = "tag:yaml.org,2002:str"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
@@ -192,31 +266,88 @@ class _FastLoader(_Loader):  # type: ignore[misc]
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
 
 
-def _data(node: Any, depth: int = 1) -> Any:
+# A YAML warning: line, column, message.
+Warning = tuple[int | None, int | None, str]
+
+_Y11 = yaml.SafeLoader("")  # PyYAML's YAML 1.1 resolution, only to tell where readers differ
+_Y11_DIFFERS: dict[str, str | None] = {}
+
+
+def _yaml11_difference(value: str, tag: str) -> str | None:
+    """Why a plain scalar means something else to YAML 1.1 tools, or None (memoised)."""
+    if value in _Y11_DIFFERS:
+        return _Y11_DIFFERS[value]
+    message: str | None = None
+    tag11: str = _Y11.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    if tag11 != "tag:yaml.org,2002:timestamp":  # dates were always strings in this contract
+        ours = _core_value(tag, value)
+        try:
+            theirs = _Y11.yaml_constructors[tag11](_Y11, yaml.ScalarNode(tag11, value))
+        except (ValueError, TypeError, yaml.YAMLError):
+            theirs = value
+        same_nan = isinstance(ours, float) and isinstance(theirs, float) and math.isnan(ours) and math.isnan(theirs)
+        if (type(ours) is not type(theirs) or ours != theirs) and not same_nan:
+            message = (
+                f"plain value {value} means {_short(ours)} here (YAML 1.2 core schema) but {_short(theirs)} "
+                "to YAML 1.1 tools (PyYAML, Ansible); quote it, or write it so that both agree"
+            )
+    if len(_Y11_DIFFERS) < 100_000:
+        _Y11_DIFFERS[value] = message
+    return message
+
+
+def _note(node: Any, warnings: list[Warning] | None) -> None:
+    if warnings is not None and not node.style:
+        message = _yaml11_difference(node.value, node.tag)
+        if message is not None:
+            warnings.append((*_mark(node), message))
+
+
+def _scan(node: Any, warnings: list[Warning]) -> None:
+    """Warnings of a document composed on the strict path."""
+    if isinstance(node, yaml.ScalarNode):
+        _note(node, warnings)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _scan(item, warnings)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _scan(key, warnings)
+            _scan(value, warnings)
+
+
+def _data(node: Any, depth: int = 1, warnings: list[Warning] | None = None) -> Any:
     """Composed node -> plain data. Aliases were excluded before composing (no shared nodes)."""
     tag = node.tag
     if tag == _STR:
+        if not node.style and node.value[:1] in _Y11_FIRSTS:
+            _note(node, warnings)
         return node.value
     if tag in (_MAP, _SEQ):
         if depth > MAX_DEPTH:
             raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", *_mark(node))
         depth += 1
         if tag == _SEQ:
-            return [_data(item, depth) for item in node.value]
+            return [_data(item, depth, warnings) for item in node.value]
         try:
-            mapping = {_data(k, depth): _data(v, depth) for k, v in node.value}
+            mapping = {_data(k, depth, warnings): _data(v, depth, warnings) for k, v in node.value}
         except TypeError:  # a list or mapping as a key (``? [a, b]``)
             _mapping_problem(node)
             raise
         if len(mapping) != len(node.value) or not all(type(k) is str for k in mapping):
             _mapping_problem(node)
         return mapping
-    construct = _SCALAR_TAGS.get(tag)
-    if construct is None or not isinstance(node, yaml.ScalarNode):
+    if tag not in _SCALAR_TAGS or not isinstance(node, yaml.ScalarNode):
         if tag == "tag:yaml.org,2002:merge":
             raise LoadError("YAML merge keys (<<) are not allowed", *_mark(node))
         raise LoadError(f"YAML tag {tag} is not allowed (plain data only)", *_mark(node))
-    return construct(_SCALARS, node)
+    if not node.style:
+        _note(node, warnings)
+    return _core_value(tag, node.value)
+
+
+# First characters of plain strings that a YAML 1.1 resolver may read as something else.
+_Y11_FIRSTS = frozenset(first for first in yaml.SafeLoader.yaml_implicit_resolvers if first)
 
 
 def _mapping_problem(node: Any) -> None:
@@ -231,12 +362,16 @@ def _mapping_problem(node: Any) -> None:
         seen[key] = key_node
 
 
-def parse(text: str) -> Any:
-    """One plain YAML document -> JSON-like data; raises ``LoadError`` with a position."""
+def parse(text: str, warnings: list[Warning] | None = None) -> Any:
+    """One plain YAML document -> JSON-like data; raises ``LoadError`` with a position.
+
+    Plain scalars that YAML 1.1 tools read differently are appended to ``warnings``.
+    """
     # Without a '*' there can be no alias, so the fast path composes and converts directly (and
     # counts the depth as it goes); the strict path is rare and checks the depth beforehand.
+    # Without a '!' there can be no explicit tag; with one the event stream is checked for tags.
     strict = "*" in text
-    _check_depth(text, exact=strict)
+    _check_depth(text, exact=strict or "!" in text)
     loader = _StrictLoader(text) if strict else _FastLoader(text)
     try:
         if not loader.check_node():
@@ -246,24 +381,35 @@ def parse(text: str) -> Any:
             extra = loader.get_node()
             raise LoadError("file holds more than one YAML document (one object per file)", *_mark(extra))
         if isinstance(loader, _StrictLoader):
+            if warnings is not None:
+                _scan(node, warnings)
             return loader.construct_document(node)
-        return _data(node)
+        return _data(node, 1, warnings)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text) from None
     except RecursionError:
         raise LoadError(f"nesting deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # A constructor choking on a value: still a diagnostic on this file, never a crash.
+        raise LoadError(f"invalid YAML value: {_short(str(exc))}") from None
     finally:
         loader.dispose()
 
 
-def read(absolute: str) -> tuple[str, Any]:
-    """Text and data of one file, or ``LoadError`` (size cap, UTF-8, YAML) / ``OSError``."""
-    with open(absolute, "rb") as handle:
+def read(absolute: str) -> tuple[str, Any, list[Warning]]:
+    """Text, data and YAML 1.1 warnings of one regular file, or ``LoadError`` (size cap, UTF-8,
+    YAML, not a regular file) / ``OSError``."""
+    # O_NONBLOCK: a FIFO put where a file should be must not hang the reader.
+    fd = os.open(absolute, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LoadError("not a regular file")
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
         raise LoadError(f"file is larger than the limit of {MAX_FILE_BYTES} bytes")
     text = decode(raw)
-    return text, parse(text)
+    warnings: list[Warning] = []
+    return text, parse(text, warnings), warnings
 
 
 @dataclass

@@ -1,15 +1,44 @@
-"""Validation results for people (text) and CI systems (JSON, JUnit XML, GitHub annotations)."""
+"""Validation results for people (text) and CI systems (JSON, JUnit XML, GitHub annotations,
+SARIF 2.1.0 for code scanning).
+
+``present`` applies the two CLI choices every format must agree on before rendering: ``--strict``
+(warnings become errors: text, JSON ``valid``, JUnit failures, GitHub ``::error``, SARIF level all
+say the same as the exit code) and the path prefix (file names as the user sees them from the
+current directory, so annotations attach in a monorepo).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from itertools import groupby
 
 from reconciler.config.diagnostics import Diagnostic
 from reconciler.config.validation import ValidationResult
+
+# GitHub shows at most 10 error and 10 warning annotations per step (50 per job); the rest are
+# summarised in one notice instead of silently dropped.
+GITHUB_ANNOTATIONS_PER_LEVEL = 10
+
+
+def present(result: ValidationResult, *, strict: bool = False, prefix: str = "") -> ValidationResult:
+    """``result`` as the CLI reports it: warnings promoted under ``strict``, paths prefixed."""
+    if not strict and not prefix:
+        return result
+
+    def shown(d: Diagnostic) -> Diagnostic:
+        severity = "error" if strict else d.severity
+        message = f"{d.message} (warning, an error under --strict)" if strict and d.severity == "warning" else d.message
+        return dataclasses.replace(d, path=prefix + d.path, severity=severity, message=message)
+
+    return dataclasses.replace(
+        result, files=[prefix + f for f in result.files], diagnostics=[shown(d) for d in result.diagnostics]
+    )
 
 # C0/C1 controls, line/paragraph separators, bidi overrides, and lone surrogates (bytes of a
 # non-UTF-8 file name, kept by Python as U+DC80..U+DCFF).
@@ -117,17 +146,90 @@ def _gh_message(value: str) -> str:
 
 
 def github(result: ValidationResult) -> str:
-    """GitHub Actions workflow commands: annotations on the PR's files."""
+    """GitHub Actions workflow commands: annotations on the PR's files, within GitHub's caps."""
     lines = []
+    shown = {"error": 0, "warning": 0}
+    rest: list[Diagnostic] = []
     for d in result.diagnostics:
+        if shown[d.severity] >= GITHUB_ANNOTATIONS_PER_LEVEL:
+            rest.append(d)
+            continue
+        shown[d.severity] += 1
         props = [f"file={_gh_property(printable(d.path))}"]
         if d.line:
             props.append(f"line={d.line}")
             props.append(f"col={d.column or 1}")
         props.append(f"title={_gh_property(printable(d.rule + (' ' + d.field if d.field else '')))}")
         lines.append(f"::{d.severity} {','.join(props)}::{_gh_message(printable(d.message))}")
+    if rest:
+        errors = sum(d.severity == "error" for d in rest)
+        files = len({d.path for d in rest})
+        lines.append(
+            f"::notice title=more problems::{errors} more error(s) and {len(rest) - errors} more warning(s) "
+            f"in {files} file(s) are not annotated (GitHub shows {GITHUB_ANNOTATIONS_PER_LEVEL} per level); "
+            "they are listed below"
+        )
+        lines += [printable(f"{d.severity}: {d.location} {d.message} [{d.rule}]") for d in rest]
     lines.append(_summary(result))
     return "\n".join(lines) + "\n"
+
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+def _uri(path: str) -> str:
+    """A relative URI reference for a file name (its bytes percent-encoded, as on disk)."""
+    try:
+        return urllib.parse.quote(os.fsencode(path))
+    except UnicodeError:
+        return urllib.parse.quote(printable(path))
+
+
+def sarif(result: ValidationResult) -> str:
+    """SARIF 2.1.0 (GitHub code scanning, GitLab, IDEs): one result per diagnostic."""
+    from reconciler import __version__
+
+    rules = sorted({d.rule for d in result.diagnostics})
+    index = {rule: i for i, rule in enumerate(rules)}
+    results = []
+    for d in result.diagnostics:
+        location: dict[str, object] = {
+            "artifactLocation": {"uri": _uri(d.path), "uriBaseId": "%SRCROOT%"}
+        }
+        if d.line:
+            location["region"] = {"startLine": d.line, "startColumn": d.column or 1}
+        entry: dict[str, object] = {
+            "ruleId": d.rule,
+            "ruleIndex": index[d.rule],
+            "level": d.severity,
+            "message": {"text": printable(d.message)},
+            "locations": [{"physicalLocation": location}],
+        }
+        if d.field:
+            entry["properties"] = {"field": printable(d.field)}
+        results.append(entry)
+    body = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "multinic-reconciler",
+                        "version": __version__,
+                        "informationUri": "https://github.com/multinic/multinic-reconciler",
+                        "rules": [
+                            {"id": rule, "name": rule, "shortDescription": {"text": f"config rule {rule}"}}
+                            for rule in rules
+                        ],
+                    }
+                },
+                "columnKind": "unicodeCodePoints",
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
 
 FORMATS: dict[str, Callable[[ValidationResult], str]] = {
@@ -135,4 +237,5 @@ FORMATS: dict[str, Callable[[ValidationResult], str]] = {
     "json": json_report,
     "junit": junit,
     "github": github,
+    "sarif": sarif,
 }

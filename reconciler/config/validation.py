@@ -8,6 +8,7 @@ everything, since limits such as the prune guard would otherwise silently fall b
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler import redact
 from reconciler.config import crossfile, documents, repo, schemas
 from reconciler.config.diagnostics import Diagnostic, Pointer, Severity, field_path
 from reconciler.config.documents import Document, LoadError
@@ -32,6 +34,10 @@ class DesiredState:
     clusters: dict[str, ProxmoxCluster]
     sources: dict[tuple[str, str], str]  # (kind, name) -> repo-relative path
     blocked: dict[str, frozenset[str]]  # kind -> names whose file is invalid
+    # kind -> why no object of that kind may be deleted (a refused entry whose names are unknown)
+    held: dict[str, str] = field(default_factory=dict)
+    # (kind, name) -> the refused or invalid file(s) that block it, for messages
+    blocked_by: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def settings_blocked(self) -> bool:
@@ -72,6 +78,8 @@ class _Collector:
         self.add(Diagnostic(doc.path, message, rule, field_path(pointer), line, column, severity))
 
     def add(self, diagnostic: Diagnostic) -> None:
+        if "@" in diagnostic.message:  # a value shown in a message may carry URL user info
+            diagnostic = dataclasses.replace(diagnostic, message=redact.scrub(diagnostic.message))
         self.diagnostics.append(diagnostic)
         if diagnostic.severity == "error":
             self.failed.add(diagnostic.path)
@@ -95,11 +103,12 @@ def _validate(root: Path | str, jobs: int) -> ValidationResult:
     if not root.is_dir():
         raise RepoUnreadable(f"{root}: not a directory")
     try:
-        files, layout = repo.discover(root)
+        layout = repo.discover(root)
     except OSError as exc:
         raise RepoUnreadable(f"{root}: {exc.strerror or exc}") from None
+    files = layout.files
     out = _Collector([])
-    for problem in layout:
+    for problem in layout.problems:
         out.add(problem)
 
     loaded: dict[str, Document] = {}
@@ -108,9 +117,16 @@ def _validate(root: Path | str, jobs: int) -> ValidationResult:
         if isinstance(outcome, Diagnostic):
             out.add(outcome)
             continue
-        doc = Document(item.path, *outcome)
+        text, data, warnings = outcome
+        doc = Document(item.path, text, data)
         loaded[item.path] = doc
-        model = _model(item, doc, out)
+        for line, column, message in warnings:
+            out.add(Diagnostic(item.path, message, "yaml-1.1", "", line, column, "warning"))
+        try:
+            model = _model(item, doc, out)
+        except Exception as exc:  # one file's surprise is that file's diagnostic
+            out.add(Diagnostic(item.path, f"cannot check this file: {type(exc).__name__}", "internal"))
+            model = None
         if model is not None:
             valid[item.kind].append((doc, model))
 
@@ -123,11 +139,11 @@ def _validate(root: Path | str, jobs: int) -> ValidationResult:
         out.at(finding.doc, finding.pointer, finding.message, finding.rule, finding.severity)
 
     out.diagnostics.sort(key=lambda d: (d.path, d.line or 0, d.column or 0, d.message))
-    desired = _desired(files, valid, out.failed)
+    desired = _desired(files, valid, out.failed, loaded, layout.refusals)
     return ValidationResult(root, [f.path for f in files], out.diagnostics, desired, loaded)
 
 
-_Loaded = tuple[str, Any] | Diagnostic
+_Loaded = tuple[str, Any, list[documents.Warning]] | Diagnostic
 
 
 def _read_one(item: repo.RepoFile) -> _Loaded:
@@ -137,6 +153,8 @@ def _read_one(item: repo.RepoFile) -> _Loaded:
         return Diagnostic(item.path, exc.message, "yaml", "", exc.line, exc.column)
     except OSError as exc:
         return Diagnostic(item.path, f"cannot read file: {exc.strerror or exc}", "io")
+    except Exception as exc:  # never let one file stop the others
+        return Diagnostic(item.path, f"cannot read file: {type(exc).__name__}", "internal")
 
 
 def _read_chunk(items: list[repo.RepoFile]) -> list[_Loaded]:
@@ -175,15 +193,68 @@ def _model(item: repo.RepoFile, doc: Document, out: _Collector) -> BaseModel | N
         return None
 
 
+def _claimed_names(data: Any) -> tuple[str | None, str | None]:
+    """(kind, metadata.name) as far as an invalid document still says them."""
+    if not isinstance(data, dict):
+        return None, None
+    kind = data.get("kind") if isinstance(data.get("kind"), str) else None
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return kind, name if isinstance(name, str) and name else None
+
+
+def _peek(absolute: str) -> Any:
+    """Data of a file refused by the layout, only to learn which object it names (or None)."""
+    try:
+        return documents.read(absolute)[1]
+    except Exception:  # unreadable: only its stem is known
+        return None
+
+
 def _desired(
-    files: list[repo.RepoFile], valid: dict[str, list[tuple[Document, Any]]], failed: set[str]
+    files: list[repo.RepoFile],
+    valid: dict[str, list[tuple[Document, Any]]],
+    failed: set[str],
+    loaded: dict[str, Document],
+    refusals: list[repo.Refusal],
 ) -> DesiredState:
     ok = {kind: [(d, m) for d, m in pairs if d.path not in failed] for kind, pairs in valid.items()}
     good_paths = {d.path for pairs in ok.values() for d, _ in pairs}
     blocked: dict[str, set[str]] = {kind: set() for kind in schemas.SCHEMA_FILES}
+    held: dict[str, str] = {}
+
+    blocked_by: dict[tuple[str, str], list[str]] = {}
+
+    def mark(kind: str, name: str, path: str) -> None:
+        blocked[kind].add(name)
+        paths = blocked_by.setdefault((kind, name), [])
+        if path not in paths:
+            paths.append(path)
+
+    def block(kind: str, stem: str | None, data: Any, path: str) -> None:
+        # The stem names the object (also lower-cased: Worker-01.yaml was worker-01.yaml);
+        # the name and kind the file itself declares are blocked too, so that a file moved into
+        # the wrong folder or renamed never lets its live object be deleted.
+        if kind == repo.KIND_SETTINGS:
+            mark(kind, "reconciler", path)
+            return
+        if stem:
+            mark(kind, stem.lower(), path)  # object names are lower case
+        declared, name = _claimed_names(data)
+        if name:
+            mark(kind, name, path)
+            if declared in (repo.KIND_NODE, repo.KIND_CLUSTER):
+                mark(declared, name, path)
+
     for item in files:
         if item.path not in good_paths:
-            blocked[item.kind].add(item.stem)
+            doc = loaded.get(item.path)
+            block(item.kind, item.stem, doc.data if doc is not None else None, item.path)
+    for refusal in refusals:
+        if refusal.kind != repo.KIND_SETTINGS and refusal.name is None:
+            held.setdefault(refusal.kind, f"{refusal.path} was refused; no {refusal.kind} is deleted until it is fixed")
+            continue
+        block(refusal.kind, refusal.name, _peek(refusal.absolute) if refusal.absolute else None, refusal.path)
     settings_list = ok[repo.KIND_SETTINGS]
     return DesiredState(
         settings=settings_list[0][1] if settings_list else ReconcilerSettings(),
@@ -191,4 +262,6 @@ def _desired(
         clusters={m.name: m for _, m in ok[repo.KIND_CLUSTER]},
         sources={(kind, m.name): d.path for kind in (repo.KIND_NODE, repo.KIND_CLUSTER) for d, m in ok[kind]},
         blocked={k: frozenset(v) for k, v in blocked.items()},
+        held=held,
+        blocked_by={key: tuple(paths) for key, paths in blocked_by.items()},
     )

@@ -1,4 +1,9 @@
-"""``reconciler plan``: what would change (exit 0 nothing, 1 something, 2 error — like flux diff)."""
+"""``reconciler plan``: what would change.
+
+Exit codes have one meaning each, so that ``reconciler plan || [ $? -eq 1 ]`` is a safe CI line:
+0 nothing to change and nothing blocked; 1 changes (all of them valid); 2 an error, an invalid
+file, or anything blocked or refused (the reason is printed on one line on standard error).
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text",
                         help="text for terminals, markdown for a PR comment, json for machines")
     parser.add_argument("--output", "-o", metavar="FILE", help="also write the plan to FILE")
+    parser.add_argument("--path-prefix", metavar="PREFIX",
+                        help="prefix for file names in diagnostics (default: the checkout as given, when relative)")
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler import pipeline
     from reconciler.config import formats
+    from reconciler.config.cli import path_prefix
     from reconciler.config.validation import RepoUnreadable
     from reconciler.kube.client import KubeError
     from reconciler.options import kube_connector, open_source
     from reconciler.plan import render
+    from reconciler.plan.changeset import Action
+    from reconciler.source.opening import is_remote
 
     try:
         with open_source(args) as checkout:
@@ -33,11 +43,27 @@ def run(args: argparse.Namespace) -> int:
     except (RepoUnreadable, OSError, RuntimeError, KubeError) as exc:
         print(f"reconciler plan: {formats.printable(str(exc))}", file=sys.stderr)
         return 2
-    if not cycle.validation.ok:
-        sys.stderr.write(formats.text(cycle.validation))
-    out = render.FORMATS[args.format](cycle.changes)
+    prefix = (args.path_prefix or "") if is_remote(str(args.repo)) else path_prefix(str(args.repo), args.path_prefix)
+    shown = formats.present(cycle.validation, prefix=prefix)
+    if shown.diagnostics:
+        sys.stderr.write(formats.text(shown))
+    out = render.FORMATS[args.format](cycle.changes, cycle.validation.diagnostics)
     sys.stdout.write(out)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(out)
+        try:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(out)
+        except OSError as exc:
+            print(f"reconciler plan: cannot write {formats.printable(args.output)}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+    blocked = cycle.changes.by_action(Action.BLOCKED)
+    if not cycle.validation.ok or blocked:
+        bad = sorted({d.path for d in shown.errors})
+        why = (f"{len(shown.errors)} error(s) in {', '.join(bad[:5])}{' …' if len(bad) > 5 else ''}"
+               if bad else "")
+        held = f"{len(blocked)} object(s) blocked" if blocked else ""
+        print(f"reconciler plan: {'; '.join(p for p in (why, held) if p)}; nothing blocked is changed or deleted",
+              file=sys.stderr)
+        return 2
     return 1 if cycle.changes.has_changes else 0

@@ -4,9 +4,10 @@ Rules, in the order they apply:
 - an invalid ``reconciler.yaml`` blocks everything (its limits would otherwise fall back to defaults);
 - a file that failed validation blocks its object: never created, changed or deleted;
 - an object whose file is gone is deleted only if we own it, prune is enabled, and the guard allows;
+- no object of a kind is deleted while a refused layout entry might hold its file (``held``);
 - the guard refuses, per kind, to delete more than ``maxDeletePercent`` of the owned objects in one
-  cycle (one deletion is always allowed), and always refuses to empty a kind completely when the
-  repository holds nothing at all (an empty checkout looks exactly like that);
+  cycle (one deletion is allowed unless it is 0), and always refuses to empty a kind completely when
+  the repository holds nothing at all (an empty checkout looks exactly like that);
 - a live spec that differs from Git is an update; when it also differs from what we last applied,
   the reason says it was edited by hand (drift) and apply reverts it.
 """
@@ -38,10 +39,15 @@ class LiveObject:
     resource_version: str | None = None
     status: dict[str, Any] = field(default_factory=dict)
     uid: str | None = None  # for Events (kubectl describe matches them by uid)
+    # Label and annotation keys our field manager applied (from managedFields): only these are
+    # ever removed when Git drops them; keys set by others are left alone.
+    applied_labels: frozenset[str] = frozenset()
+    applied_annotations: frozenset[str] = frozenset()
 
     @classmethod
     def from_manifest(cls, obj: Mapping[str, Any]) -> LiveObject:
         metadata = obj.get("metadata") or {}
+        labels, annotations = _applied_metadata(metadata.get("managedFields") or ())
         return cls(
             kind=obj.get("kind", ""),
             name=metadata.get("name", ""),
@@ -52,6 +58,8 @@ class LiveObject:
             resource_version=metadata.get("resourceVersion"),
             status=obj.get("status") or {},
             uid=metadata.get("uid"),
+            applied_labels=labels,
+            applied_annotations=annotations,
         )
 
     @property
@@ -84,6 +92,7 @@ def plan(desired: DesiredState, live: Mapping[str, Iterable[LiveObject]], *, rev
         for name in sorted(set(models) | blocked):
             source = desired.sources.get((kind, name))
             if name in blocked:
+                source = source or next(iter(desired.blocked_by.get((kind, name), ())), None)
                 reason = (
                     "file is invalid; the live object is left unchanged"
                     if name in current
@@ -98,6 +107,41 @@ def plan(desired: DesiredState, live: Mapping[str, Iterable[LiveObject]], *, rev
     return ChangeSet(tuple(changes), revision, tuple(notes))
 
 
+def _applied_metadata(managed: Iterable[Any]) -> tuple[frozenset[str], frozenset[str]]:
+    labels: set[str] = set()
+    annotations: set[str] = set()
+    for entry in managed:
+        if not isinstance(entry, Mapping) or entry.get("manager") != objects.FIELD_MANAGER:
+            continue
+        if entry.get("operation") != "Apply":
+            continue
+        meta = (entry.get("fieldsV1") or {}).get("f:metadata") or {}
+        labels |= {k[2:] for k in (meta.get("f:labels") or {}) if k.startswith("f:")}
+        annotations |= {k[2:] for k in (meta.get("f:annotations") or {}) if k.startswith("f:")}
+    return frozenset(labels), frozenset(annotations)
+
+
+# Annotations that change with every commit or are derived from the spec: never a change by themselves.
+_DERIVED = {objects.SPEC_HASH, objects.SOURCE_REVISION}
+
+
+def _metadata_changes(wanted: dict[str, Any], current: LiveObject) -> list[FieldChange]:
+    """Labels and annotations from Git that differ live, and the ones we applied that Git dropped."""
+    meta = wanted["metadata"]
+    out: list[FieldChange] = []
+    for part, live, applied in (
+        ("labels", current.labels, current.applied_labels),
+        ("annotations", current.annotations, current.applied_annotations),
+    ):
+        want = {k: v for k, v in meta[part].items() if k not in _DERIVED}
+        for key in sorted(set(want) | (set(applied) - _DERIVED)):
+            if key in want and live.get(key) != want[key]:
+                out.append(FieldChange(f"metadata.{part}.{key}", live.get(key), want[key]))
+            elif key not in want and key in live:
+                out.append(FieldChange(f"metadata.{part}.{key}", live[key], None))
+    return out
+
+
 def _models(desired: DesiredState, kind: str) -> Mapping[str, NodeConfig | ProxmoxCluster]:
     return desired.nodes if kind == KIND_NODE else desired.clusters
 
@@ -107,14 +151,7 @@ def _compare(kind: str, name: str, source: str | None, wanted: dict[str, Any], c
         return Change(kind, name, Action.CREATE, source, "new file", desired=wanted)
     fields = diff(current.spec, wanted["spec"])
     meta = wanted["metadata"]
-    for label, value in sorted(meta["labels"].items()):
-        if current.labels.get(label) != value:
-            fields.append(FieldChange(f"metadata.labels.{label}", current.labels.get(label), value))
-    for key in (objects.SOURCE_PATH,):
-        if current.annotations.get(key) != meta["annotations"][key]:
-            fields.append(
-                FieldChange(f"metadata.annotations.{key}", current.annotations.get(key), meta["annotations"][key])
-            )
+    fields += _metadata_changes(wanted, current)
     if not fields:
         return Change(kind, name, Action.UNCHANGED, source, desired=wanted, live=current.spec,
                       live_version=current.resource_version)
@@ -147,11 +184,15 @@ def _prune(
         ]
     percent = 100 * len(gone) / owned if owned else 100.0
     reason = ""
-    if repo_empty:
+    if kind in desired.held:
+        reason = desired.held[kind]
+    elif repo_empty:
         reason = (
             f"the repository holds no objects at all; refusing to delete all {len(gone)} "
             f"{kind} objects (an empty or wrong checkout looks the same)"
         )
+    elif prune.max_delete_percent == 0:
+        reason = f"prune guard: maxDeletePercent is 0; {len(gone)} {kind} object(s) kept"
     elif len(gone) > 1 and percent > prune.max_delete_percent:
         reason = (
             f"prune guard: deleting {len(gone)} of {owned} {kind} objects ({percent:.0f}%) exceeds "

@@ -228,7 +228,8 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
 
     done = Reported()
     pending: list[tuple[LiveCR, dict[str, Any]]] = []  # (object, merge patch)
-    after: list[tuple[LiveCR, Any]] = []  # (object, its Event check once the writes are done)
+    node_events: list[tuple[LiveCR, NodeState | None, NodeStatus]] = []  # looked at once the writes are done
+    cluster_events: list[tuple[LiveCR, ClusterOutcome | None, ClusterStatus]] = []
     node_validity = validity(validation, KIND_NODE)
     for cr in sorted(crs.get(KIND_NODE, ()), key=lambda c: c.name):
         state = rollout.get(cr.name)
@@ -238,7 +239,7 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         patch = merge_patch(cr.status, wanted.dump())
         if patch is not None:
             pending.append((cr, patch))
-        after.append((cr, ("node", state, wanted, patch is not None)))
+        node_events.append((cr, state, wanted))
     cluster_validity = validity(validation, KIND_CLUSTER)
     outcomes = {o.name: o for o in clusters}
     for cr in sorted(crs.get(KIND_CLUSTER, ()), key=lambda c: c.name):
@@ -248,23 +249,21 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         patch = merge_patch(cr.status, wanted_cluster.dump())
         if patch is not None:
             pending.append((cr, patch))
-        after.append((cr, ("cluster", outcome, wanted_cluster, patch is not None)))
+        cluster_events.append((cr, outcome, wanted_cluster))
 
-    failed = {(cr.kind, cr.name) for cr, ok in zip((c for c, _ in pending),
-                                                     in_parallel(lambda item: _write(kube, *item), pending, writers),
-                                                     strict=True) if not ok}
-    done.writes = len(pending) - len(failed)
+    results = in_parallel(lambda item: _write(kube, *item), pending, writers)
+    written = {(cr.kind, cr.name) for (cr, _), ok in zip(pending, results, strict=True) if ok}
+    done.writes = len(written)
 
-    for cr, (what, fact, wanted_any, patched) in after:
-        written = patched and (cr.kind, cr.name) not in failed
-        if what == "node":
-            state = fact
-            # A state the status already shows (an unschedulable node seen again) is no transition.
-            if state is not None and state.changed and written:
-                _state_event(kube, cr, state, now, done)
-        elif fact is not None and fact.due_reason is not None:
-            _cluster_event(kube, cr, parse(ClusterStatus, cr.status), wanted_any, now, done)
-        _validity_event(kube, cr, wanted_any.conditions, now, done)
+    for cr, state, node in node_events:
+        # A state the status already shows (an unschedulable node seen again) is no transition.
+        if state is not None and state.changed and (cr.kind, cr.name) in written:
+            _state_event(kube, cr, state, now, done)
+        _validity_event(kube, cr, node.conditions, now, done)
+    for cr, outcome, cluster in cluster_events:
+        if outcome is not None and outcome.due_reason is not None:  # verified (or tried) this cycle
+            _cluster_event(kube, cr, parse(ClusterStatus, cr.status), cluster, now, done)
+        _validity_event(kube, cr, cluster.conditions, now, done)
     for cr in removed:
         state = rollout.get(cr.name)
         if state is not None and state.changed:

@@ -30,7 +30,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.apply.proxmox.client import ClusterInfo, ProxmoxClient
-from reconciler.apply.proxmox.credentials import ClientFactory, ClusterCredentials, client_for, read_credentials
+from reconciler.apply.proxmox.credentials import (
+    ClientFactory,
+    ClusterCredentials,
+    client_for,
+    read_credentials,
+    scrubbed,
+)
 from reconciler.apply.proxmox.errors import ProxmoxError
 from reconciler.config.models import ProxmoxCluster
 from reconciler.config.repo import KIND_CLUSTER
@@ -281,7 +287,7 @@ def verify_cluster(
         ) as client:
             return client.verify()
     except ProxmoxError as exc:
-        return exc
+        return scrubbed(exc, credentials.secrets)  # what goes to status, logs and Git
 
 
 def register_clusters(

@@ -84,7 +84,7 @@ class WriteOptions:
     force: bool = False
 
 
-def _load_body(body: bytes | dict[str, Any], content_type: str = "") -> Any:
+def load_body(body: bytes | dict[str, Any], content_type: str = "") -> Any:
     if isinstance(body, dict | list):
         return body
     if "protobuf" in content_type:
@@ -192,7 +192,7 @@ class Cluster:
     def create(self, rt: ResourceType, namespace: str, body: bytes | dict[str, Any],
                opts: WriteOptions | None = None, content_type: str = "") -> WriteResult:
         opts = opts or WriteOptions()
-        obj = _load_body(body, content_type)
+        obj = load_body(body, content_type)
         self._check_body(rt, obj, namespace, None)
         return self._write(rt, namespace, None, obj, opts, "Update")
 
@@ -201,7 +201,7 @@ class Cluster:
                opts: WriteOptions | None = None, subresource: str = "",
                content_type: str = "") -> WriteResult:
         opts = opts or WriteOptions()
-        obj = _load_body(body, content_type)
+        obj = load_body(body, content_type)
         self._check_body(rt, obj, namespace, name)
         old = self.get(rt, namespace, name)
         rv = (obj.get("metadata") or {}).get("resourceVersion")
@@ -231,7 +231,7 @@ class Cluster:
                            f"media types include: {patching.JSON_PATCH}, {patching.MERGE_PATCH}, "
                            f"{patching.APPLY_PATCH}, {patching.STRATEGIC_PATCH}")
         old = self.get(rt, namespace, name)
-        patch = _load_body(body)
+        patch = load_body(body)
         current = old.copy()
         if media == patching.JSON_PATCH:
             patched = patching.json_patch(current, patch)
@@ -257,7 +257,7 @@ class Cluster:
         if not opts.manager:
             raise bad_request("PATCH requests with apply content type require the fieldManager "
                               "query parameter (fieldManager is required for apply patch)")
-        config = _load_body(body, "yaml")
+        config = load_body(body, "yaml")
         if not isinstance(config, dict):
             raise bad_request("apply patch must be an object")
         for key in ("apiVersion", "kind"):
@@ -481,11 +481,11 @@ class Cluster:
         current = self.scale_of(rt, old.obj)
         media = content_type.split(";")[0].strip().lower()
         if verb == "update":
-            scale = _load_body(body, content_type)
+            scale = load_body(body, content_type)
         elif media == patching.JSON_PATCH:
-            scale = patching.json_patch(current, _load_body(body))
+            scale = patching.json_patch(current, load_body(body))
         elif media in (patching.MERGE_PATCH, patching.STRATEGIC_PATCH):
-            patch = _load_body(body)
+            patch = load_body(body)
             if not isinstance(patch, dict):
                 raise bad_request("the patch must be an object")
             scale = patching.merge_patch(current, patch)

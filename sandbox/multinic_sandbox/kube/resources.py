@@ -142,6 +142,9 @@ BUILTINS: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    # kubectl auth can-i: answered from the stored RBAC objects, never stored (see rbac.py)
+    ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
+                 "SelfSubjectAccessReview", False, verbs=("create",)),
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, short_names=("pdb",),
                  status_subresource=True, tracks_generation=True),

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from multinic_sandbox.kube import discovery
-from multinic_sandbox.kube.cluster import Cluster, WriteOptions
+from multinic_sandbox.kube import discovery, rbac
+from multinic_sandbox.kube.cluster import Cluster, WriteOptions, load_body
 from multinic_sandbox.kube.errors import ApiError, Cause, bad_request, invalid
 from multinic_sandbox.kube.resources import ResourceType
 from multinic_sandbox.kube.selectors import Predicate, field_selector, label_selector
@@ -199,6 +199,8 @@ class Router:
         accept = request.headers.get("Accept", "") or ""
         table = "as=Table" in accept
         verb = info.verb
+        if rt.plural == "selfsubjectaccessreviews":
+            return self._access_review(rt, request, verb)
         if info.subresource == "scale":
             return self._scale(rt, request, info, namespace)
         if verb == "get":
@@ -240,6 +242,26 @@ class Router:
                                            cluster.store.resource_version)},
                                        "items": deleted})
         raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    def _access_review(self, rt: ResourceType, request: Request, verb: str) -> Response:
+        if verb != "create":
+            raise ApiError(405, "the server does not allow this method on the requested resource")
+        body = load_body(request.body, request.headers.get("Content-Type", "") or JSON)
+        if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+            raise bad_request("the body of the request did not decode to a "
+                              "SelfSubjectAccessReview object")
+        user = request.headers.get("Impersonate-User", "") or ""
+        groups = request.headers.get_all("Impersonate-Group") or []
+        who = rbac.Identity.from_impersonation(user, groups) if user else None
+
+        def lister(plural: str, namespace: str) -> list[dict[str, Any]]:
+            kind = self.cluster.resource("rbac.authorization.k8s.io", "v1", plural)
+            return [s.obj for s in self.cluster.list(kind, namespace or None).items]
+
+        status = rbac.review(who, rbac.attributes(body["spec"]), lister)
+        return json_response(201, {"kind": rt.kind, "apiVersion": rt.api_version,
+                                   "metadata": {"creationTimestamp": None},
+                                   "spec": body["spec"], "status": status})
 
     def _scale(self, rt: ResourceType, request: Request, info: RequestInfo,
                namespace: str) -> Response:
