@@ -92,6 +92,8 @@ def test_a_stalled_or_failed_node_is_stalled_in_kstatus_terms_and_a_warning() ->
     for name, row in states.NODE_STATES.items():
         if row.phase in ("Failed", "Stalled"):
             assert row.stalled == ("True", row.stalled[1]) and row.warning, name  # type: ignore[index]
+        elif row.phase == "Held":  # needs a person (the file or the VM), reported by the NIC check's Event
+            assert row.stalled == ("True", row.stalled[1]), name  # type: ignore[index]
         else:
             assert row.stalled is None or row.stalled[0] == "False", name
 
