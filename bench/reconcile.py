@@ -40,7 +40,7 @@ from multinic_sandbox.kube.server import KubeSandbox  # noqa: E402
 
 from reconciler import pipeline  # noqa: E402
 from reconciler.apply.crs import apply_changes  # noqa: E402
-from reconciler.apply.rollout import NodeState  # noqa: E402
+from reconciler.apply.rollout import LiveNode, NodeState, identity  # noqa: E402
 from reconciler.kube import jobs, objects  # noqa: E402
 from reconciler.kube.client import Kube  # noqa: E402
 from reconciler.report import status  # noqa: E402
@@ -87,8 +87,11 @@ def seed_statuses(sandbox: KubeSandbox, revision: str) -> int:
     for obj in sandbox.list(API_VERSION, "MultiNicNodeConfig", NAMESPACE):
         name, spec = obj["metadata"]["name"], obj["spec"]
         digest = objects.spec_hash(spec)
-        job = jobs.job_name("apply", spec.get("nodeName") or name, digest)
-        state = NodeState(name, "applied", digest, job, revision, message=f"applied at revision {revision[:12]}")
+        rollout_live = LiveNode(name, spec, obj["metadata"].get("generation"), obj.get("status") or {},
+                                obj["metadata"]["uid"], obj["metadata"].get("annotations") or {})
+        job = jobs.job_name("apply", spec.get("nodeName") or name, identity(rollout_live, digest))
+        state = NodeState(name, "applied", digest, job, revision, message=f"applied at revision {revision[:12]}",
+                          host=spec.get("nodeName") or name, rollout=revision)
         live = status.LiveCR.from_manifest(obj)
         valid = status.Validity(True, obj["metadata"]["annotations"][objects.SOURCE_PATH])
         wanted = status.node_status(live, state=state, check=None, validity=valid).dump()

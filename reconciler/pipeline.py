@@ -19,6 +19,7 @@ from reconciler.source.local import Checkout
 
 if TYPE_CHECKING:
     from reconciler.apply.crs import Applied
+    from reconciler.apply.proxmox.vmreads import VmReads
     from reconciler.apply.rollout import RolloutReport
     from reconciler.kube.client import Kube
     from reconciler.kube.jobs import JobSettings
@@ -57,8 +58,8 @@ Live = dict[str, list[LiveObject]]
 def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bool = False,
                   validation: ValidationResult | None = None) -> tuple[Cycle, Kube | None, Live]:
     """Validate (unless ``validation`` of this very checkout is given) and plan. With
-    ``check_nics`` (and cluster access), nodes whose MACs are not on their Proxmox VM are named in
-    the plan's notes, so a wrong MAC is caught before a Job runs."""
+    ``check_nics`` (and cluster access), every node's VM NICs are read from Proxmox and what
+    differs is named in the plan's notes, so a wrong MAC, slot or bridge is caught before a Job runs."""
     validation = validation or validate_repo(checkout.path)
     kube = connect(validation.desired.settings.spec.namespace) if connect is not None else None
     live = observe(kube)
@@ -69,19 +70,35 @@ def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bo
 
         # The LIST the plan already made tells which clusters are verified: no second one.
         clusters = _freshest(KIND_CLUSTER, live, cycle)
-        cycle.nic_checks = crosscheck.check_verified_nodes(kube, validation.desired, live=clusters)
-        notes = [f"VM NIC check, {validation.desired.sources.get((KIND_NODE, name), name)}: {problem}"
-                 for name, check in sorted(cycle.nic_checks.items()) for problem in check.mismatches]
-        cycle.changes = replace(changes, notes=changes.notes + tuple(notes))
+        cycle.nic_checks = crosscheck.check_now(validation.desired, clusters, kube.read_secret)
+        cycle.changes = replace(changes, notes=changes.notes + _nic_notes(cycle))
     return cycle, kube, live
 
 
+def _nic_notes(cycle: Cycle) -> tuple[str, ...]:
+    sources = cycle.validation.desired.sources
+    notes = []
+    for name, check in sorted(cycle.nic_checks.items()):
+        where = sources.get((KIND_NODE, name), name)
+        effect = " (nicCheck: enforce, no Job until fixed)" if check.enforce else " (nicCheck: warn)"
+        notes += [f"VM NIC check, {where}: {problem}{effect}" for problem in check.mismatches]
+        if not check.checked:
+            notes.append(f"VM NIC check, {where}: not checked: {check.error}")
+    return tuple(notes)
+
+
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
-               now: datetime | None = None, proxmox: bool = True, check_nics: bool = False,
-               validation: ValidationResult | None = None, writers: int | None = None) -> Cycle:
-    """One full cycle: CRs, cluster registration (when due), the VM NIC check (when asked), one
-    rollout step, then every object's status, computed once from all of that and written with one
-    patch (through a pool of ``writers``, default 8), and its Events."""
+               now: datetime | None = None, proxmox: bool = True, check_nics: bool = True,
+               validation: ValidationResult | None = None, writers: int | None = None,
+               vm_reads: VmReads | None = None) -> Cycle:
+    """One full cycle: CRs, cluster registration (when due), the VM NIC check, one rollout step
+    (nodes whose VM NICs differ are held under ``nicCheck: enforce``), then every object's status,
+    computed once from all of that and written with one patch (through a pool of ``writers``,
+    default 8), and its Events.
+
+    ``vm_reads``: the loop's long-lived VM read cache; the check then never waits for Proxmox.
+    Without it (one-shot ``apply --once``) VMs are read now, waiting up to their timeouts.
+    ``check_nics=False`` skips the check: nodes with ``nicCheck: enforce`` then wait."""
     from reconciler.apply import rollout
     from reconciler.apply.crs import WRITERS, apply_changes
     from reconciler.kube.jobs import JobSettings
@@ -91,19 +108,53 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     desired = cycle.validation.desired
     writers = writers or WRITERS
     cycle.applied = apply_changes(kube, cycle.changes, delete_kinds=(KIND_CLUSTER,), writers=writers)
+    clusters = _freshest(KIND_CLUSTER, live, cycle)
     if proxmox and not desired.settings_blocked and desired.clusters:
-        _proxmox(kube, cycle, live, now, check_nics)
-    nodes = {o["metadata"]["name"]: rollout.LiveNode(o["metadata"]["name"], o.get("spec") or {},
-                                                     o["metadata"].get("generation"), o.get("status") or {})
-             for o in _freshest(KIND_NODE, live, cycle)}
+        from reconciler.apply.proxmox import registration
+
+        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters, write=False)
+        # Registration may just have verified a cluster: its outcome is what the check trusts.
+        verified = {o.name: o.status for o in cycle.clusters if o.status is not None}
+        clusters = [{**c, "status": verified.get(c["metadata"]["name"], c.get("status"))} for c in clusters]
+    held: dict[str, rollout.Hold] = {}
+    if not desired.settings_blocked and any(n.spec.proxmox for n in desired.nodes.values()):
+        held = _check_nics(kube, cycle, clusters, vm_reads, run=check_nics)
+    nodes = {o["metadata"]["name"]: rollout.LiveNode(
+        o["metadata"]["name"], o.get("spec") or {}, o["metadata"].get("generation"), o.get("status") or {},
+        o["metadata"].get("uid"), dict(o["metadata"].get("annotations") or {}), dict(o["metadata"].get("labels") or {}))
+        for o in _freshest(KIND_NODE, live, cycle)}
     failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
     wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
     cycle.rollout = rollout.step(
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
-        revision=checkout.revision)
+        revision=checkout.revision, now=now, held=held)
     _report(kube, cycle, live, now, writers)
     return cycle
+
+
+def _check_nics(kube: Kube, cycle: Cycle, clusters: list[dict[str, Any]], vm_reads: VmReads | None, *,
+                run: bool) -> dict[str, Any]:
+    """The VM NIC check (from the loop's cache, or read now) and the nodes it holds (node -> Hold)."""
+    from reconciler.apply import rollout
+    from reconciler.apply.proxmox import crosscheck
+
+    desired = cycle.validation.desired
+    if not run:
+        checks = {}
+        for name, node in desired.nodes.items():
+            if node.spec.proxmox is not None:
+                checks[name] = crosscheck.NodeCheck(name, node.spec.proxmox.cluster, node.spec.proxmox.vmid, False,
+                                                    error="the VM NIC check was not run",
+                                                    reason=crosscheck.READ_PENDING,
+                                                    enforce=node.spec.proxmox.enforce)
+    elif vm_reads is None:
+        checks = crosscheck.check_now(desired, clusters, kube.read_secret)
+    else:
+        checks = crosscheck.gate(desired, clusters, vm_reads, kube.read_secret)
+    cycle.nic_checks = checks
+    return {name: rollout.Hold(check.hold_message, waiting=not check.checked)
+            for name, check in checks.items() if check.holds}
 
 
 def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
@@ -120,20 +171,6 @@ def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
             elif done.live is not None:
                 objects[done.change.name] = {"kind": kind, **done.live}
     return list(objects.values())
-
-
-def _proxmox(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, check_nics: bool) -> None:
-    """Registration, then (when asked) the VM NIC check; what they learn is reported with the rest."""
-    from reconciler.apply.proxmox import crosscheck, registration
-
-    desired = cycle.validation.desired
-    clusters = _freshest(KIND_CLUSTER, live, cycle)
-    cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters, write=False)
-    if check_nics and any(n.spec.proxmox for n in desired.nodes.values()):
-        # Registration may just have verified a cluster: its outcome is what the check trusts.
-        verified = {o.name: o.status for o in cycle.clusters if o.status is not None}
-        fresh = [{**c, "status": verified.get(c["metadata"]["name"], c.get("status"))} for c in clusters]
-        cycle.nic_checks = crosscheck.check_verified_nodes(kube, desired, live=fresh)
 
 
 def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers: int) -> None:

@@ -234,3 +234,15 @@ def test_a_probe_to_an_address_nobody_answers_rolls_back(netns: Netns, tmp_path:
     assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "probe", result
     assert "ping 10.77.0.99 failed" in result["interfaces"][0]["error"]
     assert netns.state() == before
+
+
+def test_unchanged_files_with_a_drifted_live_state_are_activated_again_not_reported_unchanged(
+    netns: Netns, tmp_path: Path
+) -> None:
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    assert netns.agent(config, tmp_path / "etc-root")[0] == 0
+    applied = netns.state()
+    netns.ip("addr", "del", "10.77.0.2/24", "dev", "multinic0")  # as if the agent had been killed mid-way
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0 and result["outcome"] == "applied" and result["files"] == [], result
+    assert netns.state() == applied

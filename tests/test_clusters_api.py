@@ -168,7 +168,7 @@ def test_the_node_entry_shows_the_proxmox_check_once_written(
         pve_kube.patch_status("MultiNicNodeConfig", name, merge_patch(cr.status, wanted) or {})
     status, body = call(pve_kube, pve_secret_guard, "GET", "/api/v1/nodes/worker-1")
     assert status == 200
-    assert body["proxmoxCheck"] == {"checked": True, "vmNode": "pve1", "mismatches": []}
+    assert body["proxmoxCheck"] == {"checked": True, "vmNode": "pve1", "mismatches": [], "nicCheck": "enforce"}
 
 
 def test_a_kubernetes_failure_is_a_502_json_error(

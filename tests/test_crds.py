@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from multinic_sandbox.kube.pytest_plugin import Kubectl
 from multinic_sandbox.kube.server import KubeSandbox
-from support.reconcile import CRD_DIR, EXAMPLE_REPO, NAMESPACE, ROOT, git_repo, start_env
+from support.reconcile import CRD_DIR, EXAMPLE_REPO, NAMESPACE, ROOT, git_repo, start_env, warn_on_vm_nics
 
 from reconciler.config import schemas
 from reconciler.kube import crds
@@ -183,7 +183,7 @@ def test_kubectl_apply_of_the_crds_then_get_mnnc_shows_the_printer_columns(
 def test_kubectl_get_mnnc_shows_what_the_reconciler_rolled_out(tmp_path: Path) -> None:
     from multinic_sandbox.kube.pytest_plugin import Kubectl
 
-    with start_env(git_repo(EXAMPLE_REPO, tmp_path / "repo")) as env:
+    with start_env(warn_on_vm_nics(git_repo(EXAMPLE_REPO, tmp_path / "repo"))) as env:
         for _ in range(20):
             cycle = env.apply()
             if all(s.state == "applied" for s in cycle.rollout.nodes.values()):  # type: ignore[union-attr]

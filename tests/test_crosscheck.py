@@ -203,19 +203,22 @@ def test_the_node_status_fragment_fits_the_crd_and_is_written_only_when_it_chang
         "checked": True,
         "vmNode": "pve3",
         "mismatches": [checks["worker-03"].mismatches[0]],
+        "nicCheck": "enforce",
     }
+    condition = next(c for c in live["status"]["conditions"] if c["type"] == "VMNicsMatch")
+    assert (condition["status"], condition["reason"]) == ("False", "NicsDiffer")
     again = check_verified_nodes(example.kube, desired)
     for n, c in again.items():
         current = (example.kube.get("MultiNicNodeConfig", n) or {}).get("status") or {}
         assert merge_patch(current, _with_check(current, c)) is None
 
 
-def test_the_node_status_drops_a_stale_error_when_the_check_recovers() -> None:
-    failed = NodeCheck("w", "pve", 1, False, error="Proxmox cluster pve is not verified")
-    assert _with_check(None, failed)["proxmoxCheck"] == {"checked": False, "mismatches": [], "error": failed.error}
-    ok = NodeCheck("w", "pve", 1, True, vm_node="pve1")
-    current = {"proxmoxCheck": {"checked": False, "mismatches": [], "error": failed.error}}
-    assert merge_patch(current, _with_check(current, ok)) == {
-        "proxmoxCheck": {"checked": True, "vmNode": "pve1", "mismatches": []}
-    }
-    assert ok.summary == "VM 1 on pve/pve1: MACs match"
+def test_the_node_status_drops_a_stale_error_and_a_vm_node_it_no_longer_knows() -> None:
+    failed = NodeCheck("w", "pve", 1, False, vm_node="pve2", error="Proxmox cluster pve is not verified")
+    before = _with_check(None, failed)
+    assert before["proxmoxCheck"] == {"checked": False, "vmNode": "pve2", "mismatches": [],
+                                      "error": failed.error, "nicCheck": "enforce"}
+    ok = NodeCheck("w", "pve", 1, True)
+    assert merge_patch(before, _with_check(before, ok))["proxmoxCheck"] == {  # type: ignore[index]
+        "checked": True, "vmNode": None, "error": None}
+    assert ok.summary == "VM 1 on pve: NICs match"

@@ -49,7 +49,8 @@ def pod_for(node: NodeConfig, job_type: str = "apply") -> dict[str, Any]:
     image = fleet.node_object(node)["status"]["nodeInfo"]["osImage"]
     renderer = jobs.renderer_for(image, node.spec.os_family)
     assert renderer == NODES[node.name]
-    job = jobs.node_job(job_type, node, namespace="ns", spec_hash="h", generation=1, revision="r",  # type: ignore[arg-type]
+    job = jobs.node_job(job_type, node, namespace="ns", identity="uid/1/h//0", spec_hash="h",
+                        generation=1, revision="r",  # type: ignore[arg-type]
                         renderer=renderer, settings=jobs.JobSettings())
     template = job["spec"]["template"]
     meta = {"name": f"{job['metadata']['name']}-x", "namespace": "ns", "labels": template["metadata"]["labels"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,13 +60,17 @@ def cycle(runner: Runner) -> bool:
     return runner.cycle()
 
 
-def settle(sb: KubeSandbox, runner: Runner, cycles: int = 30) -> None:
-    for _ in range(cycles):
+def settle(sb: KubeSandbox, runner: Runner, seconds: float = 90.0) -> None:
+    """Cycle until nothing is in flight; node Jobs run the real agent, which takes a moment each."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         in_flight = cycle(runner)
         if not in_flight:
             return
-        sb.wait_until(lambda: True, timeout=0.3)
-    raise AssertionError("rollout did not settle")
+        time.sleep(0.3)
+    last = runner.last_cycle.rollout if runner.last_cycle is not None else None
+    states = {n: (s.state, s.message) for n, s in last.nodes.items()} if last is not None else {}
+    raise AssertionError(f"rollout did not settle: {states}")
 
 
 def remote_log(remote: Path) -> list[str]:
@@ -79,7 +84,9 @@ def test_a_merged_commit_is_applied_and_reported_and_a_quiet_cycle_commits_nothi
     log = remote_log(remote)
     assert log[0].startswith("multinic-reconciler|status: 3 ready") and log[0].endswith("[skip ci]")
     readme = git("--git-dir", str(remote), "show", "main:status/README.md")
-    assert readme.count("| Ready |") == 3
+    assert "Every node is Ready." in readme and "All 3 nodes: [nodes/README.md](nodes/README.md)" in readme
+    table = git("--git-dir", str(remote), "show", "main:status/nodes/README.md")
+    assert table.count("| Ready |") == 3
     before = remote_log(remote)
     requests_before = len(sb.request_log.records)
     cycle(runner)
@@ -174,3 +181,27 @@ def test_a_quiet_cycle_reuses_the_validation_of_an_unchanged_commit_and_a_new_co
     assert any(path.endswith("node-00.yaml") for path in changed)
     cr = sb.get("multinic.io/v1alpha1", "MultiNicNodeConfig", "node-00", namespace=NAMESPACE)
     assert cr["spec"]["interfaces"][0]["mtu"] == 7000
+
+
+def test_a_quiet_cycle_renders_and_asks_git_nothing_and_a_resync_restores_a_hand_edited_report(world):
+    sb, runner, remote, user = world
+    settle(sb, runner)
+    cycle(runner)
+    reporter = runner.after_cycle[0]
+    skipped, head = reporter.skipped, git("--git-dir", str(remote), "rev-parse", "main")
+    cycle(runner)
+    assert reporter.skipped == skipped + 1  # same objects, same revision: no render, no fetch
+    assert git("--git-dir", str(remote), "rev-parse", "main") == head
+
+    # Someone edits one report on the remote; the periodic resync writes it back, and only it.
+    git("pull", "-q", str(remote), "main", cwd=user)
+    report = user / "status" / "nodes" / "node-01.yaml"
+    original = report.read_text()
+    report.write_text(original.replace("phase: Ready", "phase: Failed"))
+    git("commit", "-q", "-am", "hand edit", cwd=user)
+    git("push", "-q", str(remote), "HEAD:main", cwd=user)
+    reporter.resync = 0.0
+    cycle(runner)
+    assert git("--git-dir", str(remote), "show", "main:status/nodes/node-01.yaml") + "\n" == original
+    touched = git("--git-dir", str(remote), "diff-tree", "--no-commit-id", "--name-only", "-r", "main~1", "main")
+    assert touched.splitlines() == ["status/nodes/node-01.yaml"]

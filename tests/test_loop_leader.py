@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from multinic_sandbox.harness.fleet import nodes_for, prepare
+from multinic_sandbox.harness.fleet import AgentHosts, nodes_for, prepare
 from multinic_sandbox.harness.fleet import write_config_repo as write_repo
-from multinic_sandbox.kube.node_model import succeed
 from multinic_sandbox.kube.server import KubeSandbox
 
 from reconciler.config.validation import validate_repo
@@ -57,7 +57,8 @@ def writers(sb: KubeSandbox) -> list[str]:
 def test_two_replicas_never_both_act_and_the_standby_takes_over_when_the_leader_is_killed(sandbox, tmp_path):
     repo = write_repo(tmp_path / "repo", 6)
     sandbox.seed(*nodes_for(validate_repo(repo).desired))
-    sandbox.node_model.set_default(succeed("", delay=1.5))
+    hosts = AgentHosts(tmp_path / "hosts")  # the real agent on fake roots, each pod running 1.5 s
+    sandbox.node_model.set_default(lambda pod: replace(hosts(pod), delay=1.5))
     procs = {name: start(sandbox, repo, name, tmp_path) for name in ("alpha", "beta")}
     try:
         sandbox.wait_until(lambda: holder(sandbox) is not None and sandbox.request_log.count("create", "jobs") >= 2,

@@ -7,6 +7,7 @@ the node's ``/etc/os-release``) must pick the same renderer.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -95,7 +96,8 @@ def test_every_rendered_path_is_under_a_writable_mount_of_the_job(os_key: str, j
     node = NodeConfig.model_validate(SPEC)
     renderer = jobs.renderer_for(pretty_name(os_key), "auto")
     assert renderer is not None
-    job = jobs.node_job(job_type, node, namespace="ns", spec_hash="h", generation=1, revision="r",  # type: ignore[arg-type]
+    job = jobs.node_job(job_type, node, namespace="ns", identity="uid/1/h//0", spec_hash="h",
+                        generation=1, revision="r",  # type: ignore[arg-type]
                         renderer=renderer, settings=jobs.JobSettings())
     pod = job["spec"]["template"]["spec"]
     [agent] = pod["containers"]
@@ -116,8 +118,36 @@ def test_every_rendered_path_is_under_a_writable_mount_of_the_job(os_key: str, j
 
 def test_the_iproute2_fallback_is_explicit_and_does_not_get_the_dbus_socket() -> None:
     node = NodeConfig.model_validate(SPEC)
-    job = jobs.node_job("apply", node, namespace="ns", spec_hash="h", generation=1, revision="r",
+    job = jobs.node_job("apply", node, namespace="ns", identity="uid/1/h//0", spec_hash="h",
+                        generation=1, revision="r",
                         renderer="keyfile", settings=jobs.JobSettings(activate="iproute2"))
     [agent] = job["spec"]["template"]["spec"]["containers"]
     assert agent["args"][-2:] == ["--activate", "iproute2"]
     assert container.DBUS_SOCKET not in {m["mountPath"] for m in agent["volumeMounts"]}
+
+
+def test_net_raw_is_added_only_for_nodes_whose_file_declares_probes() -> None:
+    plain = NodeConfig.model_validate(SPEC)
+    probed_spec = json.loads(json.dumps(SPEC))
+    probed_spec["spec"]["interfaces"][0]["probes"] = [{"ping": "10.1.0.1", "mtu": True}]
+    probed = NodeConfig.model_validate(probed_spec)
+
+    def caps(node: NodeConfig) -> list[str]:
+        job = jobs.node_job("apply", node, namespace="ns", identity="uid/1/h//0", spec_hash="h", generation=1,
+                            revision="r", renderer="netplan", settings=jobs.JobSettings())
+        return list(job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"])
+
+    assert caps(plain) == ["NET_ADMIN"]
+    assert caps(probed) == ["NET_ADMIN", "NET_RAW"]
+
+
+def test_reconciler_run_can_choose_the_iproute2_fallback() -> None:
+    import argparse
+
+    from reconciler.loop import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    settings = cli.job_settings(parser.parse_args(["--node-job-activate", "iproute2"]))
+    assert isinstance(settings, jobs.JobSettings) and settings.activate == "iproute2"
+    assert cli.job_settings(parser.parse_args([])) == jobs.JobSettings()

@@ -211,7 +211,14 @@ def test_apply_once_prints_what_it_did_then_nothing_to_apply(env: ReconcileEnv) 
         assert f"MultiNicNodeConfig/{name} created" in first.stdout.splitlines()
     assert "ProxmoxCluster/pve-lab created" in first.stdout.splitlines()
     assert sorted(env.crs()) == NODES
-    assert len(env.jobs()) == 3  # maxParallel of the example repo
+    # No PVE answers here: the nodes that name a VM wait for their NIC check (nicCheck: enforce),
+    # saying why; infra-01 names no VM and rolls out.
+    assert [j["metadata"]["annotations"]["multinic.io/node-name"] for j in env.jobs()] == ["infra-01"]
+    waiting = env.cr("worker-01")["status"]  # type: ignore[index]
+    assert waiting["phase"] == "Pending"
+    nics = next(c for c in waiting["conditions"] if c["type"] == "VMNicsMatch")
+    assert (nics["status"], nics["reason"]) == ("Unknown", "ClusterNotVerified")
+    assert "Secret pve-prod-api-token (spec.credentialsSecretRef) does not exist" in nics["message"]
 
     change_mtu(env, "worker-03", 8000)
     env.commit("mtu")

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -93,31 +100,58 @@ def test_create_configmap_serviceaccount_and_job_generators(kubectl: Kubectl,
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 
-def test_install_section_of_the_readme_runs_unchanged(kubectl: Kubectl, kube_sandbox: KubeSandbox,
-                                                      tmp_path: Path, monkeypatch: Any) -> None:
-    """The README's Helm install commands, with the chart rendered by Helm's engine."""
-    from tests.test_chart_support import crds, manifests
+@pytest.fixture
+def cli_kubectl(tmp_path: Path) -> Iterator[Kubectl]:
+    """The real kubectl against `reconciler sandbox kube` started as an operator would."""
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "kube", "--kubeconfig-out",
+         str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("http://127.0.0.1:")
+        yield Kubectl(SimpleNamespace(kubeconfig_path=kubeconfig),  # type: ignore[arg-type]
+                      tmp_path / "kubectl-home")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
 
+
+def test_install_section_of_the_readme_runs_unchanged(cli_kubectl: Kubectl, tmp_path: Path) -> None:
+    """The README's Helm install commands against `reconciler sandbox kube`, the chart rendered
+    by Helm's engine (helm install = its CRDs, then its templates, applied in Helm's order)."""
+    from tests.test_chart_support import crds, render
+
+    kubectl = cli_kubectl
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Install with Helm", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split() for line in section.strip().splitlines()]
     (tmp_path / "deploy-key").write_text("key\n")
     (tmp_path / "known_hosts").write_text("host key\n")
-    monkeypatch.chdir(tmp_path)
     kubectl.cwd = tmp_path
+    outputs = []
     for command in commands:
         if command[0] == "kubectl":
-            kubectl(*command[1:])
-        else:  # helm install: CRDs first, then the templates (Helm's order)
+            outputs.append(kubectl(*command[1:]))
+        else:
             assert command[:2] == ["helm", "install"]
-            values = {"git": {"url": command[command.index("--set") + 1].split("=", 1)[1],
-                              "auth": {"method": "ssh", "existingSecret": "multinic-git"}}}
+            sets = dict(arg.split("=", 1) for arg in command[command.index("--set"):]
+                        if "=" in arg)
+            values = {"git": {"url": sets["git.url"], "auth": {
+                "method": sets["git.auth.method"], "existingSecret": sets["git.auth.existingSecret"]}}}
+            release, namespace = command[2], command[command.index("--namespace") + 1]
+            templates = [text for path, text in sorted(render(
+                values, name=release, namespace=namespace).items()) if path.endswith(".yaml")]
             kubectl("apply", "-f", "-", input=yaml.safe_dump_all(crds()))
-            kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all(manifests(values)))
-    assert _secret_data(kube_sandbox, "multinic-git") == {"ssh-privatekey": "key\n",
-                                                         "known_hosts": "host key\n"}
-    last = kubectl(*commands[-1][1:])
-    assert "No resources found" in last.stdout + last.stderr
+            applied = kubectl("apply", "-n", namespace, "-f", "-", input="\n---\n".join(templates))
+            assert "deployment.apps/multinic-multinic-reconciler created" in applied.stdout
+    assert outputs[0].stdout.strip() == f"namespace/{NS} created"
+    assert outputs[1].stdout.strip() == "secret/multinic-git created"
+    secret = json.loads(kubectl("-n", NS, "get", "secret", "multinic-git", "-o", "json").stdout)
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
+        "ssh-privatekey": "key\n", "known_hosts": "host key\n"}
+    assert f"No resources found in {NS} namespace." in outputs[-1].stderr
 
 
 # -- watching a rollout -------------------------------------------------------------------------
@@ -479,3 +513,85 @@ def test_kubectl_auth_can_i_evaluates_the_charts_roles(product: Kubectl) -> None
     agent = f"--as=system:serviceaccount:{NS}:multinic-node-agent"
     assert product("auth", "can-i", "list", "pods", "-n", NS, agent,
                    check=False).stdout.strip() == "no"
+
+
+# -- operations.md: checking, troubleshooting, uninstalling -------------------------------------
+def test_get_lease_names_the_leader(kubectl: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    kubectl("create", "namespace", NS)
+    kube_sandbox.seed([{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {"name": "multinic-reconciler", "namespace": NS},
+                        "spec": {"holderIdentity": "multinic-7d9f-abcde",
+                                 "leaseDurationSeconds": 15}}])
+    head, rows = _columns(kubectl, "-n", NS, "lease", "multinic-reconciler")
+    assert head == ["NAME", "HOLDER", "AGE"]
+    assert rows[0][:2] == ["multinic-reconciler", "multinic-7d9f-abcde"]
+    lease = yaml.safe_load(kubectl("-n", NS, "get", "lease", "multinic-reconciler", "-o",
+                                   "yaml").stdout)
+    assert lease["spec"]["holderIdentity"] == "multinic-7d9f-abcde"
+
+
+def test_get_mnnc_and_pvec_show_the_printer_columns(product: Kubectl,
+                                                    kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    _set_ready(kube_sandbox, "worker-01")
+    head, rows = _columns(product, "-n", NS, "mnnc")
+    assert head == ["NAME", "NODE", "OS", "INTERFACES", "PHASE", "REVISION", "AGE"]
+    assert rows[0][:5] == ["worker-01", "worker-01", "auto", "1", "Ready"]
+    empty = product("-n", NS, "get", "pvec")
+    assert f"No resources found in {NS} namespace." in empty.stderr
+
+
+def test_get_jobs_and_pods_by_node_label_and_the_termination_message(
+        kubectl: Kubectl, kube_sandbox: KubeSandbox) -> None:
+    from multinic_sandbox.kube.node_model import fail
+
+    kube_sandbox.node_model.script("worker-02", fail("MAC 52:54:00:00:00:09 not found"))
+    kubectl("create", "namespace", NS)
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "multinic-worker-02-1a2b", "namespace": NS,
+                        "labels": {"multinic.io/node": "worker-02"}},
+           "spec": {"backoffLimit": 0, "template": {
+               "metadata": {"labels": {"multinic.io/node": "worker-02"}},
+               "spec": {"restartPolicy": "Never", "nodeName": "worker-02", "containers": [
+                   {"name": "agent", "image": "multinic-reconciler:dev"}]}}}}
+    kubectl("apply", "-f", "-", input=json.dumps(job))
+    kube_sandbox.wait_until(lambda: (kube_sandbox.get("batch/v1", "Job", job["metadata"]["name"],
+                                                      NS) or {}).get("status", {}).get("failed"))
+    out = kubectl("-n", NS, "get", "jobs,pods", "-l", "multinic.io/node=worker-02").stdout
+    blocks = [b.splitlines() for b in out.strip().split("\n\n")]
+    assert blocks[0][0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert blocks[0][1].split()[:3] == ["job.batch/multinic-worker-02-1a2b", "Failed", "0/1"]
+    assert blocks[1][0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    pod = blocks[1][1].split()[0]
+    assert blocks[1][1].split()[1:3] == ["0/1", "Error"]
+    message = kubectl("-n", NS, "get", pod, "-o",
+                      "jsonpath={.status.containerStatuses[0].state.terminated.message}").stdout
+    assert message == "MAC 52:54:00:00:00:09 not found"
+    logs = kubectl("-n", NS, "logs", pod).stdout
+    assert "MAC 52:54:00:00:00:09 not found" in logs
+    described = kubectl("-n", NS, "describe", pod).stdout
+    assert re.search(r"^Status:\s+Failed$", described, re.M), described
+    assert re.search(r"^Node:\s+worker-02", described, re.M), described
+
+
+def test_delete_the_crds_deletes_every_custom_resource(product: Kubectl,
+                                                       kube_sandbox: KubeSandbox) -> None:
+    product("apply", "-f", "-", input=json.dumps(_mnnc("worker-01")))
+    result = product("delete", "-f", str(CRDS))
+    assert 'customresourcedefinition.apiextensions.k8s.io "multinicnodeconfigs.multinic.io" ' \
+        'deleted' in result.stdout
+    assert kube_sandbox.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
+    gone = product("-n", NS, "get", "multinicnodeconfigs", check=False)
+    # kubectl's discovery cache still names the kind: the list is answered 404 like a real server
+    assert gone.returncode == 1
+    assert "the server could not find the requested resource" in gone.stderr or \
+        "the server doesn't have a resource type" in gone.stderr
+
+
+def test_the_conformance_table_lists_every_test_of_this_file() -> None:
+    table = (REPO / "sandbox" / "README.md").read_text().split("## Kube sandbox", 1)[1]
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", table))
+    here = {name for name in globals() if name.startswith("test_")}
+    here.discard("test_the_conformance_table_lists_every_test_of_this_file")
+    assert named - here == set(), "the table names tests that do not exist"
+    assert here - named == set(), "tests missing from the table in sandbox/README.md"

@@ -92,6 +92,8 @@ def test_a_stalled_or_failed_node_is_stalled_in_kstatus_terms_and_a_warning() ->
     for name, row in states.NODE_STATES.items():
         if row.phase in ("Failed", "Stalled"):
             assert row.stalled == ("True", row.stalled[1]) and row.warning, name  # type: ignore[index]
+        elif row.phase == "Held":  # needs a person (the file or the VM), reported by the NIC check's Event
+            assert row.stalled == ("True", row.stalled[1]), name  # type: ignore[index]
         else:
             assert row.stalled is None or row.stalled[0] == "False", name
 
@@ -143,3 +145,16 @@ def test_an_old_or_hand_edited_status_parses_leniently() -> None:
         {"type": "Ready", "status": "True", "reason": "Applied", "message": "",
          "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
     assert broken.phase is None and broken.conditions[0].reason == "Applied"
+
+
+def test_the_state_table_in_the_operations_guide_is_the_code_table() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## Status: what each surface says", 1)[1].split("A `ProxmoxCluster`", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        documented[cells[0].strip("`")] = (cells[1].strip("`"), cells[3].split(" ")[0].strip("`"))
+    expected = {name: (row.phase, row.event or "none") for name, row in states.NODE_STATES.items()
+                if row.phase is not None}
+    assert documented == expected

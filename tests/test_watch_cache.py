@@ -4,7 +4,9 @@ moves a rollout on from watch events alone, and a quiet cycle asks the API serve
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,6 +201,30 @@ def loop(tmp_path: Path) -> Iterator[tuple[ReconcileEnv, Runner]]:
             thread.join(20)
 
 
+def _until_idle(env: ReconcileEnv, runner: Runner, quiet: float = 1.0) -> None:
+    """Until no cycle has run for ``quiet`` seconds (the last triggered one has finished)."""
+    seen = [runner.cycles, time.monotonic()]
+
+    def idle() -> bool:
+        if runner.cycles != seen[0]:
+            seen[:] = [runner.cycles, time.monotonic()]
+        return not runner.state.trigger.is_set() and time.monotonic() - seen[1] >= quiet
+
+    env.sandbox.wait_until(idle, timeout=30)
+
+
+def _commit(repo: Path, message: str) -> None:
+    """The loop's poll of the work tree may hold Git's index lock for a moment: retry."""
+    for attempt in range(20):
+        try:
+            commit(repo, message)
+            return
+        except subprocess.CalledProcessError:
+            if attempt == 19:
+                raise
+            time.sleep(0.1)
+
+
 def _all_ready(env: ReconcileEnv) -> bool:
     crs = env.crs()
     return len(crs) == 3 and all((c.get("status") or {}).get("phase") == "Ready" for c in crs.values())
@@ -216,7 +242,7 @@ def test_the_loop_rolls_out_on_job_events_reverts_drift_and_a_quiet_cycle_asks_n
                            message="drift was not reverted by a watch-triggered cycle")
 
     # A quiet cycle, as the loop runs it: everything comes from the caches.
-    env.sandbox.wait_until(lambda: not runner.state.trigger.is_set(), timeout=10)
+    _until_idle(env, runner)
     cycles = runner.cycles
     env.sandbox.request_log.clear()
     runner.state.trigger.set()
@@ -232,7 +258,7 @@ def test_a_commit_changes_the_cr_and_the_next_job_runs_without_polling(loop, tmp
     path = env.repo / "nodes" / f"{name}.yaml"
     text = path.read_text()
     path.write_text(text.replace("mtu: 1500", "mtu: 1600", 1))
-    commit(env.repo, "mtu 1600")
+    _commit(env.repo, "mtu 1600")
     runner.state.trigger.set()  # what the webhook does
     env.sandbox.wait_until(lambda: _mtu(env.cr(name)) == 1600, timeout=20)
     env.sandbox.wait_until(lambda: _all_ready(env) and (env.cr(name) or {})["status"].get("specHash") is not None

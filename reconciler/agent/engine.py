@@ -211,8 +211,21 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
     result.files = [c.node_path for c in changes if c.new is not None]
 
     if not changes:
-        result.outcome = "unchanged"
-        return result
+        # "unchanged" is a claim about the node, not only its files: check the live state too. A
+        # node whose files are right but whose live state is not (an agent killed between write
+        # and activation, someone's manual change) is activated again from the same files.
+        if opts.verify != "live" or opts.dry_run:
+            result.outcome = "unchanged"
+            return result
+        everyone = [activate.Target(i.name, i.mac_address, device_of[i.name].name, i.mtu, i.addresses, i.routes)
+                    for i in config.spec.interfaces]
+        drifted = {n for n, err in verify.live(everyone, opts.verify_timeout).items() if err}
+        if not drifted:
+            result.outcome = "unchanged"
+            return result
+        changed_names = drifted
+        for name in drifted:
+            by_name[name].state = "applied"
     if opts.dry_run:
         _show_diffs(changes, opts.out)
         result.outcome = "applied"

@@ -177,7 +177,16 @@ def _check_node(doc: Document, node: NodeConfig) -> list[Finding]:
     seen_addresses: dict[Address, int] = {}
     for i, iface in enumerate(node.spec.interfaces):
         at: Pointer = ("spec", "interfaces", i)
-        for key, value in (("name", iface.name), ("macAddress", iface.mac_address), ("proxmoxNet", iface.proxmox_net)):
+        if iface.proxmox is not None and iface.proxmox.net not in (None, iface.proxmox_net):
+            found.append(
+                Finding(
+                    doc,
+                    (*at, "proxmox", "net"),
+                    f"proxmox.net {iface.proxmox.net} contradicts proxmoxNet {iface.proxmox_net} (give one of them)",
+                    "proxmox-net-conflict",
+                )
+            )
+        for key, value in (("name", iface.name), ("macAddress", iface.mac_address), ("proxmoxNet", iface.slot)):
             if value is None:
                 continue
             if value in seen[key]:

@@ -61,6 +61,16 @@ class Route(_Model):
         return ipaddress.ip_address(self.via)
 
 
+class InterfaceProxmox(_Model):
+    """What the VM's ``netN`` device of this interface must look like (every field optional)."""
+
+    net: str | None = None
+    bridge: str | None = None
+    vlan: int | None = None
+    mtu: int | None = None
+    model: str | None = None
+
+
 class Probe(_Model):
     ping: str
     mtu: bool = False
@@ -73,8 +83,26 @@ class Interface(_Model):
     addresses: tuple[str, ...] = ()
     mtu: int | None = None
     routes: tuple[Route, ...] = ()
-    proxmox_net: str | None = None
+    proxmox_net: str | None = None  # short form of proxmox.net
+    proxmox: InterfaceProxmox | None = None
     probes: tuple[Probe, ...] = ()
+
+    @model_validator(mode="after")
+    def _fold_slot(self) -> Interface:
+        """``proxmox: {net: net1}`` and ``proxmoxNet: net1`` are one spec: the slot is kept in
+        ``proxmoxNet`` (so files written in the short form keep their spec hash). Two different
+        slots are left as written; the cross-file check reports them."""
+        vm = self.proxmox
+        if vm is not None and vm.net is not None and self.proxmox_net in (None, vm.net):
+            object.__setattr__(self, "proxmox_net", vm.net)
+            rest = vm.model_copy(update={"net": None})
+            object.__setattr__(self, "proxmox", None if rest == InterfaceProxmox() else rest)
+        return self
+
+    @property
+    def slot(self) -> str | None:
+        """The VM slot (``net1``) this interface is, however the file spelled it."""
+        return self.proxmox_net or (self.proxmox.net if self.proxmox else None)
 
     @field_validator("mac_address")
     @classmethod
@@ -94,6 +122,14 @@ class Interface(_Model):
 class ProxmoxRef(_Model):
     cluster: str
     vmid: int
+    # None means enforce; not filled in, so that the live spec (and its hash) of a file that does
+    # not set it stays what it was before the field existed.
+    nic_check: Literal["enforce", "warn"] | None = None
+
+    @property
+    def enforce(self) -> bool:
+        """Whether a VM NIC mismatch (or no answer from Proxmox) holds the node's Job."""
+        return self.nic_check != "warn"
 
 
 class NodeSpec(_Model):
@@ -140,12 +176,29 @@ class TLSSettings(_Model):
     ca_bundle_secret_ref: SecretKeyRef | None = None
 
 
+class ProxmoxTimeouts(_Model):
+    connect: str | None = None  # duration, e.g. "5s"
+    read: str | None = None
+
+
 class ProxmoxClusterSpec(_Model):
     api_endpoint: str
     credentials_secret_ref: SecretRef
     tls: TLSSettings = Field(default_factory=TLSSettings)
     expected_node_count: int | None = None
     verify_interval: str = "5m"
+    timeouts: ProxmoxTimeouts | None = None
+    read_concurrency: int | None = None  # VM config reads in flight at once (default 4)
+
+    @property
+    def connect_timeout_seconds(self) -> float | None:
+        value = self.timeouts.connect if self.timeouts else None
+        return None if value is None else float(parse_duration(value))
+
+    @property
+    def read_timeout_seconds(self) -> float | None:
+        value = self.timeouts.read if self.timeouts else None
+        return None if value is None else float(parse_duration(value))
 
     @property
     def endpoint_key(self) -> str:
@@ -183,6 +236,18 @@ class ProxmoxCluster(_Model):
 class RolloutSettings(_Model):
     max_parallel: int = 5
     max_failures: int = 1
+    suspend: bool = False  # no new node Jobs (running ones finish); nodes show Suspended
+    canary: int = 0  # this many nodes of a rollout first; the rest once they are Ready
+    retries: int = 3  # automatic retries of a transient failure (deadline, eviction, image pull)
+
+
+class DriftSettings(_Model):
+    interval: str | None = None  # e.g. "1h": each node is verified once per interval; None: off
+    policy: Literal["report", "repair"] = "report"
+
+    @property
+    def interval_seconds(self) -> int | None:
+        return parse_duration(self.interval) if self.interval else None
 
 
 class PruneSettings(_Model):
@@ -205,6 +270,7 @@ class SettingsSpec(_Model):
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     prune: PruneSettings = Field(default_factory=PruneSettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
 
 class ReconcilerSettings(_Model):

@@ -34,6 +34,7 @@ CROSS_FILE_RULES: list[tuple[str, str, str]] = [
     ("duplicate-address", "error", "An address (without its prefix length) is used once in the whole repository."),
     ("duplicate-interface-name", "error", "Interface names are unique within a node."),
     ("duplicate-proxmox-net", "error", "`proxmoxNet` slots are unique within a node."),
+    ("proxmox-net-conflict", "error", "An interface giving both `proxmoxNet` and `proxmox.net` gives one slot."),
     ("duplicate-vm", "error", "A Proxmox VM (`cluster` + `vmid`) is claimed by one node file only."),
     (
         "reserved-name",

@@ -1,4 +1,9 @@
-"""The node Job: one per node per desired spec, pinned to that node, least privilege.
+"""The node Job: one per desired change of a node, pinned to that node, least privilege.
+
+A Job's name is derived from its *identity*: the custom resource's uid and generation, the spec
+hash, the ``multinic.io/retry`` request and the automatic attempt. A change back to an earlier
+spec is a new generation, so it gets a new Job: an old Job's result never stands for the current
+spec, and a restart still finds the Jobs it started (same identity, same name).
 
 Pure: builds manifests and reads them back. The agent in the Job never talks to the Kubernetes
 API (no service-account token); the node's document travels in the env var ``MULTINIC_CONFIG``
@@ -31,6 +36,7 @@ LABEL_NODE = "multinic.io/node"
 LABEL_SPEC_HASH = "multinic.io/spec-hash"
 LABEL_GENERATION = "multinic.io/generation"
 LABEL_REVISION = "multinic.io/revision"
+LABEL_OWNER_UID = "multinic.io/owner-uid"  # the custom resource the Job works for
 ANNOTATION_NODE = "multinic.io/node-name"  # the full name (labels stop at 63 characters)
 JOB_SELECTOR = f"{objects.OWNED_SELECTOR},{LABEL_TYPE}"
 
@@ -56,11 +62,11 @@ def _label_value(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+$", "", text[:50]) + "-" + digest
 
 
-def job_name(job_type: JobType, node: str, spec_hash: str) -> str:
-    """Deterministic: the same node and spec always give the same name (so a restart never
+def job_name(job_type: JobType, node: str, identity: str) -> str:
+    """Deterministic: the same node and identity always give the same name (so a restart never
     starts a duplicate), and it stays a DNS label of at most 63 characters."""
     prefix = "mnnc" if job_type == "apply" else "mnnc-rm"
-    digest = hashlib.sha256(f"{node}/{spec_hash}".encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{job_type}/{node}/{identity}".encode()).hexdigest()[:10]
     stem = re.sub(r"[^a-z0-9-]", "-", node.lower())[: 63 - len(prefix) - len(digest) - 2].strip("-")
     return f"{prefix}-{stem}-{digest}"
 
@@ -70,9 +76,10 @@ def renderer_for(os_image: str, os_family: str) -> RendererName | None:
     return select(os_image, os_family).renderer
 
 
-def node_job(job_type: JobType, node: NodeConfig, *, namespace: str, spec_hash: str, generation: int | None,
-             revision: str | None, renderer: RendererName, settings: JobSettings) -> dict[str, Any]:
-    name = job_name(job_type, node.spec.node_name, spec_hash)
+def node_job(job_type: JobType, node: NodeConfig, *, namespace: str, identity: str, spec_hash: str,
+             generation: int | None, revision: str | None, renderer: RendererName, settings: JobSettings,
+             owner_uid: str | None = None) -> dict[str, Any]:
+    name = job_name(job_type, node.spec.node_name, identity)
     labels = {
         **settings.extra_labels,
         objects.MANAGED_BY: objects.MANAGED_BY_VALUE,
@@ -84,6 +91,8 @@ def node_job(job_type: JobType, node: NodeConfig, *, namespace: str, spec_hash: 
         labels[LABEL_GENERATION] = str(generation)
     if revision:
         labels[LABEL_REVISION] = _label_value(revision)
+    if owner_uid:
+        labels[LABEL_OWNER_UID] = _label_value(owner_uid)
     document = {"apiVersion": node.api_version, "kind": node.kind,
                 "metadata": {"name": node.name}, "spec": node.spec_dict()}
     mounts = agent_container.mounts(renderer, settings.activate)

@@ -56,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image of the node Jobs (env MULTINIC_AGENT_IMAGE)")
     parser.add_argument("--node-job-service-account", default=env_default("NODE_JOB_SERVICE_ACCOUNT"),
                         help="ServiceAccount of node Jobs (no RBAC needed; token never mounted)")
+    parser.add_argument("--node-job-activate", choices=["auto", "iproute2"],
+                        default=env_default("NODE_JOB_ACTIVATE", "auto"),
+                        help="how node Jobs activate: auto = the node's own stack (netplan / NetworkManager over "
+                             "the host's D-Bus socket); iproute2 = netlink only, no D-Bus mount (env "
+                             "MULTINIC_NODE_JOB_ACTIVATE)")
     parser.add_argument("--node-tolerations", default=env_default("NODE_TOLERATIONS"),
                         help='tolerations of node Jobs as JSON (default: tolerate everything, [{"operator":"Exists"}])')
     parser.add_argument("--log-format", choices=["text", "json"], default=env_default("LOG_FORMAT", "text"))
@@ -72,6 +77,8 @@ def job_settings(args: argparse.Namespace) -> object:
         values["service_account"] = args.node_job_service_account
     if args.node_tolerations:
         values["tolerations"] = tuple(json.loads(args.node_tolerations))
+    if getattr(args, "node_job_activate", "auto") != "auto":
+        values["activate"] = args.node_job_activate
     return JobSettings(**values)  # type: ignore[arg-type]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 CYCLE_RESULTS = ("ok", "error", "no-source", "not-leader")
@@ -26,6 +29,12 @@ class Metrics:
         self.leader = Gauge("multinic_leader", "1 when this replica holds the leader Lease.", registry=r)
         self.status_commits = Counter("multinic_status_commits_total", "Status commits pushed to Git.", registry=r)
         self.webhooks = Counter("multinic_webhooks_total", "Webhook requests by result.", ["result"], registry=r)
+        self.vm_nic_checks = Gauge("multinic_vm_nic_checks",
+                                   "Nodes by VM NIC check result (match, mismatch, unknown) and nicCheck mode; "
+                                   "held = mismatch or unknown under enforce.", ["result", "mode"], registry=r)
+        self.vm_read_age = Gauge("multinic_proxmox_vm_read_age_seconds",
+                                 "Age of the oldest cached VM config read, per Proxmox cluster.", ["cluster"],
+                                 registry=r)
         self._revision: str | None = None
         for result in CYCLE_RESULTS:  # every series exists from the start: rate() alerts see a 0, not nothing
             self.cycles.labels(result)
@@ -43,6 +52,20 @@ class Metrics:
         self.objects.clear()
         for (kind, phase), value in counts.items():
             self.objects.labels(kind, phase).set(value)
+
+    def set_nic_checks(self, checks: Iterable[Any], ages: dict[str, float]) -> None:
+        """``checks``: the cycle's ``NodeCheck`` values; ``ages``: cluster -> oldest read age."""
+        counts: dict[tuple[str, str], int] = {}
+        for check in checks:
+            result = "match" if check.ok else ("mismatch" if check.checked else "unknown")
+            key = (result, "enforce" if check.enforce else "warn")
+            counts[key] = counts.get(key, 0) + 1
+        self.vm_nic_checks.clear()
+        for (result, mode), value in counts.items():
+            self.vm_nic_checks.labels(result, mode).set(value)
+        self.vm_read_age.clear()
+        for cluster, age in ages.items():
+            self.vm_read_age.labels(cluster).set(age)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

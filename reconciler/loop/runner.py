@@ -44,7 +44,7 @@ class LoopSettings:
     retry_period: float = 2.0
     job_settings: JobSettings = field(default_factory=JobSettings)
     max_cycles: int | None = None  # stop after this many cycles (tests, demo)
-    nic_check_interval: float = 300.0
+    nic_check_interval: float = 300.0  # a VM's NICs are read again after this many seconds
     watch: bool = True  # watch-fed caches (False: every cycle LISTs)
     resync: float = 600.0  # full re-list of every cache
     debounce: float = 0.2  # watch events within this window start one cycle
@@ -52,21 +52,6 @@ class LoopSettings:
 
 
 CycleHook = Callable[[pipeline.Cycle, Any], None]  # (cycle, kube connect) -> side effects (reports)
-
-
-class NicCheckSchedule:
-    """The VM NIC cross-check costs one Proxmox call per node: run it when the config changed and
-    otherwise every ``every`` seconds, not on every poll."""
-
-    def __init__(self, every: float = 300.0) -> None:
-        self.every = every
-        self._last = float("-inf")
-
-    def due(self, changed: bool) -> bool:
-        if changed or time.monotonic() - self._last >= self.every:
-            self._last = time.monotonic()
-            return True
-        return False
 
 
 class Runner:
@@ -80,7 +65,10 @@ class Runner:
         self.state = state or State()
         self.after_cycle = after_cycle or []
         self.stop = threading.Event()
-        self.nic_checks = NicCheckSchedule(settings.nic_check_interval)
+        # VM NIC reads run on their own workers; an answer triggers the next cycle at once.
+        from reconciler.apply.proxmox.vmreads import VmReads
+
+        self.vm_reads = VmReads(max_age=settings.nic_check_interval, on_update=self.state.trigger.set)
         self._validated: tuple[tuple[str, str], Any] | None = None
         self._caches: dict[str, Any] = {}  # namespace -> KubeCache
         self._watching = False  # caches serve reads only while run() runs (a bare cycle() LISTs)
@@ -203,6 +191,7 @@ class Runner:
                 self.state.trigger.wait(max(0.0, min(self.settings.retry_period, next_due - time.monotonic())))
         finally:
             self.stop.set()
+            self.vm_reads.close()
             renewer.join(timeout=self.settings.retry_period + 5)
             self.close()
             self.elector.release()
@@ -222,7 +211,7 @@ class Runner:
             token = logs.revision.set(poll.checkout.label)
             try:
                 cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings,
-                                            check_nics=self.nic_checks.due(bool(poll.changed)),
+                                            vm_reads=self.vm_reads,
                                             validation=self._validation(poll.checkout),
                                             writers=self.settings.writers)
                 self.last_cycle = cycle
@@ -275,6 +264,7 @@ class Runner:
                 log.info("node Job started", extra={"object": f"Job/{name}"})
             self.metrics.jobs_in_flight.set(rollout.running)
             self.metrics.set_objects(object_counts(cycle))
+        self.metrics.set_nic_checks(cycle.nic_checks.values(), self.vm_reads.oldest_age())
         self.metrics.validation_errors.set(len(cycle.validation.errors))
         if cycle.validation.ok or cycle.changes.has_changes:
             self.metrics.set_revision(cycle.checkout.revision)

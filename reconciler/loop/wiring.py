@@ -32,16 +32,28 @@ class StatusReporter:
     (default 60 s); once it ends (or when nothing is rolling out) at once. A Failed node during a
     rollout therefore reaches Git by the next tick at the latest. An invalid ``reconciler.yaml``
     is reported too (with default settings): it is exactly what the status must show.
+
+    Quiet means cheap: when no custom resource changed (same resourceVersions) and the repo-level
+    state is the one last written, nothing is rendered and Git is not asked, except once every
+    ``resync`` seconds, which also restores a ``status/`` that someone edited or reset on the
+    remote. When something changed, only the reports whose content changed are rendered
+    (``RenderMemo``).
     """
 
     def __init__(self, args: argparse.Namespace, source: Source, metrics: Metrics,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, *, resync: float = 600.0) -> None:
+        from reconciler.report.gitstatus import RenderMemo
+
         self.args, self.source, self.metrics = args, source, metrics
         self.writer: Any = None
         self.clock = clock
         self.applied_revision: str | None = None
         self._seeded = False
         self._last_write: float | None = None  # clock() of the last status commit
+        self.resync = resync
+        self.memo = RenderMemo()
+        self._written: tuple[Any, float] | None = None  # (inputs of the last good write, when)
+        self.skipped = 0  # cycles that had nothing to write and asked Git nothing
 
     def __call__(self, cycle: Cycle, connect: Connect) -> None:
         from reconciler.report import gitstatus, repostate
@@ -64,16 +76,25 @@ class StatusReporter:
         if in_flight and self._last_write is not None and now - self._last_write < settings.status.min_interval_seconds:
             return  # the next tick (or the rollout's end) writes it
         kube = connect(settings.namespace)
+        node_objects, cluster_objects = kube.list_owned(KIND_NODE), kube.list_owned(KIND_CLUSTER)
+        inputs = (cycle.checkout.revision, settings.status.branch, repo, _versions(node_objects),
+                  _versions(cluster_objects))
+        if (self._written is not None and self._written[0] == inputs
+                and time.monotonic() - self._written[1] < self.resync):
+            self.skipped += 1
+            return
         nodes = [gitstatus.NodeReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
-                 for o in kube.list_owned(KIND_NODE)]
+                 for o in node_objects]
         clusters = [gitstatus.ClusterReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
-                    for o in kube.list_owned(KIND_CLUSTER)]
-        files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision, repo=repo)
+                    for o in cluster_objects]
+        files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision, memo=self.memo, repo=repo)
         result = self._writer(settings.status.branch).write(files, gitstatus.summary(nodes, clusters))
         if result.error:
+            self._written = None
             self.metrics.errors.labels("git").inc()
             log.warning("status write-back: %s", result.error)
             return
+        self._written = (inputs, time.monotonic())
         if result.pushed:
             self.metrics.status_commits.inc()
             log.info("status committed and pushed (%s, %d attempt(s))", (result.commit or "")[:12], result.attempts)
@@ -92,6 +113,11 @@ class StatusReporter:
                 author_name=args.status_author_name, author_email=args.status_author_email,
                 work_dir=Path(args.cache_dir) / "writeback", auth=GitAuth.from_env())
         return self.writer
+
+
+def _versions(objects: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """Which objects, at which resourceVersion: equal sets, equal reports."""
+    return frozenset((str(o["metadata"].get("name")), str(o["metadata"].get("resourceVersion"))) for o in objects)
 
 
 def after_cycle_hooks(args: argparse.Namespace, source: Source, metrics: Metrics) -> list[CycleHook]:

@@ -2,7 +2,9 @@
 
 Exit codes have one meaning each, so that ``reconciler plan || [ $? -eq 1 ]`` is a safe CI line:
 0 nothing to change and nothing blocked; 1 changes (all of them valid); 2 an error, an invalid
-file, or anything blocked or refused (the reason is printed on one line on standard error).
+file, or anything blocked or refused (the reason is printed on one line on standard error) --
+including a node whose Proxmox VM NICs differ from its file under ``nicCheck: enforce`` (it would
+get no Job).
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
                if bad else "")
         held = f"{len(blocked)} object(s) blocked" if blocked else ""
         print(f"reconciler plan: {'; '.join(p for p in (why, held) if p)}; nothing blocked is changed or deleted",
+              file=sys.stderr)
+        return 2
+    vm_held = sorted(n for n, c in cycle.nic_checks.items() if c.enforce and c.checked and c.mismatches)
+    if vm_held:
+        print(f"reconciler plan: {len(vm_held)} node(s) whose VM NICs differ from their file get no Job "
+              f"(spec.proxmox.nicCheck: enforce): {', '.join(vm_held[:5])}{' …' if len(vm_held) > 5 else ''}",
               file=sys.stderr)
         return 2
     return 1 if cycle.changes.has_changes else 0

@@ -3,6 +3,12 @@
 ``render`` is a pure function: the same reports give byte-identical files, so the write-back
 commits only when a status really changed. Nothing here carries a timestamp (condition transition
 times included); the commit itself records when a report was written.
+
+Readable at any scale: ``status/README.md`` holds the summary and the nodes that are not Ready,
+grouped by phase (up to ``README_NODE_CAP`` rows, then a count); the full node table is paged,
+``NODE_PAGE_SIZE`` rows a page, into ``status/nodes/README.md``, ``status/nodes/page-002.md``, ...;
+every node and cluster keeps its own YAML file. A ``RenderMemo`` carried from one render to the
+next renders only the reports whose content changed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ import yaml
 from reconciler.report.repostate import RepoReport
 
 STATUS_DIR = "status"
+NODE_PAGE_SIZE = 500  # rows per page of the full node table
+README_NODE_CAP = 300  # non-Ready nodes listed in status/README.md before it only counts them
+_README_LIST_BUDGET = 80_000  # bytes of those rows at most (keeps the README under 100 KB)
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present (same output)
 HEADER = "# Written by multinic-reconciler after each reconcile; edits are overwritten.\n"
 _SAFE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _CELL_LIMIT = 160
@@ -111,19 +121,45 @@ class ClusterReport:
                    warnings=tuple(status.get("warnings") or ()))
 
 
+class RenderMemo:
+    """The YAML of each report rendered last time: an unchanged report is not rendered again."""
+
+    def __init__(self) -> None:
+        self._documents: dict[NodeReport | ClusterReport, str] = {}
+        self.rendered = 0  # documents rendered by the last ``render``
+
+    def document(self, report: NodeReport | ClusterReport, keep: dict[NodeReport | ClusterReport, str]) -> str:
+        text = self._documents.get(report)
+        if text is None:
+            self.rendered += 1
+            text = _yaml(_node_document(report) if isinstance(report, NodeReport) else _cluster_document(report))
+        keep[report] = text
+        return text
+
+    def replace(self, keep: dict[NodeReport | ClusterReport, str]) -> None:
+        self._documents = keep
+
+
 def render(nodes: Iterable[NodeReport], clusters: Iterable[ClusterReport], *,
-           revision: str | None, repo: RepoReport | None = None) -> dict[str, str]:
+           revision: str | None, memo: RenderMemo | None = None,
+           repo: RepoReport | None = None) -> dict[str, str]:
     """path (``status/...``) -> content for the whole ``status/`` tree; stale files are simply absent."""
     nodes = sorted(nodes, key=lambda n: n.name)
     clusters = sorted(clusters, key=lambda c: c.name)
+    memo = memo or RenderMemo()
+    memo.rendered = 0
+    keep: dict[NodeReport | ClusterReport, str] = {}
     files: dict[str, str] = {}
     node_paths = _paths("nodes", [n.name for n in nodes])
     cluster_paths = _paths("clusters", [c.name for c in clusters])
     for node in nodes:
-        files[node_paths[node.name]] = _yaml(_node_document(node))
+        files[node_paths[node.name]] = memo.document(node, keep)
     for cluster in clusters:
-        files[cluster_paths[cluster.name]] = _yaml(_cluster_document(cluster))
-    files[f"{STATUS_DIR}/README.md"] = _readme(nodes, clusters, node_paths, cluster_paths, revision, repo)
+        files[cluster_paths[cluster.name]] = memo.document(cluster, keep)
+    memo.replace(keep)
+    pages = _page_paths(len(nodes))
+    files.update(_node_pages(nodes, node_paths, pages))
+    files[f"{STATUS_DIR}/README.md"] = _readme(nodes, clusters, node_paths, cluster_paths, revision, pages, repo)
     return files
 
 
@@ -166,7 +202,8 @@ def _cluster_document(cluster: ClusterReport) -> dict[str, Any]:
 
 
 def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: dict[str, str],
-            cluster_paths: dict[str, str], revision: str | None, repo: RepoReport | None = None) -> str:
+            cluster_paths: dict[str, str], revision: str | None, pages: list[str],
+            repo: RepoReport | None = None) -> str:
     lines = ["# Reconciler status", "",
              "<!-- Written by multinic-reconciler after each reconcile; edits are overwritten. -->", ""]
     if repo is not None:
@@ -177,18 +214,9 @@ def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: 
         lines += _blocked_lines(repo)
     lines += ["## Nodes", ""]
     if nodes:
-        lines += ["| Node | Phase | Applied revision | Interfaces | Last error / VM NIC check |",
-                  "|---|---|---|---|---|"]
-        for n in nodes:
-            label = f"[{_cell(n.name)}]({_relative(node_paths[n.name])})"
-            if n.node_name and n.node_name != n.name:
-                label += f" ({_cell(n.node_name)})"
-            interfaces = ", ".join(_interface_cell(i) for i in n.interfaces)
-            applied = f"`{_cell(n.applied_revision[:12])}`" if n.applied_revision else ""
-            problems = "; ".join(x for x in (f"file blocked: {n.blocked}" if n.blocked else None, n.last_error,
-                                             *(f"VM NIC check: {m}" for m in n.vm_nic_mismatches)) if x)
-            phase = f"{n.phase} (blocked)" if n.blocked else n.phase
-            lines.append(f"| {label} | {_cell(phase)} | {applied} | {interfaces} | {_cell(problems)} |")
+        count = f"{len(pages)} pages of up to {NODE_PAGE_SIZE}" if len(pages) > 1 else "one page"
+        lines += [f"All {len(nodes)} nodes: [{_relative(pages[0])}]({_relative(pages[0])}) ({count}).", ""]
+        lines += _not_ready(nodes, node_paths)
     else:
         lines.append("No nodes.")
     lines += ["", "## Clusters", ""]
@@ -204,6 +232,101 @@ def _readme(nodes: list[NodeReport], clusters: list[ClusterReport], node_paths: 
     else:
         lines.append("No clusters.")
     return "\n".join(lines) + "\n"
+
+
+def _not_ready(nodes: list[NodeReport], node_paths: dict[str, str]) -> list[str]:
+    """The nodes that are not Ready, grouped by phase (Failed first), then Ready nodes whose VM NIC
+    check failed; up to the cap, then counted."""
+    mismatch, blocked = "Ready, VM NIC check failed", "Ready, file blocked"
+    groups: dict[str, list[NodeReport]] = {}
+    for node in nodes:
+        if node.phase != "Ready":
+            groups.setdefault(node.phase, []).append(node)
+        elif node.blocked:
+            groups.setdefault(blocked, []).append(node)
+        elif node.vm_nic_mismatches:
+            groups.setdefault(mismatch, []).append(node)
+    if not groups:
+        return ["Every node is Ready."]
+    order = sorted(groups, key=lambda p: ({"Failed": 0, blocked: 2, mismatch: 3}.get(p, 1), p))
+    not_ready = sum(len(v) for k, v in groups.items() if k not in (mismatch, blocked))
+    lines = [f"### Not Ready: {not_ready} of {len(nodes)}", ""]
+    listed = size = 0
+    for phase in order:
+        members = groups[phase]
+        rows = []
+        for n in members:
+            if listed >= README_NODE_CAP or size >= _README_LIST_BUDGET:
+                break
+            row = _problem_row(n, node_paths[n.name], relative_to=STATUS_DIR)
+            rows.append(row)
+            listed += 1
+            size += len(row) + 1
+        lines += [f"#### {_cell(phase)} ({len(members)})", ""]
+        if rows:
+            lines += ["| Node | Applied revision | Problem |", "|---|---|---|", *rows]
+        if len(rows) < len(members):
+            lines += ["", f"…and {len(members) - len(rows)} more {_cell(phase)} node(s): see the full table."]
+        lines.append("")
+    return lines[:-1]
+
+
+def _problem_row(n: NodeReport, path: str, *, relative_to: str) -> str:
+    label = f"[{_cell(n.name)}]({path.removeprefix(relative_to + '/')})"
+    if n.node_name and n.node_name != n.name:
+        label += f" ({_cell(n.node_name)})"
+    applied = f"`{_cell(n.applied_revision[:12])}`" if n.applied_revision else ""
+    return f"| {label} | {applied} | {_cell(_problems(n, interfaces=True))} |"
+
+
+def _problems(n: NodeReport, *, interfaces: bool) -> str:
+    failed = [f"{i.name}: {i.error}" for i in n.interfaces if i.error] if interfaces else []
+    return "; ".join(x for x in (f"file blocked: {n.blocked}" if n.blocked else None, n.last_error, *failed,
+                                 *(f"VM NIC check: {m}" for m in n.vm_nic_mismatches)) if x)
+
+
+def _page_paths(count: int) -> list[str]:
+    pages = max(1, -(-count // NODE_PAGE_SIZE))
+    return [f"{STATUS_DIR}/nodes/README.md" if i == 0 else f"{STATUS_DIR}/nodes/page-{i + 1:03d}.md"
+            for i in range(pages)]
+
+
+def _node_pages(nodes: list[NodeReport], node_paths: dict[str, str], pages: list[str]) -> dict[str, str]:
+    """The full node table, ``NODE_PAGE_SIZE`` rows a page; the first page lists every page."""
+    if not nodes:
+        return {}
+    folder = f"{STATUS_DIR}/nodes"
+    files: dict[str, str] = {}
+    chunks = [nodes[i:i + NODE_PAGE_SIZE] for i in range(0, len(nodes), NODE_PAGE_SIZE)]
+    index: list[str] = []
+    if len(pages) > 1:
+        index = ["Pages:", ""] + [
+            f"- [{i + 1}]({page.removeprefix(folder + '/')}): {_cell(chunk[0].name)} … {_cell(chunk[-1].name)}"
+            for i, (page, chunk) in enumerate(zip(pages, chunks, strict=True))] + [""]
+    for i, (page, chunk) in enumerate(zip(pages, chunks, strict=True)):
+        nav = ["[status](../README.md)"]
+        if i > 0:
+            nav.append(f"[previous]({pages[i - 1].removeprefix(folder + '/')})")
+        if i + 1 < len(pages):
+            nav.append(f"[next]({pages[i + 1].removeprefix(folder + '/')})")
+        lines = [f"# Nodes, page {i + 1} of {len(pages)}", "",
+                 "<!-- Written by multinic-reconciler after each reconcile; edits are overwritten. -->", "",
+                 " · ".join(nav), ""]
+        if i == 0:
+            lines += index
+        lines += ["| Node | Phase | Applied revision | Interfaces | Last error / VM NIC check |",
+                  "|---|---|---|---|---|"]
+        for n in chunk:
+            label = f"[{_cell(n.name)}]({node_paths[n.name].removeprefix(folder + '/')})"
+            if n.node_name and n.node_name != n.name:
+                label += f" ({_cell(n.node_name)})"
+            interfaces = ", ".join(_interface_cell(x) for x in n.interfaces)
+            applied = f"`{_cell(n.applied_revision[:12])}`" if n.applied_revision else ""
+            phase = f"{n.phase} (blocked)" if n.blocked else n.phase
+            lines.append(f"| {label} | {_cell(phase)} | {applied} | {interfaces} | "
+                         f"{_cell(_problems(n, interfaces=False))} |")
+        files[page] = "\n".join(lines) + "\n"
+    return files
 
 
 def _repo_lines(repo: RepoReport) -> list[str]:
@@ -274,8 +397,8 @@ def _compact(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _yaml(document: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                                   width=10_000)
+    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                              allow_unicode=True, width=10_000)
 
 
 def _interface_cell(interface: InterfaceReport) -> str:

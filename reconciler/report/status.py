@@ -148,6 +148,12 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
                 wanted[kind] = (*condition, message)
         update.update(phase=row.phase, interface_count=len(cr.spec.get("interfaces") or []),
                       job=state.job, last_error=message if row.warning else None)
+        # The host this object's Jobs wrote to (a nodeName change cleans it first), the rollout the
+        # last Job belongs to, and the automatic retries of a transient failure.
+        update.update(node_name=state.host if state.host is not None else previous.node_name,
+                      attempt=state.attempt or None, next_retry=state.next_retry)
+        if state.state in ("applied", "running", "failed") and state.rollout:
+            update["attempted_revision"] = state.rollout
         if state.state in ("applied", "failed"):
             update["spec_hash"] = state.spec_hash  # recorded: this spec is not rolled out again
         if state.state == "applied":
@@ -160,12 +166,19 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
                 for i in state.result.interfaces)
     if check is not None:
         update["proxmox_check"] = ProxmoxCheck(checked=check.checked, vm_node=check.vm_node,
-                                               mismatches=tuple(check.mismatches), error=check.error)
+                                               mismatches=tuple(check.mismatches), error=check.error,
+                                               nic_check="enforce" if check.enforce else "warn")
+        wanted[states.VM_NICS_MATCH] = check.condition
+    drop: tuple[str, ...] = ()
+    if check is None and not cr.spec.get("proxmox"):  # names no VM (any more): nothing is claimed about one
+        update["proxmox_check"] = None
+        drop = (states.VM_NICS_MATCH,)
     if validity is not None:
         wanted[CONFIG_VALID] = validity.condition
         if validity.path:
             update["source_path"] = validity.path
-    update["conditions"] = conditions.merge(previous.conditions, wanted, generation=cr.generation, now=now)
+    kept = tuple(c for c in previous.conditions if c.type not in drop)
+    update["conditions"] = conditions.merge(kept, wanted, generation=cr.generation, now=now)
     return previous.model_copy(update=update)
 
 
@@ -206,10 +219,16 @@ def cluster_status(cr: LiveCR, *, outcome: ClusterOutcome | None, validity: Vali
 
 
 def merge_patch(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A JSON merge patch turning ``previous`` into ``wanted`` (None when they are equal)."""
+    """A JSON merge patch turning ``previous`` into ``wanted`` (None when they are equal). The
+    server merges nested objects (RFC 7386), so a key a nested object lost is sent as null."""
     if dict(previous) == dict(wanted):
         return None
-    patch: dict[str, Any] = {k: v for k, v in wanted.items() if previous.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in wanted.items():
+        before = previous.get(key)
+        if before != value:
+            nested = isinstance(before, Mapping) and isinstance(value, Mapping)
+            patch[key] = merge_patch(before, value) if nested else value  # type: ignore[arg-type]
     patch.update({k: None for k in previous if k not in wanted})
     return patch
 
@@ -228,7 +247,8 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
 
     done = Reported()
     pending: list[tuple[LiveCR, dict[str, Any]]] = []  # (object, merge patch)
-    after: list[tuple[LiveCR, Any]] = []  # (object, its Event check once the writes are done)
+    node_events: list[tuple[LiveCR, NodeState | None, NodeStatus]] = []  # looked at once the writes are done
+    cluster_events: list[tuple[LiveCR, ClusterOutcome | None, ClusterStatus]] = []
     node_validity = validity(validation, KIND_NODE)
     for cr in sorted(crs.get(KIND_NODE, ()), key=lambda c: c.name):
         state = rollout.get(cr.name)
@@ -238,7 +258,7 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         patch = merge_patch(cr.status, wanted.dump())
         if patch is not None:
             pending.append((cr, patch))
-        after.append((cr, ("node", state, wanted, patch is not None)))
+        node_events.append((cr, state, wanted))
     cluster_validity = validity(validation, KIND_CLUSTER)
     outcomes = {o.name: o for o in clusters}
     for cr in sorted(crs.get(KIND_CLUSTER, ()), key=lambda c: c.name):
@@ -248,23 +268,23 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         patch = merge_patch(cr.status, wanted_cluster.dump())
         if patch is not None:
             pending.append((cr, patch))
-        after.append((cr, ("cluster", outcome, wanted_cluster, patch is not None)))
+        cluster_events.append((cr, outcome, wanted_cluster))
 
-    failed = {(cr.kind, cr.name) for cr, ok in zip((c for c, _ in pending),
-                                                     in_parallel(lambda item: _write(kube, *item), pending, writers),
-                                                     strict=True) if not ok}
-    done.writes = len(pending) - len(failed)
+    results = in_parallel(lambda item: _write(kube, *item), pending, writers)
+    written = {(cr.kind, cr.name) for (cr, _), ok in zip(pending, results, strict=True) if ok}
+    done.writes = len(written)
 
-    for cr, (what, fact, wanted_any, patched) in after:
-        written = patched and (cr.kind, cr.name) not in failed
-        if what == "node":
-            state = fact
-            # A state the status already shows (an unschedulable node seen again) is no transition.
-            if state is not None and state.changed and written:
-                _state_event(kube, cr, state, now, done)
-        elif fact is not None and fact.due_reason is not None:
-            _cluster_event(kube, cr, parse(ClusterStatus, cr.status), wanted_any, now, done)
-        _validity_event(kube, cr, wanted_any.conditions, now, done)
+    for cr, state, node in node_events:
+        # A state the status already shows (an unschedulable node seen again) is no transition.
+        if state is not None and state.changed and (cr.kind, cr.name) in written:
+            _state_event(kube, cr, state, now, done)
+        _validity_event(kube, cr, node.conditions, now, done)
+        if (cr.kind, cr.name) in written:
+            _vm_nics_event(kube, cr, node.conditions, now, done)
+    for cr, outcome, cluster in cluster_events:
+        if outcome is not None and outcome.due_reason is not None:  # verified (or tried) this cycle
+            _cluster_event(kube, cr, parse(ClusterStatus, cr.status), cluster, now, done)
+        _validity_event(kube, cr, cluster.conditions, now, done)
     for cr in removed:
         state = rollout.get(cr.name)
         if state is not None and state.changed:
@@ -306,6 +326,18 @@ def _validity_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime 
         _event(kube, cr, states.EVENT_INVALID, new.message, True, now, done)
     elif old is not None:  # valid again (a first "valid" is no news)
         _event(kube, cr, states.EVENT_VALID, new.message, False, now, done)
+
+
+def _vm_nics_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime | None, done: Reported) -> None:
+    """VMNicsMatch turned False (what differs, a Warning, under enforce and warn alike) or True again."""
+    old = conditions.get(cr.status.get("conditions"), states.VM_NICS_MATCH)
+    new = conditions.get(after, states.VM_NICS_MATCH)
+    if new is None or (old is not None and (old.status, old.message) == (new.status, new.message)):
+        return
+    if new.status == "False":
+        _event(kube, cr, states.EVENT_VM_NICS_DIFFER, new.message, True, now, done)
+    elif new.status == "True" and old is not None and old.status == "False":
+        _event(kube, cr, states.EVENT_VM_NICS_MATCH, new.message, False, now, done)
 
 
 def _cluster_event(kube: Kube, cr: LiveCR, before: ClusterStatus, after: ClusterStatus, now: datetime | None,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-NodePhase = Literal["Pending", "Applying", "Ready", "Failed", "Stalled", "Removing", "Suspended"]
+NodePhase = Literal["Pending", "Applying", "Ready", "Failed", "Stalled", "Removing", "Suspended", "Held"]
 ClusterPhase = Literal["Pending", "Ready", "Failed"]
 Health = Literal["Healthy", "Degraded", "Unreachable"]
 
@@ -34,10 +34,11 @@ class _Status(BaseModel):
 
 
 class Condition(_Status):
-    """A metav1.Condition. Nodes: Ready, Reconciling, Stalled, ConfigValid; clusters: Ready, ConfigValid."""
+    """A metav1.Condition. Nodes: Ready, Reconciling, Stalled, ConfigValid, VMNicsMatch; clusters: Ready,
+    ConfigValid."""
 
     type: Annotated[str, Field(max_length=316)]
-    """Condition type: Ready, Reconciling, Stalled or ConfigValid."""
+    """Condition type: Ready, Reconciling, Stalled, ConfigValid or VMNicsMatch."""
     status: ConditionStatus
     """True, False or Unknown."""
     observed_generation: Annotated[int | None, Field(ge=0, json_schema_extra=INT64)] = None
@@ -66,16 +67,19 @@ class InterfaceStatus(_Status):
 
 
 class ProxmoxCheck(_Status):
-    """The VM NIC cross-check: are the spec's MACs on the node's Proxmox VM (on the netN named)?"""
+    """The VM NIC check: do the node's interfaces match its Proxmox VM's netN devices (MAC, slot,
+    bridge, VLAN tag, MTU, model, link)? Condition VMNicsMatch summarises it."""
 
     checked: bool | None = None
     """Whether the check ran (false: see error)."""
     vm_node: str | None = None
     """Proxmox node the VM runs on."""
     mismatches: tuple[str, ...] | None = None
-    """Interfaces whose MAC is not on the VM (or not on the slot named)."""
+    """What differs: a MAC not on the VM, on another slot, another bridge, VLAN tag, MTU or model."""
     error: str | None = None
     """Why the check could not run."""
+    nic_check: Literal["enforce", "warn"] | None = None
+    """spec.proxmox.nicCheck in effect: enforce (a difference holds the node's Job) or warn."""
 
 
 class _Common(_Status):
@@ -101,17 +105,26 @@ class NodeStatus(_Common):
     """Status of a MultiNicNodeConfig, written by the reconciler only (never by the node agent)."""
 
     phase: NodePhase | None = None
-    """Summary: Pending, Applying, Ready, Failed, Stalled, Removing or Suspended."""
+    """Summary: Pending, Applying, Ready, Failed, Stalled, Removing, Suspended or Held (no Job: the VM's NICs
+    differ from the file under spec.proxmox.nicCheck: enforce)."""
     spec_hash: str | None = None
     """Hash of the spec the last node Job applied (or failed to apply)."""
     job: str | None = None
-    """Name of the last node Job."""
+    """Name of the last node Job (derived from the change's identity: uid, generation, spec, retry, attempt)."""
+    node_name: str | None = None
+    """Kubernetes node this object's node Jobs wrote to (a spec.nodeName change cleans it before the new one)."""
+    attempted_revision: str | None = None
+    """Config commit of the last node Job started: the rollout it belongs to (appliedRevision once Ready)."""
+    attempt: Annotated[int | None, Field(ge=0)] = None
+    """Automatic retries of the current change so far (transient failures: deadline, eviction, image pull)."""
+    next_retry: Annotated[str | None, Field(json_schema_extra=DATE_TIME)] = None
+    """When a node Job that failed for a transient reason is retried."""
     interface_count: Annotated[int | None, Field(ge=0)] = None
     """Number of interfaces in the spec."""
     interfaces: Annotated[tuple[InterfaceStatus, ...] | None, Field(max_length=16)] = None
     """Per-interface outcome reported by the node agent."""
     proxmox_check: ProxmoxCheck | None = None
-    """Result of checking the interfaces' MACs against the Proxmox VM."""
+    """Result of checking the interfaces against the Proxmox VM's netN devices."""
 
 
 class ClusterStatus(_Common):

@@ -20,7 +20,7 @@ KIND_NODE = "MultiNicNodeConfig"
 KIND_CLUSTER = "ProxmoxCluster"
 
 NodeStateName = Literal["applied", "running", "pending", "failed", "stalled", "unschedulable", "removing",
-                        "removed", "remove-failed", "suspended"]
+                        "removed", "remove-failed", "suspended", "held", "waiting"]
 ClusterStateName = Literal["pending", "verified", "degraded", "failed"]
 
 Condition = tuple[ConditionStatus, str]  # (status, reason)
@@ -59,7 +59,17 @@ NODE_STATES: dict[NodeStateName, Row] = {
     "remove-failed": Row("Failed", ("False", "CleanupFailed"), ("False", "CleanupFailed"), ("True", "CleanupFailed"),
                          "CleanupFailed", warning=True),
     "removed": Row(None, ("False", "Removed"), None, None, "Removed"),
+    # Held back before a Job by spec.proxmox.nicCheck: enforce. The VMNicsMatch condition (and its
+    # Event, VM_NICS_EVENTS) says what differs; these rows only keep the Job from starting.
+    "held": Row("Held", ("False", "VMNicsMismatch"), ("False", "VMNicsMismatch"), ("True", "VMNicsMismatch"), None),
+    "waiting": Row("Pending", ("False", "WaitingForVMNicCheck"), ("True", "WaitingForVMNicCheck"),
+                   ("False", "WaitingForVMNicCheck"), None),
 }
+
+# Condition VMNicsMatch (nodes naming a Proxmox VM): its reasons, and the Events on its transitions.
+VM_NICS_MATCH = "VMNicsMatch"
+EVENT_VM_NICS_DIFFER = "VMNicsMismatch"  # Warning, when the condition turns False (both nicCheck modes)
+EVENT_VM_NICS_MATCH = "VMNicsMatch"  # Normal, when it turns True after False
 
 # A failed verification's Ready reason is the error's class (Unreachable, AuthFailed, TLSError, ...):
 # the row's reason is the fallback.

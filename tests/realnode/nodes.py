@@ -38,6 +38,22 @@ def sh(*argv: str, timeout: float = 60, check: bool = True) -> str:
     return proc.stdout
 
 
+def job_pod(doc: dict[str, Any], job_type: str = "apply", os_image: str = "Rocky Linux 9.4 (Blue Onyx)",
+            **settings: Any) -> dict[str, Any]:
+    """The pod the Job controller makes from the Job the reconciler builds for a node whose
+    ``status.nodeInfo.osImage`` is ``os_image``."""
+    node = NodeConfig.model_validate(doc)
+    renderer = jobs.renderer_for(os_image, node.spec.os_family)
+    assert renderer is not None
+    job = jobs.node_job(job_type, node, namespace="multinic-system", identity=f"{node.name}/1/h//0",
+                        spec_hash="h", generation=1,  # type: ignore[arg-type]
+                        revision="r", renderer=renderer, settings=jobs.JobSettings(**settings))
+    template = job["spec"]["template"]
+    return {"metadata": {"name": job["metadata"]["name"] + "-abcde", "namespace": "multinic-system",
+                         "labels": template["metadata"]["labels"]},
+            "spec": {**template["spec"], "nodeName": node.spec.node_name}}
+
+
 class NspawnNode:
     """One booted node. ``add_nic`` before ``boot``; ``stop`` tears everything down."""
 
@@ -199,15 +215,7 @@ class NspawnNode:
     # -- the Job -------------------------------------------------------------------------------
     def job_pod(self, doc: dict[str, Any], job_type: str = "apply", os_image: str = "Rocky Linux 9.4 (Blue Onyx)",
                 **settings: Any) -> dict[str, Any]:
-        node = NodeConfig.model_validate(doc)
-        renderer = jobs.renderer_for(os_image, node.spec.os_family)
-        assert renderer is not None
-        job = jobs.node_job(job_type, node, namespace="multinic-system", spec_hash="h", generation=1,  # type: ignore[arg-type]
-                            revision="r", renderer=renderer, settings=jobs.JobSettings(**settings))
-        template = job["spec"]["template"]
-        return {"metadata": {"name": job["metadata"]["name"] + "-abcde", "namespace": "multinic-system",
-                             "labels": template["metadata"]["labels"]},
-                "spec": {**template["spec"], "nodeName": node.spec.node_name}}
+        return job_pod(doc, job_type, os_image, **settings)
 
     def run_job(self, doc: dict[str, Any], job_type: str = "apply", **settings: Any) -> tuple[int, dict[str, Any]]:
         """Run the Job's pod on this node; (exit code, the agent's result from the termination message)."""

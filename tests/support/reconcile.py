@@ -8,16 +8,19 @@ node, plus a config repo that is a real Git repository (so revisions exist).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from multinic_sandbox.harness.fleet import nodes_for
+from multinic_sandbox.harness.fleet import AgentHosts, nodes_for
+from multinic_sandbox.kube.node_model import Outcome
 from multinic_sandbox.kube.server import KubeSandbox
 
 from reconciler import pipeline
@@ -64,6 +67,18 @@ def git_repo(source: Path | None, dest: Path) -> Path:
     return dest
 
 
+def warn_on_vm_nics(repo: Path) -> Path:
+    """Set ``spec.proxmox.nicCheck: warn`` in every node file of ``repo`` and commit: for tests of
+    the rollout itself, where no PVE sandbox answers and nodes would otherwise wait for their
+    VM NIC check (the default, enforce)."""
+    for path in sorted((repo / "nodes").rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        new = re.sub(r"^(?P<indent>\s+)vmid: (?P<vmid>\d+)$", r"\g<0>\n\g<indent>nicCheck: warn", text, flags=re.M)
+        path.write_text(new, encoding="utf-8")
+    commit(repo, "nicCheck: warn")
+    return repo
+
+
 def settings_doc(*, max_parallel: int = 3, max_failures: int = 2, prune: bool = True,
                  max_delete_percent: int = 25) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "ReconcilerSettings", "metadata": {"name": "reconciler"},
@@ -73,8 +88,11 @@ def settings_doc(*, max_parallel: int = 3, max_failures: int = 2, prune: bool = 
 
 
 def node_doc(index: int, *, interfaces: int = 2, cluster: str = "pve-gen", mtu: int = 1500,
-             os_family: str = "ubuntu") -> dict[str, Any]:
-    """A valid node document with MACs and addresses unique to ``index`` (0..65533)."""
+             os_family: str = "ubuntu", nic_check: str | None = "warn") -> dict[str, Any]:
+    """A valid node document with MACs and addresses unique to ``index`` (0..65533).
+
+    ``pve-gen`` is not a reachable Proxmox cluster, so the nodes say ``nicCheck: warn`` (they roll
+    out while their VM cannot be checked); ``nic_check=None`` leaves the default (enforce)."""
     hi, lo = divmod(index, 256)
     host_hi, host_lo = divmod(index + 1, 256)  # never the network address
     ifaces = []
@@ -87,7 +105,9 @@ def node_doc(index: int, *, interfaces: int = 2, cluster: str = "pve-gen", mtu: 
             "proxmoxNet": f"net{n + 1}",
         })
     return {"apiVersion": API_VERSION, "kind": NODE_KIND, "metadata": {"name": node_name(index)},
-            "spec": {"osFamily": os_family, "proxmox": {"cluster": cluster, "vmid": 1000 + index},
+            "spec": {"osFamily": os_family,
+                     "proxmox": {"cluster": cluster, "vmid": 1000 + index,
+                                 **({"nicCheck": nic_check} if nic_check else {})},
                      "interfaces": ifaces}}
 
 
@@ -138,7 +158,9 @@ class ReconcileEnv:
         return open_directory(self.repo)
 
     def apply(self) -> pipeline.Cycle:
-        return pipeline.apply_once(self.checkout(), self.connect, job_settings=self.job_settings)
+        # The cluster's clock (the sandbox's) is the time the rollout measures backoffs against.
+        return pipeline.apply_once(self.checkout(), self.connect, job_settings=self.job_settings,
+                                   now=self.sandbox.clock.now())
 
     def plan(self) -> pipeline.Cycle:
         return pipeline.plan_checkout(self.checkout(), self.connect)[0]
@@ -163,9 +185,26 @@ class ReconcileEnv:
         return [(r.verb, r.resource, r.name) for r in self.sandbox.request_log.writes()]
 
 
+def real_agents(workdir: Path, delay: Callable[[dict[str, Any]], float] | None = None) -> Callable[
+        [dict[str, Any]], Outcome]:
+    """A node model running the real agent on one fake root per node under ``workdir`` (the
+    fleet's hosts); ``delay(pod)`` sets how long each pod runs on the sandbox clock."""
+    hosts = AgentHosts(workdir)
+
+    def run(pod: dict[str, Any]) -> Outcome:
+        outcome = hosts(pod)
+        return outcome if delay is None else replace(outcome, delay=delay(pod))
+
+    run.hosts = hosts  # type: ignore[attr-defined]
+    return run
+
+
 def start_sandbox(repo: Path | None, *, jobs: str = "auto", seed_nodes: bool = True) -> KubeSandbox:
     sandbox = KubeSandbox(jobs=jobs).start()
     install_crds(sandbox)
+    # Node Jobs run the real agent on fake roots (next to the repo, so tests can look at them).
+    hosts = repo.parent / "hosts" if repo is not None else Path(tempfile.mkdtemp(prefix="multinic-hosts-"))
+    sandbox.node_model.set_default(real_agents(hosts, lambda pod: 0.0))
     if seed_nodes and repo is not None:
         sandbox.seed(*nodes_for(validate_repo(repo).desired))
     return sandbox

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,7 @@ class ProxmoxClient:
             log.warning("TLS certificate verification is off for %s", self.endpoint.url)
         self._timeout = (connect_timeout, read_timeout)
         self._api: ProxmoxAPI | None = None
+        self._connect_lock = threading.Lock()  # VM reads share one client (one ticket) across threads
 
     # --- public operations ---
     def verify(self) -> ClusterInfo:
@@ -268,6 +270,10 @@ class ProxmoxClient:
         return str(path)
 
     def _connect(self) -> ProxmoxAPI:
+        with self._connect_lock:
+            return self._connect_once()
+
+    def _connect_once(self) -> ProxmoxAPI:
         if self._api is None:
             ep = self.endpoint
             api = ProxmoxAPI(

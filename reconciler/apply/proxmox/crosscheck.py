@@ -5,8 +5,10 @@ For every node with ``spec.proxmox.{cluster, vmid}`` whose cluster verified OK::
     with verified_clients(kube, desired) as clients:       # Secrets read as for registration
         checks = check_nodes(desired, clients)             # {node name: NodeCheck}
 
-The checks reach ``status.proxmoxCheck`` through the report stage (``reconciler.report.status``),
-with everything else the cycle learned about each node: this module writes no status.
+The checks reach ``status.proxmoxCheck`` and condition ``VMNicsMatch`` through the report stage
+(``reconciler.report.status``), with everything else the cycle learned about each node: this
+module writes no status. ``gate`` is what the reconcile uses: it reads the VM read cache
+(``vmreads.VmReads``) and never waits for Proxmox; ``check_now`` is for one-shot commands.
 
 Cost per call: one ``GET /cluster/resources?type=vm`` per cluster, then one
 ``GET /nodes/{node}/qemu/{vmid}/config`` per node whose VM exists. Clusters are checked in
@@ -17,21 +19,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.apply.proxmox.client import ProxmoxClient
-from reconciler.apply.proxmox.credentials import ClientFactory, client_for, read_credentials
+from reconciler.apply.proxmox.credentials import ClientFactory, SecretReader, client_for, read_credentials
 from reconciler.apply.proxmox.errors import ProxmoxError
 from reconciler.apply.proxmox.registration import MAX_PARALLEL, ClusterKube, ready_condition
 from reconciler.apply.proxmox.vmnics import DesiredNic, nic_mismatches
+from reconciler.apply.proxmox.vmreads import VmRead, VmReads
 from reconciler.config.models import NodeConfig
 from reconciler.config.repo import KIND_CLUSTER
 from reconciler.config.validation import DesiredState
 
 log = logging.getLogger(__name__)
+
+
+# VMNicsMatch condition reasons
+MATCH, MISMATCH = "NicsMatch", "NicsDiffer"
+CLUSTER_NOT_VERIFIED, READ_PENDING, READ_FAILED = "ClusterNotVerified", "VMReadPending", "VMReadFailed"
+CONDITION = "VMNicsMatch"
+RECHECK_AFTER = 15.0  # seconds: a node held for a mismatch has its VM read again this often
 
 
 @dataclass(frozen=True)
@@ -46,10 +57,18 @@ class NodeCheck:
     vm_name: str | None = None
     mismatches: tuple[str, ...] = ()
     error: str | None = None
+    reason: str = ""  # the VMNicsMatch reason (MATCH, MISMATCH, CLUSTER_NOT_VERIFIED, ...)
+    enforce: bool = True  # spec.proxmox.nicCheck is enforce (the default)
+    age: float | None = None  # seconds since the VM was read
 
     @property
     def ok(self) -> bool:
         return self.checked and not self.mismatches and self.error is None
+
+    @property
+    def holds(self) -> bool:
+        """Under enforce the node gets no Job until the check passes."""
+        return self.enforce and not self.ok
 
     @property
     def summary(self) -> str:
@@ -58,12 +77,43 @@ class NodeCheck:
         if not self.checked:
             return f"{where}: not checked ({self.error})"
         if not self.mismatches:
-            return f"{where}: MACs match"
+            return f"{where}: NICs match"
         return f"{where}: " + "; ".join(self.mismatches)
+
+    @property
+    def condition(self) -> tuple[Literal["True", "False", "Unknown"], str, str]:
+        """The VMNicsMatch condition: (status, reason, message)."""
+        if self.ok:
+            return "True", self.reason or MATCH, self.summary
+        if self.checked:
+            return "False", self.reason or MISMATCH, self.summary
+        return "Unknown", self.reason or READ_FAILED, self.summary
+
+    @property
+    def hold_message(self) -> str:
+        """Why the node's Job is held (the rollout's message for it)."""
+        if self.checked:
+            return f"held: the VM's NICs differ from the file (spec.proxmox.nicCheck: enforce): {self.summary}"
+        return f"waiting for the VM NIC check (spec.proxmox.nicCheck: enforce): {self.summary}"
 
 
 def desired_nics(node: NodeConfig) -> list[DesiredNic]:
-    return [DesiredNic(mac=i.mac_address, proxmox_net=i.proxmox_net, name=i.name) for i in node.spec.interfaces]
+    out = []
+    for i in node.spec.interfaces:
+        vm = i.proxmox
+        out.append(
+            DesiredNic(
+                mac=i.mac_address,
+                proxmox_net=i.slot,
+                name=i.name,
+                bridge=vm.bridge if vm else None,
+                vlan=vm.vlan if vm else None,
+                mtu=vm.mtu if vm else None,
+                model=vm.model if vm else None,
+                guest_mtu=i.mtu,
+            )
+        )
+    return out
 
 
 def _check_cluster(cluster: str, client: ProxmoxClient, nodes: list[NodeConfig]) -> list[NodeCheck]:
@@ -174,6 +224,136 @@ def verified_clients(
 def check_verified_nodes(
     kube: ClusterKube, desired: DesiredState, *, live: Iterable[Mapping[str, Any]] | None = None, **kwargs: Any
 ) -> dict[str, NodeCheck]:
-    """``verified_clients`` + ``check_nodes`` in one call."""
-    with verified_clients(kube, desired, live=live, **kwargs) as clients:
-        return check_nodes(desired, clients)
+    """``check_now`` with the cluster CRs (listed when ``live`` is omitted) and Secrets of ``kube``."""
+    clusters = list(live if live is not None else kube.list_owned(KIND_CLUSTER))
+    return check_now(desired, clusters, kube.read_secret, **kwargs)
+
+
+def check_now(
+    desired: DesiredState,
+    clusters: Iterable[Mapping[str, Any]],
+    read_secret: SecretReader,
+    *,
+    client_factory: ClientFactory = ProxmoxClient,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+) -> dict[str, NodeCheck]:
+    """For one-shot commands (``plan``, ``apply --once``): ``gate`` with fresh reads, waiting for
+    them up to twice the longest per-request timeout (a VM still not answered is "not read yet")."""
+    crs = list(clusters)
+    longest = max([connect_timeout + read_timeout] + [
+        (c.spec.connect_timeout_seconds or connect_timeout) + (c.spec.read_timeout_seconds or read_timeout)
+        for c in desired.clusters.values()])
+    with VmReads(client_factory=client_factory, connect_timeout=connect_timeout, read_timeout=read_timeout) as reads:
+        checks = gate(desired, crs, reads, read_secret)
+        if any(c.reason == READ_PENDING for c in checks.values()):
+            reads.wait(2 * longest + 1)
+            checks = gate(desired, crs, reads, read_secret)
+    for check in checks.values():
+        if check.mismatches:
+            log.warning("node %s: %s", check.node, "; ".join(check.mismatches))
+    return checks
+
+
+# --- the gate: checks from the VM read cache, every cycle, without waiting for Proxmox -----------
+
+
+def _cluster_state(cr: Mapping[str, Any] | None, cluster: str) -> str | None:
+    """None when the cluster is verified for its current spec, else why not."""
+    if cr is None:
+        return f"Proxmox cluster {cluster} is not registered yet"
+    if _verified(cr):
+        return None
+    condition = ready_condition(cr.get("status") or {}) or {}
+    if not condition:
+        return f"Proxmox cluster {cluster} is not verified yet"
+    if condition.get("status") == "True":
+        return f"Proxmox cluster {cluster} is not verified for its current spec yet"
+    return f"Proxmox cluster {cluster} is not verified ({condition.get('reason')}: {condition.get('message')})"
+
+
+def _from_read(node: NodeConfig, entry: VmRead, now: float) -> NodeCheck:
+    ref = node.spec.proxmox
+    assert ref is not None
+    enforce, age = ref.enforce, entry.age(now)
+    if entry.error is not None:
+        vm_node = entry.location.node if entry.location else None
+        return NodeCheck(node.name, ref.cluster, ref.vmid, False, vm_node=vm_node, error=entry.error.message,
+                         reason=READ_FAILED, enforce=enforce, age=age)
+    if entry.config is None or entry.location is None:
+        missing = (f"VM {ref.vmid} does not exist on {ref.cluster}",)
+        return NodeCheck(node.name, ref.cluster, ref.vmid, True, mismatches=missing, reason=MISMATCH,
+                         enforce=enforce, age=age)
+    problems = tuple(nic_mismatches(ref.vmid, desired_nics(node), entry.config.nics))
+    return NodeCheck(node.name, ref.cluster, ref.vmid, True, vm_node=entry.location.node,
+                     vm_name=entry.location.name or None, mismatches=problems,
+                     reason=MISMATCH if problems else MATCH, enforce=enforce, age=age)
+
+
+def gate(
+    desired: DesiredState,
+    clusters: Iterable[Mapping[str, Any]],
+    reads: VmReads,
+    read_secret: SecretReader,
+    *,
+    recheck_after: float = RECHECK_AFTER,
+) -> dict[str, NodeCheck]:
+    """The VM NIC check of every node that names a VM, from what ``reads`` knows now.
+
+    Never waits for Proxmox: VMs whose read is missing or stale are queued on ``reads`` (and a
+    node held for a mismatch or a failed read is re-read every ``recheck_after`` seconds, so a
+    fixed VM is noticed soon). A node whose cluster is not verified is not checked; its reason
+    says why. Clusters that are no longer verified (or whose file is gone) are dropped from
+    ``reads``.
+    """
+    crs = {str((cr.get("metadata") or {}).get("name")): cr for cr in clusters}
+    by_cluster: dict[str, list[NodeConfig]] = {}
+    for name in sorted(desired.nodes):
+        node = desired.nodes[name]
+        if node.spec.proxmox is not None:
+            by_cluster.setdefault(node.spec.proxmox.cluster, []).append(node)
+    results: dict[str, NodeCheck] = {}
+    verified: list[str] = []
+    now = time.time()
+    for cluster, nodes in sorted(by_cluster.items()):
+        why = _cluster_state(crs.get(cluster), cluster) if cluster in desired.clusters else (
+            f"Proxmox cluster {cluster} has no file in clusters/")
+        if why is not None:
+            for node in nodes:
+                ref = node.spec.proxmox
+                assert ref is not None
+                results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False, error=why,
+                                               reason=CLUSTER_NOT_VERIFIED, enforce=ref.enforce)
+            continue
+        verified.append(cluster)
+        retry: list[int] = []
+        for node in nodes:
+            ref = node.spec.proxmox
+            assert ref is not None
+            entry = reads.get(cluster, ref.vmid)
+            if entry is None:
+                # no age in the message: the status must not change just because a cycle passed
+                results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False,
+                                               error=f"VM {ref.vmid} has not been read yet",
+                                               reason=READ_PENDING, enforce=ref.enforce)
+                continue
+            check = _from_read(node, entry, now)
+            results[node.name] = check
+            if not check.ok:
+                retry.append(ref.vmid)
+        due = set(reads.due(cluster, [n.spec.proxmox.vmid for n in nodes if n.spec.proxmox]))
+        due |= set(reads.due(cluster, retry, refresh_after=recheck_after))
+        if due:
+            try:
+                credentials = read_credentials(read_secret, desired.clusters[cluster])
+            except ProxmoxError as exc:
+                for node in nodes:
+                    if results[node.name].reason == READ_PENDING:
+                        ref = node.spec.proxmox
+                        assert ref is not None
+                        results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False, error=exc.message,
+                                                       reason=exc.reason, enforce=ref.enforce)
+                continue
+            reads.request(desired.clusters[cluster], credentials, due)
+    reads.retain(verified)
+    return dict(sorted(results.items()))

@@ -276,14 +276,16 @@ def verify_cluster(
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
 ) -> ClusterInfo | ProxmoxError:
-    """One verification; a classified error is returned, not raised."""
+    """One verification; a classified error is returned, not raised. The cluster's
+    ``spec.timeouts`` win over the defaults given here."""
+    spec = cluster.spec
     try:
         with client_for(
             cluster,
             credentials,
             client_factory=client_factory,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
+            connect_timeout=spec.connect_timeout_seconds or connect_timeout,
+            read_timeout=spec.read_timeout_seconds or read_timeout,
         ) as client:
             return client.verify()
     except ProxmoxError as exc:

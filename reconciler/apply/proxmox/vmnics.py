@@ -151,15 +151,25 @@ def nics_from_config(config: Mapping[str, Any]) -> tuple[VmNic, ...]:
 
 @dataclass(frozen=True)
 class DesiredNic:
-    """One interface a node declares: its MAC and, optionally, the VM slot it must be on."""
+    """One interface a node declares: its MAC and, optionally, what its VM device must be."""
 
     mac: str
     proxmox_net: str | None = None  # "net1"
     name: str | None = None  # the interface name in the node config, for messages
+    bridge: str | None = None
+    vlan: int | None = None
+    mtu: int | None = None  # the VM device's mtu= (1: the bridge's)
+    model: str | None = None
+    guest_mtu: int | None = None  # the interface's MTU inside the guest
 
 
 def nic_mismatches(vmid: int | str, desired: Iterable[DesiredNic], nics: Sequence[VmNic]) -> list[str]:
-    """Human-readable differences between declared interfaces and the VM's NICs (empty: OK)."""
+    """Human-readable differences between declared interfaces and the VM's NICs (empty: OK).
+
+    The VM device is found by MAC; then its slot, bridge, VLAN tag, MTU and model are compared
+    with what the file gives (a field the file leaves out is not compared), and a device whose
+    link is down (``link_down=1``) is reported, since the guest cannot use it.
+    """
     problems: list[str] = []
     by_mac: dict[str, VmNic] = {n.mac: n for n in nics if n.mac}
     by_slot = {n.slot: n for n in nics}
@@ -183,4 +193,27 @@ def nic_mismatches(vmid: int | str, desired: Iterable[DesiredNic], nics: Sequenc
                 else f"VM {vmid} has no {want.proxmox_net}"
             )
             problems.append(f"macAddress {mac}{label} is on {nic.slot}, not on proxmoxNet {want.proxmox_net} ({where})")
+        problems.extend(_device_mismatches(vmid, want, nic, label))
     return problems
+
+
+def _shown(value: object, absent: str) -> str:
+    return absent if value is None else str(value)
+
+
+def _device_mismatches(vmid: int | str, want: DesiredNic, nic: VmNic, label: str) -> list[str]:
+    on = f"VM {vmid} {nic.slot}{label}"
+    out: list[str] = []
+    if want.bridge is not None and nic.bridge != want.bridge:
+        out.append(f"{on}: bridge is {_shown(nic.bridge, 'none')}, the file says {want.bridge}")
+    if want.vlan is not None and nic.tag != want.vlan:
+        out.append(f"{on}: VLAN tag is {_shown(nic.tag, 'none (untagged)')}, the file says {want.vlan}")
+    if want.mtu is not None and (nic.mtu or 1) != want.mtu:
+        out.append(f"{on}: mtu is {_shown(nic.mtu, 'not set (the bridge MTU)')}, the file says {want.mtu}")
+    if want.model is not None and nic.model != want.model:
+        out.append(f"{on}: model is {nic.model}, the file says {want.model}")
+    if want.guest_mtu is not None and nic.mtu not in (None, 1) and nic.mtu < want.guest_mtu:
+        out.append(f"{on}: mtu={nic.mtu} on the VM is below the interface's mtu {want.guest_mtu}")
+    if nic.link_down:
+        out.append(f"{on}: the link is down on the VM (link_down=1)")
+    return out

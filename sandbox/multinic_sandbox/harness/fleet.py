@@ -150,9 +150,11 @@ def _socket_file(path: Path) -> None:
         sock.bind(str(path))
 
 
-def prepare(sandbox: Any, desired: DesiredState | None = None, *, namespace: str = "multinic-system") -> None:
+def prepare(sandbox: Any, desired: DesiredState | None = None, *, namespace: str = "multinic-system",
+            hosts: Path | None = None) -> AgentHosts:
     """Make a kube sandbox look like a cluster with the chart installed: our CRDs (the chart's
-    files), the namespace, and, given a desired state, one Node per config node."""
+    files), the namespace, and, given a desired state, one Node per config node. Node Jobs run the
+    real agent on fake node roots (under ``hosts``, default a temporary directory): returned."""
     import yaml
 
     from reconciler import resources
@@ -162,6 +164,9 @@ def prepare(sandbox: Any, desired: DesiredState | None = None, *, namespace: str
     sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     if desired is not None:
         sandbox.seed(*nodes_for(desired))
+    agents = AgentHosts(hosts)
+    sandbox.node_model.set_default(agents)
+    return agents
 
 
 def write_config_repo(path: Path, nodes: int, *, max_parallel: int = 2, max_failures: int = 5) -> Path:

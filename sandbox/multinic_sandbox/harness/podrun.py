@@ -88,7 +88,8 @@ def plan(pod: dict[str, Any], node_root: Path, *, fresh_sysfs: bool = False) -> 
     security = container.get("securityContext") or {}
     caps = [c.lower() for c in (security.get("capabilities") or {}).get("add", [])]
     image = [str(REPO)]
-    base = Path(os.path.realpath(sys.executable)).resolve().parents[1]
+    venv_python = REPO / ".venv" / "bin" / "python"
+    base = Path(os.path.realpath(venv_python if venv_python.exists() else sys.executable)).parents[1]
     if not str(base).startswith("/usr"):
         image.append(str(base))  # a Python outside /usr (pyenv, python.org) that the .venv links to
     return {
@@ -223,5 +224,19 @@ def _inner(plan_file: str) -> None:
     os.execvpe("setpriv", [*argv, "--", resolved, *command[1:]], {**spec["env"]})
 
 
+def main(argv: list[str]) -> int:
+    """``podrun.py --pod POD.json --root NODE_ROOT --out RESULT.json``: run a pod (inside a VM
+    guest, with the guest's own Python: this file needs nothing but the standard library)."""
+    if argv[:1] != ["--pod"]:
+        _inner(argv[0])  # the inner half; never returns
+        return 1
+    args = dict(zip(argv[0::2], argv[1::2], strict=False))
+    pod = json.loads(Path(args["--pod"]).read_text())
+    done = run(pod, Path(args.get("--root", "/")), timeout=float(args.get("--timeout", "300")))
+    Path(args["--out"]).write_text(json.dumps({"exit_code": done.exit_code, "message": done.message,
+                                               "stdout": done.stdout, "stderr": done.stderr}))
+    return 0
+
+
 if __name__ == "__main__":
-    _inner(sys.argv[1])
+    sys.exit(main(sys.argv[1:]))

@@ -2,8 +2,9 @@
 
 One ``Topology`` per ``ProxmoxCluster`` file: nodes ``pve1..pveN`` (``spec.expectedNodeCount``,
 else 2), and for each ``MultiNicNodeConfig`` that names the cluster in ``spec.proxmox`` a VM with
-that vmid whose ``netN`` devices carry the node's MACs in the ``proxmoxNet`` slots named
-(interfaces without a slot take the next free one; ``net0`` is a management NIC unless taken).
+that vmid whose ``netN`` devices carry the node's MACs in the ``proxmoxNet`` slots named, with
+the bridge, VLAN tag, MTU and model the interface's ``proxmox`` gives (interfaces without a slot
+take the next free one; ``net0`` is a management NIC unless taken).
 VMs are spread over the nodes round-robin. Versions differ per cluster (8.0, 9.1, 7.4, ...)::
 
     desired = validate_repo("example-repo").desired
@@ -53,9 +54,14 @@ def vm_net(node: NodeConfig, *, wrong_interface: str | None = None) -> dict[str,
         mac = normalize_mac(interface.mac_address).upper()
         if interface.name == wrong_interface:
             mac = wrong_mac_for(mac)
-        value = f"virtio={mac},bridge=vmbr{slot.removeprefix('net')}"
-        if interface.mtu:
-            value += f",mtu={interface.mtu}"
+        vm = interface.proxmox
+        model = (vm.model if vm else None) or "virtio"
+        value = f"{model}={mac},bridge={(vm.bridge if vm else None) or 'vmbr' + slot.removeprefix('net')}"
+        if vm is not None and vm.vlan is not None:
+            value += f",tag={vm.vlan}"
+        mtu = (vm.mtu if vm else None) or interface.mtu
+        if mtu:
+            value += f",mtu={mtu}"
         slots[slot] = value
     return dict(sorted(slots.items(), key=lambda item: int(item[0].removeprefix("net"))))
 

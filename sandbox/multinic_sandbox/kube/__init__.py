@@ -3,15 +3,18 @@
 Contract
 --------
 * ``KubeSandbox`` (``multinic_sandbox.kube.server``) serves the Kubernetes REST API over real
-  HTTP(S) on localhost: discovery, OpenAPI v3 stubs, core/v1 (namespaces, configmaps, secrets,
-  events, serviceaccounts, pods, nodes), batch/v1 jobs, coordination.k8s.io/v1 leases,
-  events.k8s.io/v1 events, apiextensions.k8s.io/v1 CRDs and the custom resources of any
-  installed CRD. The official ``kubernetes`` Python client and the real ``kubectl`` work
-  against it unchanged, using the kubeconfig it writes.
+  HTTP(S) on localhost: discovery, OpenAPI v3 (with schemas, for ``kubectl explain``), core/v1
+  (namespaces, configmaps, secrets, events, serviceaccounts, pods, nodes, services), batch/v1
+  jobs, apps/v1 deployments (with ``scale``), coordination.k8s.io/v1 leases, RBAC,
+  SelfSubjectAccessReview, events.k8s.io/v1 events, apiextensions.k8s.io/v1 CRDs and the custom
+  resources of any installed CRD. The official ``kubernetes`` Python client and the real
+  ``kubectl`` work against it unchanged, using the kubeconfig it writes; sandbox/README.md has
+  the conformance table of the kubectl commands an operator uses.
 * Apiserver semantics that client code depends on are reproduced: resourceVersion, generation,
   uid, managedFields and server-side apply (with conflicts), 404/409/422 ``Status`` errors,
-  schema validation and pruning, structural-schema checks for CRDs, selectors, pagination,
-  watches, status subresources, Table output, owner-reference cascades.
+  protobuf request bodies, schema validation and pruning, CEL rules, structural-schema checks
+  for CRDs, selectors, pagination, watches (watch-list, bookmarks, 410 Gone), status
+  subresources, Table output, owner-reference cascades, namespace lifecycle.
 * A simulated Job controller runs each Job's pods on a scriptable ``NodeModel``; ``Faults``
   injects errors, delays and dropped connections; ``RequestLog`` records every request.
 * Entry points: ``KubeSandbox(...)`` (context manager), the pytest fixtures in

@@ -1,0 +1,259 @@
+"""VM config reads off the reconcile path: a worker per cluster, results cached with their age.
+
+The pipeline never waits for Proxmox. Each cycle it asks for the VMs it needs and takes what is
+known::
+
+    reads = VmReads(max_age=300)                      # lives as long as the loop
+    reads.request(cluster, credentials, [201, 202])   # returns at once; stale or missing ones are read
+    entry = reads.get("pve-prod", 201)                # VmRead (config, absent or error) or None
+    reads.wait(timeout=40)                            # one-shot commands only (plan, apply --once)
+
+Per cluster one worker thread reads ``/cluster/resources?type=vm`` once per batch, then the VM
+configs concurrently (``concurrency`` at a time), each request bounded by the cluster's
+timeouts. A hung VM occupies one slot of its own cluster until its read timeout; other VMs of
+that cluster use the other slots, other clusters have their own workers. The client (and so a
+PVE ticket) is kept per cluster and reused until the credentials or the spec change.
+``on_update`` is called after every batch (the loop uses it to run a cycle at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from reconciler.apply.proxmox.client import ProxmoxClient, VmConfig, VmLocation
+from reconciler.apply.proxmox.credentials import ClientFactory, ClusterCredentials, client_for
+from reconciler.apply.proxmox.errors import ProxmoxError
+from reconciler.config.models import ProxmoxCluster
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 4
+LOCATIONS_TTL = 5.0  # seconds one /cluster/resources answer serves the reads of a wave
+UPDATE_EVERY = 1.0  # at most one on_update per second per cluster while reads are in flight
+
+
+@dataclass(frozen=True)
+class VmRead:
+    """What one read of a VM found: its config, that it does not exist, or why it failed."""
+
+    cluster: str
+    vmid: int
+    read_at: float  # time.time() when the answer came
+    location: VmLocation | None = None
+    config: VmConfig | None = None
+    error: ProxmoxError | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.error is None and self.config is not None
+
+    def age(self, now: float | None = None) -> float:
+        return max(0.0, (time.time() if now is None else now) - self.read_at)
+
+
+@dataclass
+class _Cluster:
+    cluster: ProxmoxCluster
+    credentials: ClusterCredentials
+    pool: ThreadPoolExecutor
+    client: ProxmoxClient | None = None
+    reading: dict[int, float] = field(default_factory=dict)  # vmid -> time.time() the read started
+    locations: dict[int, VmLocation] | None = None
+    locations_at: float = 0.0
+    locations_lock: threading.Lock = field(default_factory=threading.Lock)
+    last_update: float = 0.0
+
+
+class VmReads:
+    """The cache and its workers; thread-safe. ``close()`` stops the workers (reads in flight end
+    at their timeout, their answers are dropped)."""
+
+    def __init__(
+        self,
+        *,
+        max_age: float = 300.0,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        client_factory: ClientFactory = ProxmoxClient,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        on_update: Callable[[], None] | None = None,
+    ) -> None:
+        self.max_age = max_age
+        self.concurrency = max(1, concurrency)
+        self.client_factory = client_factory
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.on_update = on_update
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._entries: dict[tuple[str, int], VmRead] = {}
+        self._clusters: dict[str, _Cluster] = {}
+        self._closed = False
+
+    # --- what the pipeline calls ---
+    def due(self, cluster: str, vmids: Iterable[int], *, refresh_after: float | None = None) -> list[int]:
+        """The vmids whose entry is missing or older than ``max_age`` (or ``refresh_after``), and
+        not being read now."""
+        limit = self.max_age if refresh_after is None else min(self.max_age, refresh_after)
+        now = time.time()
+        with self._lock:
+            state = self._clusters.get(cluster)
+            busy = set(state.reading) if state else set()
+            out = []
+            for vmid in sorted(set(vmids)):
+                entry = self._entries.get((cluster, vmid))
+                if vmid not in busy and (entry is None or entry.age(now) >= limit):
+                    out.append(vmid)
+            return out
+
+    def request(self, cluster: ProxmoxCluster, credentials: ClusterCredentials, vmids: Iterable[int]) -> None:
+        """Queue reads of ``vmids`` on ``cluster``'s workers; returns at once."""
+        with self._lock:
+            if self._closed:
+                return
+            state = self._clusters.get(cluster.name)
+            if state is not None and (state.cluster != cluster or state.credentials != credentials):
+                self._retire(state)  # new spec or credentials: new client, nothing read before counts
+                self._forget_entries(cluster.name)
+                state = None
+            if state is None:
+                limit = cluster.spec.read_concurrency or self.concurrency
+                pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"vm-read-{cluster.name}")
+                state = _Cluster(cluster, credentials, pool)
+                self._clusters[cluster.name] = state
+            started = time.time()
+            for vmid in sorted(set(vmids) - set(state.reading)):
+                state.reading[vmid] = started
+                state.pool.submit(self._read, state, vmid)
+
+    def get(self, cluster: str, vmid: int) -> VmRead | None:
+        with self._lock:
+            return self._entries.get((cluster, vmid))
+
+    def reading_since(self, cluster: str, vmid: int) -> float | None:
+        """When the read in flight for this VM started (time.time()), None if none is."""
+        with self._lock:
+            state = self._clusters.get(cluster)
+            return None if state is None else state.reading.get(vmid)
+
+    def retain(self, clusters: Iterable[str]) -> None:
+        """Forget every cluster not in ``clusters`` (its file was removed or it is not verified)."""
+        keep = set(clusters)
+        with self._lock:
+            for name in [n for n in self._clusters if n not in keep]:
+                self._retire(self._clusters.pop(name))
+            for key in [k for k in self._entries if k[0] not in keep]:
+                del self._entries[key]
+            self._idle.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until no read is in flight (True) or ``timeout`` passed (False)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while any(s.reading for s in self._clusters.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+            return True
+
+    def oldest_age(self) -> dict[str, float]:
+        """Per cluster: the age in seconds of its oldest cached read (for a metric)."""
+        now = time.time()
+        out: dict[str, float] = {}
+        with self._lock:
+            for (cluster, _), entry in self._entries.items():
+                out[cluster] = max(out.get(cluster, 0.0), entry.age(now))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for state in self._clusters.values():
+                self._retire(state)
+            self._clusters.clear()
+            self._idle.notify_all()
+
+    def __enter__(self) -> VmReads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the workers ---
+    def _forget_entries(self, cluster: str) -> None:
+        for key in [k for k in self._entries if k[0] == cluster]:
+            del self._entries[key]
+
+    @staticmethod
+    def _retire(state: _Cluster) -> None:
+        state.reading.clear()
+        state.pool.shutdown(wait=False, cancel_futures=True)
+        if state.client is not None:
+            state.client.close()
+            state.client = None
+
+    def _timeouts(self, cluster: ProxmoxCluster) -> tuple[float, float]:
+        spec = cluster.spec
+        connect = spec.connect_timeout_seconds if spec.connect_timeout_seconds is not None else self.connect_timeout
+        read = spec.read_timeout_seconds if spec.read_timeout_seconds is not None else self.read_timeout
+        return connect, read
+
+    def _client(self, state: _Cluster) -> ProxmoxClient:
+        with self._lock:
+            if state.client is None:
+                connect, read = self._timeouts(state.cluster)
+                state.client = client_for(
+                    state.cluster,
+                    state.credentials,
+                    client_factory=self.client_factory,
+                    connect_timeout=connect,
+                    read_timeout=read,
+                )
+            return state.client
+
+    def _locations(self, state: _Cluster, client: ProxmoxClient, vmid: int) -> dict[int, VmLocation]:
+        """One ``/cluster/resources`` LIST shared by the reads of a wave (and re-made when a VM is
+        not in a list older than a few seconds: it may just have been created or migrated)."""
+        with state.locations_lock:
+            fresh = time.time() - state.locations_at < LOCATIONS_TTL
+            if state.locations is None or (not fresh and vmid not in state.locations):
+                state.locations = client.vm_locations()
+                state.locations_at = time.time()
+            return state.locations
+
+    def _read(self, state: _Cluster, vmid: int) -> None:
+        name = state.cluster.name
+        where: VmLocation | None = None
+        try:
+            client = self._client(state)
+            where = self._locations(state, client, vmid).get(vmid)
+            if where is None:
+                entry = VmRead(name, vmid, time.time())
+            else:
+                entry = VmRead(name, vmid, time.time(), location=where, config=client.vm_config(where.node, vmid))
+        except ProxmoxError as exc:
+            entry = VmRead(name, vmid, time.time(), location=where, error=exc)
+        except Exception as exc:  # never let a worker die silently
+            log.exception("VM read of %s/%s failed", name, vmid)
+            entry = VmRead(name, vmid, time.time(), error=ProxmoxError(f"VM read failed ({type(exc).__name__})"))
+        notify = False
+        with self._lock:
+            if self._clusters.get(name) is not state:
+                return  # retired meanwhile: the answer belongs to an old spec
+            self._entries[(name, vmid)] = entry
+            state.reading.pop(vmid, None)
+            now = time.monotonic()
+            if not state.reading or now - state.last_update >= UPDATE_EVERY:
+                state.last_update, notify = now, True
+            self._idle.notify_all()
+        if notify and self.on_update is not None:
+            try:
+                self.on_update()
+            except Exception:  # a hook must not kill the worker
+                log.exception("VM reads: on_update failed")
