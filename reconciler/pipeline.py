@@ -124,7 +124,9 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
         o["metadata"].get("uid"), dict(o["metadata"].get("annotations") or {}), dict(o["metadata"].get("labels") or {}))
         for o in _freshest(KIND_NODE, live, cycle)}
     failed_writes = {a.change.name for a in cycle.failed if a.change.kind == KIND_NODE}
-    wanted = {n: m for n, m in desired.nodes.items() if n not in failed_writes}
+    # An invalid reconciler.yaml blocks everything: no node Job starts (its holds, e.g. the VM NIC
+    # check, are not even computed then, so the rollout must not run on defaults).
+    wanted = {} if desired.settings_blocked else {n: m for n, m in desired.nodes.items() if n not in failed_writes}
     cycle.rollout = rollout.step(
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),

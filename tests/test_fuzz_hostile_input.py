@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from multinic_sandbox.kube.node_model import succeed
 from support.reconcile import CLUSTER_KIND, NODE_KIND, ReconcileEnv, git_repo, start_env
 
 from reconciler import cli
@@ -260,8 +261,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReconcileEnv]:
     root = tmp_path_factory.mktemp("fuzz-kube") / "repo"
     write_repo(root, Hostile("osFamily", "ubuntu", "file", "utf-8", 0))
     with start_env(git_repo(None, root), jobs="manual") as env:
-        cycle = env.apply()
-        assert cycle.validation.ok and not cycle.failed
+        env.sandbox.node_model.set_default(succeed())
+        seen: set[str] = set()
+        for _ in range(30):  # until the rollout of the base repo is complete
+            cycle = env.apply()
+            assert cycle.validation.ok and not cycle.failed
+            now = {j["metadata"]["name"] for j in env.jobs()}
+            both = all(any(n in j for j in now) for n in ("worker-01", "worker-02"))
+            if now == seen and both and not env.active_jobs():
+                break
+            seen = now
+            env.sandbox.clock.advance(10.0)
+            env.sandbox.jobs.step()
         yield env
 
 
