@@ -174,22 +174,23 @@ def _inner(plan_file: str) -> None:
     for path in spec["image"]:
         _mountpoint(root / path.lstrip("/"), Path(path))
         _bind(path, str(root / path.lstrip("/")), True)
-    (root / "var").mkdir()
+    # The image paths above may lie below one of these (a checkout under /tmp, say): exist_ok.
+    (root / "var").mkdir(exist_ok=True)
     (root / "var" / "run").symlink_to("/run")  # as in any Debian image (libdbus's default bus path)
-    (root / "run").mkdir()
-    (root / "tmp").mkdir()  # read-only like the rest: the Job mounts no emptyDir
-    (root / "etc").mkdir()
+    (root / "run").mkdir(exist_ok=True)
+    (root / "tmp").mkdir(exist_ok=True)  # read-only like the rest: the Job mounts no emptyDir
+    (root / "etc").mkdir(exist_ok=True)
     for name in ETC_FILES:
         if Path("/etc", name).is_file():
             shutil.copy2(Path("/etc", name), root / "etc" / name, follow_symlinks=True)
-    (root / "proc").mkdir()
+    (root / "proc").mkdir(exist_ok=True)
     _sh("mount", "-t", "proc", "-o", "nosuid,nodev,noexec", "proc", str(root / "proc"))  # the pod's PID namespace
-    (root / "sys").mkdir()
+    (root / "sys").mkdir(exist_ok=True)
     if spec["fresh_sysfs"]:
         _sh("mount", "-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", str(root / "sys"))
     else:
         _bind("/sys", str(root / "sys"), True, recursive=True)
-    (root / "dev").mkdir()
+    (root / "dev").mkdir(exist_ok=True)
     _sh("mount", "-t", "tmpfs", "-o", "mode=0755,nosuid", "tmpfs", str(root / "dev"))
     for name in DEVICES:
         (root / "dev" / name).touch()
