@@ -249,3 +249,11 @@ def test_validate_repo_itself_keeps_repo_relative_names(tmp_path: Path) -> None:
     b = set_at(node("worker-02", 2), "spec.interfaces[0].macAddress", "02:00:00:00:00:01")
     d = only(errors(validate_repo(_repo(tmp_path / "gitops", a, b))))
     assert d.path == "nodes/worker-02.yaml" and "by nodes/worker-01.yaml:" in d.message
+
+
+def test_an_on_link_route_needs_an_address_of_its_family_to_send_from(tmp_path: Path) -> None:
+    doc = _addresses(node(), "203.0.113.7/32")
+    route = {"to": "::/0", "via": "fe80::1"}
+    d = only(errors(validate(_repo(tmp_path, set_at(doc, "spec.interfaces[0].routes", [route])))))
+    assert (d.rule, d.field) == ("route", "spec.interfaces[0].routes[0].via")
+    assert d.message == "route via fe80::1 needs an IPv6 address on this interface to send from"

@@ -379,7 +379,17 @@ def _check_route(
         )
         return found
     holders = [mine for mine in own if mine.contains(gateway)]
-    if gateway.is_special:
+    if on_link and not any(mine.version == gateway.version for mine in own):
+        found.append(
+            Finding(
+                doc,
+                (*where, "via"),
+                f"route via {gateway.text()} needs an IPv{gateway.version} address on this interface "
+                "to send from",
+                "route",
+            )
+        )
+    elif gateway.is_special:
         found.append(Finding(doc, (*where, "via"), f"gateway {gateway.text()} is not a unicast address", "route"))
     elif any(gateway == mine.address for mine in own):
         found.append(
