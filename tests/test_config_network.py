@@ -72,17 +72,21 @@ def test_one_subnet_with_one_prefix_length_and_host_routes_inside_it_are_valid(t
     assert validate(_repo(tmp_path, a, b, c, d)).diagnostics == []
 
 
-def test_one_subnet_with_two_mtus_on_two_nodes_is_reported_on_the_later_mtu(tmp_path: Path) -> None:
-    a = _addresses(node("worker-01", 1), "10.20.0.2/16", mtu=9000)
-    b = _addresses(node("worker-02", 2), "10.20.0.3/16", mtu=1500)
+def test_one_subnet_with_two_mtus_on_two_nodes_is_a_warning_on_the_later_mtu(tmp_path: Path) -> None:
+    a = _addresses(node("worker-01", 1), "10.20.0.2/16", "fd00:20::2/64", mtu=9000)
+    b = _addresses(node("worker-02", 2), "10.20.0.3/16", "fd00:20::3/64", mtu=1500)  # one finding, not two
     root = _repo(tmp_path, a, b)
-    d = only(errors(validate(root)))
+    result = validate(root)
+    # A warning: an MTU change rolls out node by node (a canary first) without blocking the canary.
+    assert errors(result) == [] and "worker-02" in result.desired.nodes
+    d = only(warnings(result))
     assert (d.path, d.rule, d.field) == ("nodes/worker-02.yaml", "subnet-mtu", "spec.interfaces[0].mtu")
     assert d.message == (
         f"mtu 1500 on subnet 10.20.0.0/16 differs from mtu 9000 of nodes/worker-01.yaml:"
         f"{line_of(dump(a), '10.20.0.2/16')} on the same subnet; large frames would be dropped"
     )
     assert text_at(root, d) == "mtu: 1500"
+    assert run_cli(root).returncode == 0 and run_cli(root, "--strict").returncode == 1
 
 
 def test_one_subnet_with_one_mtu_or_the_os_default_is_valid(tmp_path: Path) -> None:

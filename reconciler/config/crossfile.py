@@ -425,8 +425,9 @@ def _check_route(
 
 
 def _check_subnets(nodes: list[tuple[Document, NodeConfig]]) -> list[Finding]:
-    """One subnet means one prefix length and one MTU on every node. The first file in path
-    order that declares a subnet sets it; a later one that disagrees gets the error, naming it."""
+    """One subnet means one prefix length (an error) and one MTU (a warning: an MTU change may roll
+    out node by node) on every node. The first file in path order that declares a subnet sets it;
+    a later one that disagrees gets the finding, naming it."""
     found: list[Finding] = []
     first: dict[tuple[int, int, int], tuple[int, Document, Pointer, int | None]] = {}  # (v, net, len) ->
     lengths: dict[int, set[int]] = {4: set(), 6: set()}
@@ -438,12 +439,15 @@ def _check_subnets(nodes: list[tuple[Document, NodeConfig]]) -> list[Finding]:
                 first[key] = (n, doc, ("spec", "interfaces", i, "addresses", j), node.spec.interfaces[i].mtu)
                 lengths[p.version].add(p.prefixlen)
     reported: set[tuple[str, str]] = set()
+    mtu_reported: set[tuple[int, int]] = set()
     for n, doc, node, subnets in per_node:
         for i, j, p in subnets:
             at: Pointer = ("spec", "interfaces", i, "addresses", j)
             owner = first[(p.version, p.network, p.prefixlen)]
             mtu = node.spec.interfaces[i].mtu
-            if owner[1] is not doc and mtu is not None and owner[3] is not None and mtu != owner[3]:
+            mtu_clash = owner[1] is not doc and mtu is not None and owner[3] is not None and mtu != owner[3]
+            if mtu_clash and (n, i) not in mtu_reported:  # once per interface, however many subnets
+                mtu_reported.add((n, i))
                 found.append(
                     Finding(
                         doc,
@@ -451,6 +455,7 @@ def _check_subnets(nodes: list[tuple[Document, NodeConfig]]) -> list[Finding]:
                         f"mtu {mtu} on subnet {p.network_text()} differs from mtu {owner[3]} of "
                         f"{_where(owner[1], owner[2])} on the same subnet; large frames would be dropped",
                         "subnet-mtu",
+                        "warning",  # not blocking: an MTU change may roll out node by node (a canary first)
                         related=(owner[1].path,),
                     )
                 )
