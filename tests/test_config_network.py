@@ -89,6 +89,15 @@ def test_one_subnet_with_two_mtus_on_two_nodes_is_a_warning_on_the_later_mtu(tmp
     assert run_cli(root).returncode == 0 and run_cli(root, "--strict").returncode == 1
 
 
+def test_an_mtu_is_compared_with_the_first_file_that_gives_one(tmp_path: Path) -> None:
+    a = _addresses(node("worker-01", 1), "10.20.0.2/16", mtu=None)
+    b = _addresses(node("worker-02", 2), "10.20.0.3/16", mtu=9000)
+    c = _addresses(node("worker-03", 3), "10.20.0.4/16", mtu=1500)
+    d = only(warnings(validate(_repo(tmp_path, a, b, c))))
+    assert (d.path, d.rule) == ("nodes/worker-03.yaml", "subnet-mtu")
+    assert "from mtu 9000 of nodes/worker-02.yaml" in d.message
+
+
 def test_one_subnet_with_one_mtu_or_the_os_default_is_valid(tmp_path: Path) -> None:
     a = _addresses(node("worker-01", 1), "10.20.0.2/16", mtu=9000)
     b = _addresses(node("worker-02", 2), "10.20.0.3/16", mtu=9000)

@@ -430,23 +430,27 @@ def _check_subnets(nodes: list[tuple[Document, NodeConfig]]) -> list[Finding]:
     a later one that disagrees gets the finding, naming it."""
     found: list[Finding] = []
     first: dict[tuple[int, int, int], tuple[int, Document, Pointer, int | None]] = {}  # (v, net, len) ->
+    first_mtu: dict[tuple[int, int, int], tuple[int, Document, Pointer, int | None]] = {}
     lengths: dict[int, set[int]] = {4: set(), 6: set()}
     per_node = [(n, doc, node, _subnets(node)) for n, (doc, node) in enumerate(nodes)]
     for n, doc, node, subnets in per_node:
         for i, j, p in subnets:
             key = (p.version, p.network, p.prefixlen)
+            claim = (n, doc, ("spec", "interfaces", i, "addresses", j), node.spec.interfaces[i].mtu)
             if key not in first:
-                first[key] = (n, doc, ("spec", "interfaces", i, "addresses", j), node.spec.interfaces[i].mtu)
+                first[key] = claim
                 lengths[p.version].add(p.prefixlen)
+            if key not in first_mtu and claim[3] is not None:
+                first_mtu[key] = claim  # the first file that gives an MTU on this subnet
     reported: set[tuple[str, str]] = set()
     mtu_reported: set[tuple[int, int]] = set()
     for n, doc, node, subnets in per_node:
         for i, j, p in subnets:
             at: Pointer = ("spec", "interfaces", i, "addresses", j)
-            owner = first[(p.version, p.network, p.prefixlen)]
+            owner = first_mtu.get((p.version, p.network, p.prefixlen))
             mtu = node.spec.interfaces[i].mtu
-            mtu_clash = owner[1] is not doc and mtu is not None and owner[3] is not None and mtu != owner[3]
-            if mtu_clash and (n, i) not in mtu_reported:  # once per interface, however many subnets
+            mtu_clash = owner is not None and owner[1] is not doc and mtu is not None and mtu != owner[3]
+            if owner is not None and mtu_clash and (n, i) not in mtu_reported:  # once per interface
                 mtu_reported.add((n, i))
                 found.append(
                     Finding(
