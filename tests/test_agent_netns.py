@@ -246,3 +246,29 @@ def test_unchanged_files_with_a_drifted_live_state_are_activated_again_not_repor
     code, result = netns.agent(config, tmp_path / "etc-root")
     assert code == 0 and result["outcome"] == "applied" and result["files"] == [], result
     assert netns.state() == applied
+
+
+def test_an_on_link_route_for_a_host_address_and_a_link_local_gateway_are_set_and_verified(
+    netns: Netns, tmp_path: Path
+) -> None:
+    # A provider's /32 and /128: the gateways are on the link but in no prefix of the NIC.
+    nic = {
+        **NIC,
+        "addresses": ["203.0.113.7/32", "2001:db8:7::7/128"],
+        "routes": [
+            {"to": "10.88.0.0/16", "via": "10.77.0.1", "metric": 100, "onLink": True},
+            {"to": "fd88::/48", "via": "fe80::1"},
+        ],
+    }
+    config = write_doc(tmp_path / "node.yaml", node_doc([nic], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0 and result["outcome"] == "applied", result
+    name, _mtu, addrs, routes = netns.state()
+    assert addrs == {"203.0.113.7/32", "2001:db8:7::7/128"}
+    assert routes == {"10.88.0.0/16 via 10.77.0.1", "fd88::/48 via fe80::1"}
+    live = json.loads(netns.ip("-j", "-4", "route", "show", "10.88.0.0/16", "dev", name))
+    assert live[0]["flags"] == ["onlink"]
+    assert "on-link: true" in (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").read_text()
+
+    code, again = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0 and again["outcome"] == "unchanged", again

@@ -233,6 +233,7 @@ def test_a_blocked_entry_shows_its_diagnostics_and_the_table_shows_every_changed
     changed = yaml.safe_load(dump(good))
     changed["spec"]["interfaces"][0]["proxmoxNet"] = "net7"
     changed["spec"]["interfaces"][0]["routes"][0]["metric"] = 50
+    changed["spec"]["interfaces"][0]["routes"].append({"to": "10.121.0.0/16", "via": "10.20.0.1", "onLink": True})
     root = make_repo(tmp_path / "repo", {"nodes/a.yaml": changed, "nodes/b.yaml": node("b", 1)})
     result = validate_repo(root)
     from reconciler.kube import objects
@@ -246,6 +247,7 @@ def test_a_blocked_entry_shows_its_diagnostics_and_the_table_shows_every_changed
 
     assert "proxmoxNet net1" in out and "proxmoxNet net7" in out
     assert "via 10.20.255.254 metric 50" in out
+    assert "10.121.0.0/16 via 10.20.0.1 onlink" in out
     blocked = out[out.index("MultiNicNodeConfig/b</code>: blocked"):]
     assert "macAddress 02:00:00:00:00:01 is also used by nodes/a.yaml" in blocked.split("</details>")[0]
 

@@ -156,12 +156,13 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
         return _stop(result, by_name, "match", f"{', '.join(missing)} not found; nothing was changed", missing)
 
     # A route whose gateway is on none of the NIC's own prefixes would only "work" through a host
-    # route the stack invents (NetworkManager does): the config repo refuses it, so does the agent.
+    # route the stack invents (NetworkManager does): the config repo refuses it, so does the agent,
+    # unless the route says the gateway is on the link (onLink) or it is IPv6 link-local.
     offlink: dict[str, str | None] = {}
     for iface in config.spec.interfaces:
         for route in iface.routes:
             nets = [net.network for net in iface.interfaces if net.version == route.gateway.version]
-            if not any(route.gateway in net for net in nets):
+            if not route.gateway_on_link and not any(route.gateway in net for net in nets):
                 offlink[iface.name] = (f"route {route.to} via {route.via}: the gateway is not inside any of "
                                        f"{iface.name}'s prefixes ({', '.join(iface.addresses) or 'none'})")
                 break

@@ -8,9 +8,9 @@ Per NIC ``<name>``, under ``/etc/sysconfig/network-scripts/``:
   IPV6_AUTOCONF=no, IPV6ADDR (first) and IPV6ADDR_SECONDARIES (the rest, space separated);
   IPV6INIT=no without IPv6 addresses; MTU when set.
 * ``route-<name>`` (IPv4 routes) in the key=value format: ADDRESSn, NETMASKn (dotted quad),
-  GATEWAYn, METRICn, n from 0.
+  GATEWAYn, METRICn, OPTIONSn=onlink for an ``onLink`` route, n from 0.
 * ``route6-<name>`` (IPv6 routes) in the ``ip route`` argument format, one route a line
-  (``<to> via <via> [metric <n>] dev <name>``): initscripts has no key=value form for IPv6.
+  (``<to> via <via> [metric <n>] dev <name> [onlink]``): initscripts has no key=value form for IPv6.
 
 Files are only written when they have content; values are plain tokens (quoted when they hold a
 space), so the files are valid shell as initscripts requires.
@@ -73,12 +73,15 @@ def render(node: str, iface: Interface) -> dict[str, str]:
             lines.append(f"GATEWAY{n}={route.via}")
             if route.metric is not None:
                 lines.append(f"METRIC{n}={route.metric}")
+            if route.on_link:
+                lines.append(f"OPTIONS{n}=onlink")
         files[f"{DIR}/route-{iface.name}"] = _header(node) + "".join(f"{x}\n" for x in lines)
     if routes6:
         lines = []
         for route in routes6:
             net = ipaddress.ip_network(route.to, strict=False)
             metric = f" metric {route.metric}" if route.metric is not None else ""
-            lines.append(f"{net} via {route.via}{metric} dev {iface.name}")
+            onlink = " onlink" if route.on_link else ""
+            lines.append(f"{net} via {route.via}{metric} dev {iface.name}{onlink}")
         files[f"{DIR}/route6-{iface.name}"] = _header(node) + "".join(f"{x}\n" for x in lines)
     return files

@@ -6,7 +6,8 @@ keyfiles others can read), one per NIC:
 * ``[connection]`` id=<name>, uuid (uuid5 of node and name, so a re-render is byte-identical and
   the profile keeps its identity), type=ethernet, interface-name=<name> (autoconnect is on by default);
 * ``[ethernet]`` mac-address, mtu (when set);
-* ``[ipv4]``/``[ipv6]`` method=manual with addressN=<cidr> and routeN=<to>,<via>[,<metric>];
+* ``[ipv4]``/``[ipv6]`` method=manual with addressN=<cidr> and routeN=<to>,<via>[,<metric>]
+  (``routeN_options=onlink=true`` for an ``onLink`` route);
   without addresses of a family: ipv4 method=disabled, ipv6 method=ignore (the kernel keeps its
   link-local address, as with netplan).
 
@@ -47,6 +48,8 @@ def _ip_section(iface: Interface, version: int) -> list[str]:
     for n, route in enumerate(routes, start=1):
         metric = f",{route.metric}" if route.metric is not None else ""
         lines.append(f"route{n}={route.to},{route.via}{metric}")
+        if route.on_link:
+            lines.append(f"route{n}_options=onlink=true")
     return ["method=manual", *lines]
 
 

@@ -44,6 +44,8 @@ def _route_matches(route: Route, live: dict[str, Any]) -> bool:
         return False
     if str(live.get("gateway", "")).lower() != route.via:
         return False
+    if route.on_link and "onlink" not in live.get("flags", []):
+        return False  # without the flag the kernel would not have taken the off-prefix gateway
     return route.metric is None or live.get("metric", 0) == route.metric
 
 
@@ -51,7 +53,8 @@ def _check_routes(target: Target, routes: list[dict[str, Any]]) -> str | None:
     for route in target.routes:
         if not any(_route_matches(route, live) for live in routes):
             metric = f" metric {route.metric}" if route.metric is not None else ""
-            return f"{target.name}: route {route.to} via {route.via}{metric} is not in the main table"
+            onlink = " onlink" if route.on_link else ""
+            return f"{target.name}: route {route.to} via {route.via}{metric}{onlink} is not in the main table"
     return None
 
 
