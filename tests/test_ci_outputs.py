@@ -189,6 +189,8 @@ def test_sarif_output_passes_the_sarif_2_1_0_schema(tmp_path: Path) -> None:
     assert {r["level"] for r in results} == {"error", "warning"}
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
     assert "nodes/c%20d%25.yaml" in uris
+    mac = next(r for r in results if r["ruleId"] == "duplicate-mac")  # the other file, schema-checked above
+    assert mac["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "nodes/a.yaml"
     rules = [r["id"] for r in log["runs"][0]["tool"]["driver"]["rules"]]
     assert all(rules[r["ruleIndex"]] == r["ruleId"] for r in results)
 
