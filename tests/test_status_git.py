@@ -72,10 +72,10 @@ class World:
         return sum(1 for author in log if author == "multinic-reconciler")
 
 
-def make_world(tmp_path: Path, nodes: int, *, settings: str = "") -> Iterator[World]:
+def make_world(tmp_path: Path, nodes: int, *, settings: str = "", max_parallel: int = 2) -> Iterator[World]:
     remote, user = tmp_path / "remote.git", tmp_path / "user"
     git("init", "--bare", "-q", str(remote))
-    write_repo(user, nodes)
+    write_repo(user, nodes, max_parallel=max_parallel)
     if settings:
         path = user / "reconciler.yaml"
         path.write_text(path.read_text() + settings)
@@ -208,3 +208,34 @@ def test_status_commits_during_a_rollout_are_bounded_by_min_interval(tmp_path: P
         assert "Every node is Ready." in readme and "Rollout: complete: 16 applied" in readme
         page = git("--git-dir", str(world.remote), "show", "main:status/nodes/README.md")
         assert page.count("| Ready |") == 16
+
+
+def test_a_200_node_rollout_with_max_parallel_5_is_bounded_by_min_interval(tmp_path: Path) -> None:
+    """The issue's figure: 200 nodes, maxParallel 5, every Job the real agent on a fake root; the
+    status commits of the whole rollout stay within ceil(duration / minInterval) + 1."""
+    interval = 5
+    for world in make_world(tmp_path, 200, max_parallel=5, settings=f"  status:\n    minInterval: {interval}s\n"):
+        before = world.status_commits()
+        started = time.monotonic()
+        cycles, peak = 0, 0
+        deadline = started + 900
+        while time.monotonic() < deadline:
+            cycles += 1
+            in_flight = world.cycle()
+            rollout = world.runner.last_cycle.rollout if world.runner.last_cycle else None
+            peak = max(peak, rollout.running if rollout else 0)
+            if not in_flight:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the 200-node rollout did not finish within 900 s")
+        duration = time.monotonic() - started
+        commits = world.status_commits() - before
+        assert peak == 5  # the rollout used its slots and never more
+        assert duration > 3 * interval, duration
+        assert 2 <= commits <= math.ceil(duration / interval) + 1, (commits, duration, cycles)
+        assert commits < cycles / 3, (commits, cycles)  # not one commit per cycle
+        readme = world.readme()
+        assert "Every node is Ready." in readme and "Rollout: complete: 200 applied" in readme
+        page = git("--git-dir", str(world.remote), "show", "main:status/nodes/README.md")
+        assert page.count("| Ready |") == 200
