@@ -307,9 +307,44 @@ def test_a_token_without_vm_audit_sees_no_vms_and_may_not_read_a_config(
     )
     client = token_client(pve_sandbox_factory(Topology(nodes=default_nodes(), users=[user])))
     assert client.verify().node_count == 2
-    assert client.find_vm(101) is None  # /cluster/resources filters by VM.Audit, like PVE
+    assert client.vm_locations() == {}  # /cluster/resources filters by VM.Audit, like PVE
+    # ... so a VM that is not listed is not "absent" unless the token may see it:
+    hidden = expect(pve_secret_guard, errors.PermissionDenied, lambda: client.find_vm(101))
+    assert "API token reconciler@pve!ci lacks VM.Audit on /vms/101 (to see VM 101)" in hidden.message
+    assert hidden.missing == (("/vms/101", "VM.Audit"),)
+    assert "does not exist" not in hidden.message
     exc = expect(pve_secret_guard, errors.PermissionDenied, lambda: client.vm_config("pve1", 101))
     assert exc.reason_phrase == "Permission check failed (/vms/101, VM.Audit)"
+
+
+def test_a_vm_that_really_is_absent_is_none_when_the_token_may_see_it(pve_sandbox: ProxmoxSandbox) -> None:
+    assert token_client(pve_sandbox).find_vm(999) is None
+
+
+def test_verify_names_every_required_privilege_the_token_lacks(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    from reconciler.apply.proxmox.client import Privilege
+
+    user = User(
+        userid="reconciler@pve",
+        privileges={"/": ROLES["PVEAuditor"], "/vms/102": ROLES["PVEVMAdmin"]},
+        tokens=[ApiToken("ci", privileges={"/": frozenset({"Sys.Audit"}), "/vms/102": ROLES["PVEVMAdmin"]})],
+    )
+    client = token_client(pve_sandbox_factory(Topology(nodes=default_nodes(), users=[user])))
+    required = [
+        Privilege("/vms/101", "VM.Audit", "read VM 101 of node w1"),
+        Privilege("/vms/102", "VM.Audit", "read VM 102 of node w2"),
+        Privilege("/vms/102", "VM.Config.Network", "manage the NICs of VM 102 of node w2"),
+        Privilege("/vms/101", "VM.Config.Network", "manage the NICs of VM 101 of node w1"),
+    ]
+    exc = expect(pve_secret_guard, errors.PermissionDenied, lambda: client.verify(required))
+    assert exc.message.endswith(
+        "API token reconciler@pve!ci lacks VM.Audit on /vms/101 (to read VM 101 of node w1); "
+        "VM.Config.Network on /vms/101 (to manage the NICs of VM 101 of node w1)"
+    )
+    assert exc.missing == (("/vms/101", "VM.Audit"), ("/vms/101", "VM.Config.Network"))
+    assert client.verify(required[1:3]).node_count == 2
 
 
 def test_an_injected_500_is_classified_as_api_error(pve_sandbox: ProxmoxSandbox, pve_secret_guard: SecretGuard) -> None:

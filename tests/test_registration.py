@@ -240,7 +240,7 @@ def assert_failed(repo: Repo, name: str, reason: str, *message_parts: str) -> di
     condition = ready_condition(status)
     assert condition is not None
     assert (condition["status"], condition["reason"]) == ("False", reason), condition
-    assert (status["phase"], status["health"]) == ("Failed", "Unreachable")
+    assert (status["phase"], status["health"]) == ("Failed", reason)  # health names what failed
     for part in message_parts:
         assert part in condition["message"], condition["message"]
     assert status["lastError"] == condition["message"]

@@ -167,6 +167,38 @@ def test_a_more_specific_acl_path_overrides_the_root_entry(pve_sandbox_factory: 
     assert vmids == {101}
 
 
+def test_access_permissions_answers_effective_privileges_per_path_like_pve(
+    pve_sandbox_factory: SandboxFactory,
+) -> None:
+    # pve-access-control: {path: {privilege: propagate}}; a token with privilege separation gets
+    # the intersection of its own ACL and its user's; ?path= dumps that path only ({} if nothing).
+    sandbox = pve_sandbox_factory(
+        {
+            "users": [
+                {
+                    "userid": "ops@pve",
+                    "privileges": {"/": ["PVEAuditor"], "/vms/102": ["NoAccess"]},
+                    "tokens": [{"name": "t", "privileges": {"/": ["Sys.Audit"], "/vms": ["VM.Audit"],
+                                                            "/access": ["NoAccess"]}}],
+                },
+                {"userid": "other@pve", "privileges": {"/": ["PVEAuditor"]}},
+            ]
+        }
+    )
+    client = api(sandbox)
+    dump = client.access.permissions.get()
+    assert dump["/"] == {"Sys.Audit": 1}
+    assert dump["/vms"] == {"VM.Audit": 1}
+    assert "/vms/102" not in dump  # nothing granted there: left out, as PVE does
+    assert client.access.permissions.get(path="/vms/101") == {"/vms/101": {"VM.Audit": 1}}
+    assert client.access.permissions.get(path="/vms/102") == {}
+    # the user's Datastore.Audit is not the token's: only Sys.Audit (from /) reaches /storage/local
+    assert client.access.permissions.get(path="/storage/local") == {"/storage/local": {"Sys.Audit": 1}}
+    with pytest.raises(ResourceException) as caught:  # someone else's needs Sys.Audit on /access
+        client.access.permissions.get(userid="other@pve")
+    assert (caught.value.status_code, caught.value.content) == (403, "Permission check failed (/access, Sys.Audit)")
+
+
 def test_faults_fire_the_given_number_of_times_and_match_method_and_prefix(
     pve_sandbox: ProxmoxSandbox,
 ) -> None:

@@ -69,6 +69,7 @@ class InterfaceProxmox(_Model):
     vlan: int | None = None
     mtu: int | None = None
     model: str | None = None
+    firewall: bool | None = None
 
 
 class Probe(_Model):
@@ -125,6 +126,8 @@ class ProxmoxRef(_Model):
     # None means enforce; not filled in, so that the live spec (and its hash) of a file that does
     # not set it stays what it was before the field existed.
     nic_check: Literal["enforce", "warn"] | None = None
+    # None means off (not filled in, for the same reason as nic_check).
+    manage_nics: bool | None = None
 
     @property
     def enforce(self) -> bool:

@@ -18,7 +18,8 @@ from pydantic.alias_generators import to_camel
 ConditionStatus = Literal["True", "False", "Unknown"]
 NodePhase = Literal["Pending", "Applying", "Ready", "Failed", "Stalled", "Removing", "Suspended", "Held"]
 ClusterPhase = Literal["Pending", "Ready", "Failed"]
-Health = Literal["Healthy", "Degraded", "Unreachable"]
+Health = Literal["Healthy", "Degraded", "Unreachable", "AuthenticationFailed", "TLSFailure", "CredentialsMissing",
+                 "PermissionDenied", "Timeout", "APIError", "InvalidConfiguration"]
 
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 DATE_TIME = {"format": "date-time"}
@@ -145,7 +146,8 @@ class ClusterStatus(_Common):
     online_nodes: Annotated[int | None, Field(ge=0)] = None
     """Number of Proxmox nodes online."""
     health: Health | None = None
-    """Healthy, Degraded or Unreachable."""
+    """Healthy or Degraded when verified; else what failed: Unreachable, AuthenticationFailed,
+    TLSFailure, CredentialsMissing, PermissionDenied, Timeout, APIError or InvalidConfiguration."""
     last_verified: Annotated[str | None, Field(json_schema_extra=DATE_TIME)] = None
     """Last verification (the Ready condition says whether it succeeded)."""
     tls_insecure: bool | None = None

@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +67,15 @@ class ClusterInfo:
     node_count: int
     online_nodes: int
     nodes: tuple[NodeInfo, ...]
+
+
+@dataclass(frozen=True)
+class Privilege:
+    """A PVE privilege on an ACL path, and what we need it for (for the message)."""
+
+    path: str
+    privilege: str
+    purpose: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,18 +182,54 @@ class ProxmoxClient:
         self._connect_lock = threading.Lock()  # VM reads share one client (one ticket) across threads
 
     # --- public operations ---
-    def verify(self) -> ClusterInfo:
-        """Check credentials and read version, membership and quorum."""
+    def verify(self, required: Iterable[Privilege] = ()) -> ClusterInfo:
+        """Check credentials, read version, membership and quorum, then check that the
+        credentials hold every ``required`` privilege (``PermissionDenied`` names the missing)."""
         version = self._get("/version", lambda api: api.version.get(), dict)
         status = self._get("/cluster/status", lambda api: api.cluster.status.get(), list)
         nodes = self._get("/nodes", lambda api: api.nodes.get(), list)
         try:
-            return _cluster_info(version, status, nodes)
+            info = _cluster_info(version, status, nodes)
         except (KeyError, TypeError, ValueError) as exc:
             raise APIError(
                 f"{self._where()}: unexpected answer shape ({type(exc).__name__}: {exc})",
                 endpoint=self.endpoint.url,
             ) from None
+        self.check_privileges(required)
+        return info
+
+    def privileges(self, path: str) -> frozenset[str]:
+        """The privileges the token (or user) has on ``path``: ``GET /access/permissions?path=``,
+        which PVE answers from its ACLs, roles, groups and (for a token) privilege separation."""
+        answer = self._get(f"/access/permissions?path={path}", lambda api: api.access.permissions.get(path=path), dict)
+        granted = answer.get(path)
+        return frozenset(str(k) for k in granted) if isinstance(granted, Mapping) else frozenset()
+
+    def check_privileges(self, required: Iterable[Privilege]) -> None:
+        """Raise ``PermissionDenied`` naming every privilege of ``required`` the credentials lack
+        (one ``/access/permissions`` query per distinct path)."""
+        wanted: dict[str, list[Privilege]] = {}
+        for need in required:
+            wanted.setdefault(need.path, []).append(need)
+        missing: list[Privilege] = []
+        for path in sorted(wanted):
+            granted = self.privileges(path)
+            missing += [n for n in wanted[path] if n.privilege not in granted]
+        if missing:
+            raise self.denied(missing) from None
+
+    def denied(self, missing: Iterable[Privilege]) -> PermissionDenied:
+        """The error for privileges the credentials lack, one clause per privilege."""
+        who = f"{'API token' if self.auth_kind == 'token' else 'user'} {self.principal}"
+        items = list(dict.fromkeys(missing))
+        lacks = "; ".join(f"{n.privilege} on {n.path}" + (f" (to {n.purpose})" if n.purpose else "") for n in items)
+        first = items[0]
+        return PermissionDenied(
+            f"{self._where()}: {who} lacks {lacks}",
+            endpoint=self.endpoint.url,
+            reason_phrase=f"Permission check failed ({first.path}, {first.privilege})",
+            missing=tuple((n.path, n.privilege) for n in items),
+        )
 
     def vm_locations(self) -> dict[int, VmLocation]:
         """Every QEMU VM of the cluster and where it runs: one ``/cluster/resources?type=vm``."""
@@ -207,7 +252,15 @@ class ProxmoxClient:
 
     def find_vm(self, vmid: int) -> VmLocation | None:
         """Where QEMU VM ``vmid`` lives (via ``/cluster/resources?type=vm``); None if absent."""
-        return self.vm_locations().get(int(vmid))
+        found = self.vm_locations().get(int(vmid))
+        if found is None:
+            self.check_visible(vmid)
+        return found
+
+    def check_visible(self, vmid: int) -> None:
+        """For a VM not in ``/cluster/resources``: PVE leaves out the VMs the caller may not see, so
+        "absent" is only true with VM.Audit on ``/vms/<vmid>``; else ``PermissionDenied``."""
+        self.check_privileges([Privilege(f"/vms/{int(vmid)}", "VM.Audit", f"see VM {int(vmid)}")])
 
     def vm_config(self, node: str, vmid: int) -> VmConfig:
         """The VM's current config with its NICs parsed."""

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # VMNicsMatch condition reasons
 MATCH, MISMATCH = "NicsMatch", "NicsDiffer"
 CLUSTER_NOT_VERIFIED, READ_PENDING, READ_FAILED = "ClusterNotVerified", "VMReadPending", "VMReadFailed"
+PERMISSION_DENIED = "PermissionDenied"  # the credentials may not see or read the VM
 CONDITION = "VMNicsMatch"
 RECHECK_AFTER = 15.0  # seconds: a node held for a mismatch has its VM read again this often
 
@@ -126,6 +127,11 @@ def _check_cluster(cluster: str, client: ProxmoxClient, nodes: list[NodeConfig])
     for node, ref in refs:
         where = locations.get(ref.vmid)
         if where is None:
+            try:
+                client.check_visible(ref.vmid)  # PVE hides the VMs a token may not see
+            except ProxmoxError as exc:
+                out.append(NodeCheck(node.name, cluster, ref.vmid, False, error=exc.message, reason=exc.reason))
+                continue
             missing = (f"VM {ref.vmid} does not exist on {cluster}",)
             out.append(NodeCheck(node.name, cluster, ref.vmid, True, mismatches=missing))
             continue
@@ -278,8 +284,9 @@ def _from_read(node: NodeConfig, entry: VmRead, now: float) -> NodeCheck:
     enforce, age = ref.enforce, entry.age(now)
     if entry.error is not None:
         vm_node = entry.location.node if entry.location else None
+        reason = PERMISSION_DENIED if entry.error.reason == PERMISSION_DENIED else READ_FAILED
         return NodeCheck(node.name, ref.cluster, ref.vmid, False, vm_node=vm_node, error=entry.error.message,
-                         reason=READ_FAILED, enforce=enforce, age=age)
+                         reason=reason, enforce=enforce, age=age)
     if entry.config is None or entry.location is None:
         missing = (f"VM {ref.vmid} does not exist on {ref.cluster}",)
         return NodeCheck(node.name, ref.cluster, ref.vmid, True, mismatches=missing, reason=MISMATCH,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from reconciler.apply.proxmox.client import ClusterInfo, ProxmoxClient
+from reconciler.apply.proxmox.client import ClusterInfo, Privilege, ProxmoxClient
 from reconciler.apply.proxmox.credentials import (
     ClientFactory,
     ClusterCredentials,
@@ -52,6 +52,9 @@ FAILURE_RETRY = timedelta(minutes=1)
 MAX_PARALLEL = 8
 
 HEALTHY, DEGRADED, UNREACHABLE = "Healthy", "Degraded", "Unreachable"
+# A failed verification's health names the kind of failure (the error's reason).
+FAILURE_HEALTH = ("AuthenticationFailed", "TLSFailure", "CredentialsMissing", "Unreachable", "PermissionDenied",
+                  "Timeout", "APIError", "InvalidConfiguration")
 PHASE_READY, PHASE_FAILED = "Ready", "Failed"
 
 # Status fields this module owns; every other status field (written by others) is left alone.
@@ -221,7 +224,7 @@ def failed_status(
         else None
     )
     status.update(
-        health=UNREACHABLE,
+        health=error.reason if error.reason in FAILURE_HEALTH else UNREACHABLE,
         lastVerified=format_time(now),
         tlsInsecure=True if cluster.spec.tls.insecure_skip_verify else None,
         warnings=warnings,
@@ -266,6 +269,23 @@ class _Job:
     due: str
     credentials: ClusterCredentials | None = None
     result: ClusterInfo | ProxmoxError | None = None
+    required: tuple[Privilege, ...] = ()
+
+
+def required_privileges(desired: DesiredState, cluster: str) -> tuple[Privilege, ...]:
+    """What the cluster's credentials must hold for the nodes that name one of its VMs: VM.Audit
+    on each ``/vms/<vmid>`` (to find and read it) and, where the node manages its VM's NICs,
+    VM.Config.Network there too. Sys.Audit on ``/`` is checked by reading ``/cluster/status``."""
+    out: list[Privilege] = []
+    for name in sorted(desired.nodes):
+        ref = desired.nodes[name].spec.proxmox
+        if ref is None or ref.cluster != cluster:
+            continue
+        out.append(Privilege(f"/vms/{ref.vmid}", "VM.Audit", f"read VM {ref.vmid} of node {name}"))
+        if ref.manage_nics:
+            out.append(Privilege(f"/vms/{ref.vmid}", "VM.Config.Network",
+                                 f"manage the NICs of VM {ref.vmid} of node {name}"))
+    return tuple(out)
 
 
 def verify_cluster(
@@ -275,9 +295,11 @@ def verify_cluster(
     client_factory: ClientFactory = ProxmoxClient,
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
+    required: tuple[Privilege, ...] = (),
 ) -> ClusterInfo | ProxmoxError:
     """One verification; a classified error is returned, not raised. The cluster's
-    ``spec.timeouts`` win over the defaults given here."""
+    ``spec.timeouts`` win over the defaults given here; ``required``: privileges the credentials
+    must hold (``required_privileges``), else ``PermissionDenied`` naming what is missing."""
     spec = cluster.spec
     try:
         with client_for(
@@ -287,7 +309,7 @@ def verify_cluster(
             connect_timeout=spec.connect_timeout_seconds or connect_timeout,
             read_timeout=spec.read_timeout_seconds or read_timeout,
         ) as client:
-            return client.verify()
+            return client.verify(required)
     except ProxmoxError as exc:
         return scrubbed(exc, credentials.secrets)  # what goes to status, logs and Git
 
@@ -345,7 +367,7 @@ def register_clusters(
                 status,
             )
             continue
-        job = _Job(cluster, cr, reason)
+        job = _Job(cluster, cr, reason, required=required_privileges(desired, name))
         try:  # Secrets are read on this thread; only Proxmox calls run in parallel
             job.credentials = read_credentials(kube.read_secret, cluster)
         except ProxmoxError as exc:
@@ -360,6 +382,7 @@ def register_clusters(
                 client_factory=client_factory,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
+                required=job.required,
             )
 
     pending = [j for j in jobs if j.result is None]

@@ -234,6 +234,7 @@ class VmReads:
             client = self._client(state)
             where = self._locations(state, client, vmid).get(vmid)
             if where is None:
+                client.check_visible(vmid)  # not listed: absent, or hidden by a missing VM.Audit
                 entry = VmRead(name, vmid, time.time())
             else:
                 entry = VmRead(name, vmid, time.time(), location=where, config=client.vm_config(where.node, vmid))

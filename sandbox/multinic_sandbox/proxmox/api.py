@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from multinic_sandbox.proxmox.auth import Principal
+from multinic_sandbox.proxmox.auth import Principal, principal_for
 from multinic_sandbox.proxmox.topology import Node, Topology, Vm
 
 GIB = 1024**3
@@ -335,6 +335,42 @@ def node_status(topology: Topology, request: ApiRequest, params: dict[str, str])
     }
 
 
+# Paths PVE always includes in a full dump of /access/permissions (besides every ACL path).
+_PERMISSION_ROOTS = ("/", "/access", "/access/groups", "/nodes", "/pools", "/sdn", "/storage", "/vms")
+
+
+def access_permissions(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    """``GET /access/permissions[?path=..][&userid=..]``: the caller's effective privileges, as
+    pve-access-control returns them: ``{path: {privilege: propagate}}``; with ``path`` only that
+    path (``{}`` when nothing is granted there). A user may dump its own (and its tokens');
+    anyone else's needs Sys.Audit on /access."""
+    caller = request.caller
+    wanted = request.query.get("userid") or caller.name
+    subject = caller
+    if wanted != caller.name:
+        owner = wanted.partition("!")[0]
+        if owner != caller.user.userid:
+            caller.require("/access", "Sys.Audit")
+        found = principal_for(topology, wanted)
+        if found is None:
+            raise ApiError(500, f"user '{owner}' does not exist" if topology.user(owner) is None
+                           else f"no such token '{wanted.partition('!')[2]}' for user '{owner}'")
+        subject = found
+    path = request.query.get("path")
+    if path:
+        privs = subject.privileges_at(path)
+        return {path: {p: 1 for p in sorted(privs)}} if privs else {}
+    paths = set(_PERMISSION_ROOTS) | set(subject.user.privileges)
+    if subject.token_acl is not None:
+        paths |= set(subject.token_acl)
+    out: dict[str, dict[str, int]] = {}
+    for each in sorted(paths):
+        privs = subject.privileges_at(each)
+        if privs:
+            out[each] = {p: 1 for p in sorted(privs)}
+    return out
+
+
 def node_version(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
     _proxy_to(topology, params["node"])
     return version(topology, request, params)
@@ -346,6 +382,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/nodes"), nodes_index),
     ("GET", re.compile(r"/cluster/status"), cluster_status),
     ("GET", re.compile(r"/cluster/resources"), cluster_resources),
+    ("GET", re.compile(r"/access/permissions"), access_permissions),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/status"), node_status),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/version"), node_version),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu"), node_qemu),
