@@ -82,6 +82,8 @@ def _nic_notes(cycle: Cycle) -> tuple[str, ...]:
         where = sources.get((KIND_NODE, name), name)
         effect = " (nicCheck: enforce, no Job until fixed)" if check.enforce else " (nicCheck: warn)"
         notes += [f"VM NIC check, {where}: {problem}{effect}" for problem in check.mismatches]
+        notes += [f"VM NIC change, {where}: VM {check.vmid} {change} (spec.proxmox.manageNics)"
+                  for change in check.vm_changes]
         if not check.checked:
             notes.append(f"VM NIC check, {where}: not checked: {check.error}")
     return tuple(notes)
@@ -151,11 +153,11 @@ def _check_nics(kube: Kube, cycle: Cycle, clusters: list[dict[str, Any]], vm_rea
                                                     reason=crosscheck.READ_PENDING,
                                                     enforce=node.spec.proxmox.enforce)
     elif vm_reads is None:
-        checks = crosscheck.check_now(desired, clusters, kube.read_secret)
+        checks = crosscheck.check_now(desired, clusters, kube.read_secret, manage=True)
     else:
-        checks = crosscheck.gate(desired, clusters, vm_reads, kube.read_secret)
+        checks = crosscheck.gate(desired, clusters, vm_reads, kube.read_secret, manage=True)
     cycle.nic_checks = checks
-    return {name: rollout.Hold(check.hold_message, waiting=not check.checked)
+    return {name: rollout.Hold(check.hold_message, waiting=check.waiting)
             for name, check in checks.items() if check.holds}
 
 

@@ -167,7 +167,9 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
     if check is not None:
         update["proxmox_check"] = ProxmoxCheck(checked=check.checked, vm_node=check.vm_node,
                                                mismatches=tuple(check.mismatches), error=check.error,
-                                               nic_check="enforce" if check.enforce else "warn")
+                                               nic_check="enforce" if check.enforce else "warn",
+                                               vm_changes=tuple(check.vm_changes) or None,
+                                               vm_write=check.vm_write or previous_write(previous))
         wanted[states.VM_NICS_MATCH] = check.condition
     drop: tuple[str, ...] = ()
     if check is None and not cr.spec.get("proxmox"):  # names no VM (any more): nothing is claimed about one
@@ -281,6 +283,7 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         _validity_event(kube, cr, node.conditions, now, done)
         if (cr.kind, cr.name) in written:
             _vm_nics_event(kube, cr, node.conditions, now, done)
+            _vm_write_event(kube, cr, node, now, done)
     for cr, outcome, cluster in cluster_events:
         if outcome is not None and outcome.due_reason is not None:  # verified (or tried) this cycle
             _cluster_event(kube, cr, parse(ClusterStatus, cr.status), cluster, now, done)
@@ -326,6 +329,21 @@ def _validity_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime 
         _event(kube, cr, states.EVENT_INVALID, new.message, True, now, done)
     elif old is not None:  # valid again (a first "valid" is no news)
         _event(kube, cr, states.EVENT_VALID, new.message, False, now, done)
+
+
+def previous_write(previous: NodeStatus) -> str | None:
+    """The last VM NIC write recorded (kept when this run of the reconciler made none yet)."""
+    return previous.proxmox_check.vm_write if previous.proxmox_check is not None else None
+
+
+def _vm_write_event(kube: Kube, cr: LiveCR, after: NodeStatus, now: datetime | None, done: Reported) -> None:
+    """manageNics: a new write to the VM's NICs (Normal) or a refused one (Warning)."""
+    before = (cr.status.get("proxmoxCheck") or {}).get("vmWrite")
+    written = after.proxmox_check.vm_write if after.proxmox_check is not None else None
+    if written and written != before:
+        failed = not written.startswith("updated ")  # VmWrite.message
+        _event(kube, cr, states.EVENT_VM_NICS_UPDATE_FAILED if failed else states.EVENT_VM_NICS_UPDATED, written,
+               failed, now, done)
 
 
 def _vm_nics_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime | None, done: Reported) -> None:

@@ -81,6 +81,10 @@ class ProxmoxCheck(_Status):
     """Why the check could not run."""
     nic_check: Literal["enforce", "warn"] | None = None
     """spec.proxmox.nicCheck in effect: enforce (a difference holds the node's Job) or warn."""
+    vm_changes: tuple[str, ...] | None = None
+    """spec.proxmox.manageNics: the changes to the VM's netN devices being made now, one per slot."""
+    vm_write: str | None = None
+    """spec.proxmox.manageNics: the last change the reconciler made to the VM's NICs, and its outcome."""
 
 
 class _Common(_Status):

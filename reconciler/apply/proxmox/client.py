@@ -286,6 +286,25 @@ class ProxmoxClient:
         where = self.find_vm(vmid)
         return None if where is None else self.vm_config(where.node, vmid)
 
+    def update_vm_nics(self, node: str, vmid: int, values: Mapping[str, str], *, digest: str | None) -> None:
+        """``PUT /nodes/{node}/qemu/{vmid}/config`` with the ``netN`` values (and the ``digest`` of
+        the config they were planned from: PVE refuses the write if the VM changed meanwhile).
+        With a ticket proxmoxer sends the CSRF token; needs VM.Config.Network on /vms/{vmid}."""
+        path = f"/nodes/{node}/qemu/{vmid}/config"
+        params = dict(values)
+        if digest:
+            params["digest"] = digest
+        log.info("PUT %s%s (%s; auth: %s)", self.endpoint.url, path, ", ".join(sorted(values)), self.auth_kind)
+        try:
+            self._connect().nodes(node).qemu(vmid).config.put(**params)
+        except ProxmoxError:
+            raise
+        except Exception as exc:
+            error = self._classify(f"PUT {path}", exc)
+        else:
+            return
+        raise error from None
+
     def close(self) -> None:
         self._api = None
         if self._ca_tempfile is not None:

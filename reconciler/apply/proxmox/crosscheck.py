@@ -22,9 +22,10 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from reconciler.apply.proxmox import nicsync
 from reconciler.apply.proxmox.client import ProxmoxClient
 from reconciler.apply.proxmox.credentials import ClientFactory, SecretReader, client_for, read_credentials
 from reconciler.apply.proxmox.errors import ProxmoxError
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 # VMNicsMatch condition reasons
 MATCH, MISMATCH = "NicsMatch", "NicsDiffer"
 CLUSTER_NOT_VERIFIED, READ_PENDING, READ_FAILED = "ClusterNotVerified", "VMReadPending", "VMReadFailed"
+UPDATING = "VMNicsUpdating"  # manageNics: the reconciler is making the VM's NICs match the file
 PERMISSION_DENIED = "PermissionDenied"  # the credentials may not see or read the VM
 CONDITION = "VMNicsMatch"
 RECHECK_AFTER = 15.0  # seconds: a node held for a mismatch has its VM read again this often
@@ -61,6 +63,17 @@ class NodeCheck:
     reason: str = ""  # the VMNicsMatch reason (MATCH, MISMATCH, CLUSTER_NOT_VERIFIED, ...)
     enforce: bool = True  # spec.proxmox.nicCheck is enforce (the default)
     age: float | None = None  # seconds since the VM was read
+    vm_changes: tuple[str, ...] = ()  # manageNics: what will be written to the VM (one line per slot)
+    vm_values: tuple[tuple[str, str], ...] = ()  # manageNics: the netN values of that write
+    vm_digest: str | None = None  # the digest of the config the write was planned from
+    vm_node_for_write: str | None = None
+    vm_write: str | None = None  # manageNics: the last write made to the VM's NICs, and how it went
+
+    @property
+    def waiting(self) -> bool:
+        """Held only until something else happens (a read, the VM NIC update), not until the file
+        or the VM is fixed by someone."""
+        return not self.checked or bool(self.vm_changes)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +90,8 @@ class NodeCheck:
         where = f"VM {self.vmid} on {self.cluster}" + (f"/{self.vm_node}" if self.vm_node else "")
         if not self.checked:
             return f"{where}: not checked ({self.error})"
+        if self.vm_changes:
+            return f"{where}: updating the VM's NICs (spec.proxmox.manageNics): " + "; ".join(self.vm_changes)
         if not self.mismatches:
             return f"{where}: NICs match"
         return f"{where}: " + "; ".join(self.mismatches)
@@ -84,6 +99,8 @@ class NodeCheck:
     @property
     def condition(self) -> tuple[Literal["True", "False", "Unknown"], str, str]:
         """The VMNicsMatch condition: (status, reason, message)."""
+        if self.vm_changes:
+            return "Unknown", UPDATING, self.summary
         if self.ok:
             return "True", self.reason or MATCH, self.summary
         if self.checked:
@@ -93,6 +110,8 @@ class NodeCheck:
     @property
     def hold_message(self) -> str:
         """Why the node's Job is held (the rollout's message for it)."""
+        if self.vm_changes:
+            return f"waiting for the VM NIC update: {self.summary}"
         if self.checked:
             return f"held: the VM's NICs differ from the file (spec.proxmox.nicCheck: enforce): {self.summary}"
         return f"waiting for the VM NIC check (spec.proxmox.nicCheck: enforce): {self.summary}"
@@ -112,6 +131,7 @@ def desired_nics(node: NodeConfig) -> list[DesiredNic]:
                 mtu=vm.mtu if vm else None,
                 model=vm.model if vm else None,
                 guest_mtu=i.mtu,
+                firewall=vm.firewall if vm else None,
             )
         )
     return out
@@ -243,9 +263,12 @@ def check_now(
     client_factory: ClientFactory = ProxmoxClient,
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
+    manage: bool = False,
 ) -> dict[str, NodeCheck]:
     """For one-shot commands (``plan``, ``apply --once``): ``gate`` with fresh reads, waiting for
-    them up to twice the longest per-request timeout (a VM still not answered is "not read yet")."""
+    them up to twice the longest per-request timeout (a VM still not answered is "not read yet").
+    ``manage`` (``apply``, never ``plan``): one round of manageNics writes is made and waited for;
+    the checks then describe the VM after it (a NIC attached link-down is brought up next call)."""
     crs = list(clusters)
     longest = max([connect_timeout + read_timeout] + [
         (c.spec.connect_timeout_seconds or connect_timeout) + (c.spec.read_timeout_seconds or read_timeout)
@@ -253,6 +276,10 @@ def check_now(
     with VmReads(client_factory=client_factory, connect_timeout=connect_timeout, read_timeout=read_timeout) as reads:
         checks = gate(desired, crs, reads, read_secret)
         if any(c.reason == READ_PENDING for c in checks.values()):
+            reads.wait(2 * longest + 1)
+            checks = gate(desired, crs, reads, read_secret)
+        if manage and any(c.vm_changes for c in checks.values()):
+            gate(desired, crs, reads, read_secret, manage=True)  # queues the writes (and re-reads)
             reads.wait(2 * longest + 1)
             checks = gate(desired, crs, reads, read_secret)
     for check in checks.values():
@@ -291,10 +318,18 @@ def _from_read(node: NodeConfig, entry: VmRead, now: float) -> NodeCheck:
         missing = (f"VM {ref.vmid} does not exist on {ref.cluster}",)
         return NodeCheck(node.name, ref.cluster, ref.vmid, True, mismatches=missing, reason=MISMATCH,
                          enforce=enforce, age=age)
-    problems = tuple(nic_mismatches(ref.vmid, desired_nics(node), entry.config.nics))
-    return NodeCheck(node.name, ref.cluster, ref.vmid, True, vm_node=entry.location.node,
-                     vm_name=entry.location.name or None, mismatches=problems,
-                     reason=MISMATCH if problems else MATCH, enforce=enforce, age=age)
+    wanted = desired_nics(node)
+    problems = tuple(nic_mismatches(ref.vmid, wanted, entry.config.nics))
+    check = NodeCheck(node.name, ref.cluster, ref.vmid, True, vm_node=entry.location.node,
+                      vm_name=entry.location.name or None, mismatches=problems,
+                      reason=MISMATCH if problems else MATCH, enforce=enforce, age=age)
+    if not ref.manage_nics:
+        return check
+    plan = nicsync.plan_nics(ref.vmid, wanted, entry.config.nics)
+    if plan.refused:  # bad input: nothing is written, the node is held until the file or the VM is fixed
+        return replace(check, mismatches=problems + plan.refused, reason=MISMATCH)
+    return replace(check, vm_changes=plan.summaries, vm_values=tuple(sorted(plan.values.items())),
+                   vm_digest=entry.config.digest, vm_node_for_write=entry.location.node)
 
 
 def gate(
@@ -304,6 +339,7 @@ def gate(
     read_secret: SecretReader,
     *,
     recheck_after: float = RECHECK_AFTER,
+    manage: bool = False,
 ) -> dict[str, NodeCheck]:
     """The VM NIC check of every node that names a VM, from what ``reads`` knows now.
 
@@ -334,6 +370,7 @@ def gate(
             continue
         verified.append(cluster)
         retry: list[int] = []
+        writes: list[NodeCheck] = []
         for node in nodes:
             ref = node.spec.proxmox
             assert ref is not None
@@ -345,12 +382,22 @@ def gate(
                                                reason=READ_PENDING, enforce=ref.enforce)
                 continue
             check = _from_read(node, entry, now)
+            written = reads.last_write(cluster, ref.vmid)
+            if written is not None:
+                check = replace(check, vm_write=written.message)
             results[node.name] = check
-            if not check.ok:
+            if check.vm_changes:
+                refused_lately = (written is not None and written.error is not None
+                                  and now - written.at < recheck_after)
+                if not refused_lately:  # a write PVE refused is tried again after recheck_after
+                    writes.append(check)
+            elif not check.ok:
                 retry.append(ref.vmid)
         due = set(reads.due(cluster, [n.spec.proxmox.vmid for n in nodes if n.spec.proxmox]))
         due |= set(reads.due(cluster, retry, refresh_after=recheck_after))
-        if due:
+        if not manage:
+            writes = []
+        if due or writes:
             try:
                 credentials = read_credentials(read_secret, desired.clusters[cluster])
             except ProxmoxError as exc:
@@ -361,6 +408,11 @@ def gate(
                         results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False, error=exc.message,
                                                        reason=exc.reason, enforce=ref.enforce)
                 continue
-            reads.request(desired.clusters[cluster], credentials, due)
+            reads.request(desired.clusters[cluster], credentials, due - {c.vmid for c in writes})
+            for check in writes:  # manageNics: one PUT per VM, then a fresh read of it
+                assert check.vm_node_for_write is not None
+                reads.write(desired.clusters[cluster], credentials, check.vmid, node=check.vm_node_for_write,
+                            values=dict(check.vm_values), digest=check.vm_digest,
+                            summary="; ".join(check.vm_changes))
     reads.retain(verified)
     return dict(sorted(results.items()))

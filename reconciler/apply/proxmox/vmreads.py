@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -54,6 +54,23 @@ class VmRead:
 
     def age(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.read_at)
+
+
+@dataclass(frozen=True)
+class VmWrite:
+    """One NIC update of a VM (``manageNics``): what was written, and the error if PVE refused it."""
+
+    cluster: str
+    vmid: int
+    at: float
+    summary: str
+    error: ProxmoxError | None = None
+
+    @property
+    def message(self) -> str:
+        if self.error is None:
+            return f"updated the VM's NICs: {self.summary}"
+        return f"the VM NIC update ({self.summary}) failed: {self.error.message}"
 
 
 @dataclass
@@ -92,6 +109,7 @@ class VmReads:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._entries: dict[tuple[str, int], VmRead] = {}
+        self._writes: dict[tuple[str, int], VmWrite] = {}
         self._clusters: dict[str, _Cluster] = {}
         self._closed = False
 
@@ -116,20 +134,29 @@ class VmReads:
         with self._lock:
             if self._closed:
                 return
-            state = self._clusters.get(cluster.name)
-            if state is not None and (state.cluster != cluster or state.credentials != credentials):
-                self._retire(state)  # new spec or credentials: new client, nothing read before counts
-                self._forget_entries(cluster.name)
-                state = None
-            if state is None:
-                limit = cluster.spec.read_concurrency or self.concurrency
-                pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"vm-read-{cluster.name}")
-                state = _Cluster(cluster, credentials, pool)
-                self._clusters[cluster.name] = state
+            state = self._state(cluster, credentials)
             started = time.time()
             for vmid in sorted(set(vmids) - set(state.reading)):
                 state.reading[vmid] = started
                 state.pool.submit(self._read, state, vmid)
+
+    def write(self, cluster: ProxmoxCluster, credentials: ClusterCredentials, vmid: int, *, node: str,
+              values: Mapping[str, str], digest: str | None, summary: str) -> bool:
+        """Queue ``PUT .../config`` of ``values`` on the cluster's workers, then a fresh read of the
+        VM; returns at once (False: a read or write of this VM is in flight, nothing queued)."""
+        with self._lock:
+            if self._closed:
+                return False
+            state = self._state(cluster, credentials)
+            if vmid in state.reading:
+                return False
+            state.reading[vmid] = time.time()
+            state.pool.submit(self._write, state, vmid, node, dict(values), digest, summary)
+            return True
+
+    def last_write(self, cluster: str, vmid: int) -> VmWrite | None:
+        with self._lock:
+            return self._writes.get((cluster, vmid))
 
     def get(self, cluster: str, vmid: int) -> VmRead | None:
         with self._lock:
@@ -185,7 +212,42 @@ class VmReads:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _state(self, cluster: ProxmoxCluster, credentials: ClusterCredentials) -> _Cluster:
+        """The cluster's workers (under the lock), new when its spec or credentials changed."""
+        state = self._clusters.get(cluster.name)
+        if state is not None and (state.cluster != cluster or state.credentials != credentials):
+            self._retire(state)  # new spec or credentials: new client, nothing read before counts
+            self._forget_entries(cluster.name)
+            state = None
+        if state is None:
+            limit = cluster.spec.read_concurrency or self.concurrency
+            pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"vm-read-{cluster.name}")
+            state = _Cluster(cluster, credentials, pool)
+            self._clusters[cluster.name] = state
+        return state
+
     # --- the workers ---
+    def _write(self, state: _Cluster, vmid: int, node: str, values: dict[str, str], digest: str | None,
+               summary: str) -> None:
+        name = state.cluster.name
+        try:
+            self._client(state).update_vm_nics(node, vmid, values, digest=digest)
+            done = VmWrite(name, vmid, time.time(), summary)
+            log.info("VM %s on %s: NICs updated (%s)", vmid, name, summary)
+        except ProxmoxError as exc:
+            done = VmWrite(name, vmid, time.time(), summary, error=exc)
+            log.warning("VM %s on %s: NIC update refused (%s): %s", vmid, name, summary, exc.message)
+        except Exception as exc:  # never let a worker die silently
+            log.exception("VM NIC update of %s/%s failed", name, vmid)
+            failure = ProxmoxError(f"VM write failed ({type(exc).__name__})")
+            done = VmWrite(name, vmid, time.time(), summary, error=failure)
+        with self._lock:
+            if self._clusters.get(name) is not state:
+                return
+            self._writes[(name, vmid)] = done
+        self._read(state, vmid)  # what the VM has now, written or not
+
+
     def _forget_entries(self, cluster: str) -> None:
         for key in [k for k in self._entries if k[0] == cluster]:
             del self._entries[key]
