@@ -190,3 +190,38 @@ def test_a_token_without_vm_config_network_is_refused_at_verification_naming_it(
     needed = "lacks VM.Config.Network on /vms/202 (to manage the NICs of VM 202 of node worker-02)"
     assert needed in (prod.message or "")
     assert fleet.jobs_with("31:00:0c") == []  # worker-02's new spec never got a Job
+
+
+def test_in_the_loop_writes_run_off_the_reconcile_path_and_a_refused_one_is_not_retried_every_cycle(
+        fleet: Fleet) -> None:
+    from reconciler.apply.proxmox.vmreads import VmReads
+
+    env = fleet.env
+
+    def loop_cycle(reads: VmReads) -> pipeline.Cycle:
+        cycle = pipeline.apply_once(env.checkout(), env.connect, job_settings=env.job_settings,
+                                    now=env.sandbox.clock.now(), vm_reads=reads)
+        assert reads.wait(20)
+        return cycle
+
+    prod = fleet.sandboxes["pve-prod"]
+    prod.topology.default_user.privileges["/"] = ROLES["PVEAuditor"]  # no VM.Config.Network (yet)
+    fleet.edit("worker-02", lambda s: (_manage(s), s["interfaces"].append(TENANT1)))
+    commit(env.repo, "worker-02: tenant1 on net3")
+    with VmReads() as reads:
+        for _ in range(4):
+            loop_cycle(reads)
+        puts = [r for r in prod.request_log.records if r.method == "PUT"]
+        assert [(p.status, p.path) for p in puts] == [(403, "/nodes/pve2/qemu/202/config")]  # once, not per cycle
+
+    prod.topology.default_user.privileges["/"] = NIC_ADMIN
+    with VmReads() as reads:
+        states = []
+        for _ in range(5):
+            cycle = loop_cycle(reads)
+            assert cycle.rollout is not None
+            states.append((cycle.rollout.nodes["worker-02"].state, fleet.vm("pve-prod", 202).get("net3")))
+    attached = "virtio=BC:24:11:31:00:0C,bridge=vmbr31,link_down=1,tag=31"
+    linked = "virtio=BC:24:11:31:00:0C,bridge=vmbr31,tag=31"
+    assert states[:3] == [("waiting", None), ("waiting", attached), ("waiting", linked)], states
+    assert states[3][0] in ("running", "applied") and states[3][1] == linked
