@@ -215,6 +215,36 @@ def test_without_a_ca_bundle_the_self_signed_sandbox_is_not_trusted(
     expect(pve_secret_guard, errors.TLSFailure, token_client(pve_sandbox, ca_bundle=None).verify)
 
 
+def test_a_host_name_the_certificate_does_not_name_is_a_tls_failure_that_names_the_host(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(hostnames=("pve1.example.net",))  # the CA is trusted, the name is not in the cert
+    exc = expect(pve_secret_guard, errors.TLSFailure, token_client(sandbox).verify)
+    assert "the certificate is not valid for the host name '127.0.0.1'" in exc.message
+    assert "caBundle" not in exc.message
+
+
+def test_a_tls_handshake_that_hangs_ends_at_the_connect_timeout_and_says_so(pve_secret_guard: SecretGuard) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)  # accepts TCP (the kernel does), never speaks TLS
+    try:
+        port = listener.getsockname()[1]
+        for client in (
+            ProxmoxClient(f"https://127.0.0.1:{port}", token_id="a@pve!t", token_secret="x",
+                          connect_timeout=0.5, read_timeout=30),
+            ProxmoxClient(f"https://127.0.0.1:{port}", username="a@pve", password=WRONG_PASSWORD,
+                          connect_timeout=0.5, read_timeout=30),
+        ):
+            exc = expect(pve_secret_guard, errors.Timeout, client.verify)
+            assert "within 0.5 s" in exc.message and "30 s" not in exc.message
+        assert "POST /access/ticket" in exc.message  # the ticket login is what hung
+    finally:
+        listener.close()
+
+
 def test_a_closed_port_is_classified_as_unreachable(
     pve_sandbox: ProxmoxSandbox, pve_secret_guard: SecretGuard, pve_closed_port: int
 ) -> None:

@@ -364,7 +364,14 @@ class ProxmoxClient:
     def _get(self, path: str, call: Callable[[ProxmoxAPI], Any], shape: type[T]) -> T:
         log.debug("GET %s%s (auth: %s)", self.endpoint.url, path, self.auth_kind)
         try:
-            result = call(self._connect())
+            api = self._connect()
+        except ProxmoxError:
+            raise
+        except Exception as exc:  # the ticket login (proxmoxer logs in when it is built)
+            error = self._classify("POST /access/ticket", exc)
+            raise error from None
+        try:
+            result = call(api)
         except ProxmoxError:
             raise
         except Exception as exc:  # classify, then drop the original (it may hold headers)
@@ -411,7 +418,10 @@ class ProxmoxClient:
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return Timeout(f"{where}: no connection within {self._timeout[0]:g} s ({what})", endpoint=url)
         if isinstance(exc, requests.exceptions.ReadTimeout):
-            return Timeout(f"{where}: no answer to {what} within {self._timeout[1]:g} s", endpoint=url)
+            # urllib3 says which timeout fired: a TLS handshake that hangs ends at the connect timeout.
+            match = re.search(r"\(read timeout=([0-9.]+)\)", str(exc))
+            waited = float(match.group(1)) if match else self._timeout[1]
+            return Timeout(f"{where}: no answer to {what} within {waited:g} s", endpoint=url)
         if isinstance(exc, requests.exceptions.ConnectionError):
             return Unreachable(f"{where}: {_connection_detail(str(exc))} ({what})", endpoint=url)
         if isinstance(exc, requests.exceptions.RequestException):
@@ -451,6 +461,10 @@ def _from_status(
 
 
 def _tls_detail(text: str) -> str:
+    mismatch = re.search(r"(?:[Hh]ostname|IP address) mismatch, certificate is not valid for '([^']+)'", text)
+    if mismatch:
+        return (f"the certificate is not valid for the host name {mismatch.group(1)!r} of the endpoint; "
+                "use a host name the certificate names (or give that name in apiEndpoint)")
     match = re.search(r"certificate verify failed: ([^()'\"]+)", text)
     if match:
         return f"certificate not trusted ({match.group(1).strip()}); check caBundle"
