@@ -114,7 +114,8 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     if proxmox and not desired.settings_blocked and desired.clusters:
         from reconciler.apply.proxmox import registration
 
-        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters, write=False)
+        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters, write=False,
+                                                        shared=vm_reads.client if vm_reads is not None else None)
         # Registration may just have verified a cluster: its outcome is what the check trusts.
         verified = {o.name: o.status for o in cycle.clusters if o.status is not None}
         clusters = [{**c, "status": verified.get(c["metadata"]["name"], c.get("status"))} for c in clusters]

@@ -23,7 +23,7 @@ Deregistration is the planner's business: a removed file is a delete (under the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +70,9 @@ OWNED_FIELDS = (
     "phase",
     "lastError",
 )
+
+
+SharedClients = Callable[[ProxmoxCluster, ClusterCredentials], ProxmoxClient]
 
 
 class ClusterKube(Protocol):
@@ -296,12 +299,15 @@ def verify_cluster(
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
     required: tuple[Privilege, ...] = (),
+    shared: SharedClients | None = None,
 ) -> ClusterInfo | ProxmoxError:
     """One verification; a classified error is returned, not raised. The cluster's
     ``spec.timeouts`` win over the defaults given here; ``required``: privileges the credentials
     must hold (``required_privileges``), else ``PermissionDenied`` naming what is missing."""
     spec = cluster.spec
     try:
+        if shared is not None:  # the loop's client for this cluster: its ticket is reused, not closed here
+            return shared(cluster, credentials).verify(required)
         with client_for(
             cluster,
             credentials,
@@ -325,12 +331,16 @@ def register_clusters(
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
     write: bool = True,
+    shared: SharedClients | None = None,
 ) -> list[ClusterOutcome]:
     """Verify the clusters that are due and write their status; see the module docstring.
 
     ``write=False`` (the pipeline): nothing is written; each outcome's ``status`` is the status the
     verification calls for, which the report stage writes with everything else the cycle learned
     (one status patch per object per cycle).
+
+    ``shared``: where the loop keeps one client per cluster (``VmReads.client``): a ticket login
+    is then made once and reused by every verification and VM read, not once per verification.
 
     ``live``: the ``ProxmoxCluster`` CRs as they are *after* this cycle's apply (e.g. the objects
     the applies returned; saves a LIST); read when omitted. A list from before the apply would
@@ -383,6 +393,7 @@ def register_clusters(
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 required=job.required,
+                shared=shared,
             )
 
     pending = [j for j in jobs if j.result is None]

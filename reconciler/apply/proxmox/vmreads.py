@@ -154,6 +154,13 @@ class VmReads:
             state.pool.submit(self._write, state, vmid, node, dict(values), digest, summary)
             return True
 
+    def client(self, cluster: ProxmoxCluster, credentials: ClusterCredentials) -> ProxmoxClient:
+        """The cluster's long-lived client (one PVE ticket, renewed by proxmoxer before it
+        expires), for others that talk to the same cluster (verification): not to be closed by them."""
+        with self._lock:
+            state = self._state(cluster, credentials)
+        return self._client(state)
+
     def last_write(self, cluster: str, vmid: int) -> VmWrite | None:
         with self._lock:
             return self._writes.get((cluster, vmid))
