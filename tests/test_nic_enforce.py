@@ -197,3 +197,18 @@ def test_a_token_lacking_vm_audit_gives_permission_denied_naming_the_privilege_n
     assert "lacks VM.Audit on /vms/201 (to read VM 201 of node worker-01)" in (prod_outcome.message or "")
     status = fleet.env.cr("pve-prod", "ProxmoxCluster")["status"]  # type: ignore[index]
     assert status["health"] == "PermissionDenied"
+
+
+def test_removing_a_cluster_file_clears_the_nic_checks_of_nodes_that_still_name_it(fleet: Fleet) -> None:
+    fleet.settle(lambda c: all(s.state == "applied" for s in c.rollout.nodes.values()))
+    assert fleet.env.cr("gpu-01")["status"]["proxmoxCheck"]["checked"] is True  # type: ignore[index]
+    (fleet.env.repo / "clusters" / "pve-lab.yaml").unlink()
+    commit(fleet.env.repo, "pve-lab is gone")
+    fleet.settle(lambda c: "gpu-01" in c.validation.desired.blocked.get("MultiNicNodeConfig", frozenset()))
+    fleet.env.apply()
+    for node in ("gpu-01", "gpu-02"):
+        status = fleet.env.cr(node)["status"]  # type: ignore[index]
+        assert "proxmoxCheck" not in status  # no claim about a VM of a cluster that has no file
+        assert fleet.condition(node) == {}
+        assert fleet.condition(node, "ConfigValid")["status"] == "False"  # why: the file names pve-lab
+    assert fleet.env.cr("worker-01")["status"]["proxmoxCheck"]["checked"] is True  # type: ignore[index]

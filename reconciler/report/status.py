@@ -134,7 +134,7 @@ def validity(validation: ValidationResult, kind: str) -> dict[str, Validity]:
 
 
 def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None, validity: Validity | None,
-                now: datetime | None = None) -> NodeStatus:
+                now: datetime | None = None, cluster_files: frozenset[str] | None = None) -> NodeStatus:
     """The node's whole status after this cycle; without a rollout state the previous one is kept
     (a blocked file: the live spec and its outcome stay), with what else was learned."""
     previous = parse(NodeStatus, cr.status)
@@ -172,7 +172,11 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
                                                vm_write=check.vm_write or previous_write(previous))
         wanted[states.VM_NICS_MATCH] = check.condition
     drop: tuple[str, ...] = ()
-    if check is None and not cr.spec.get("proxmox"):  # names no VM (any more): nothing is claimed about one
+    named = (cr.spec.get("proxmox") or {}).get("cluster")
+    gone = cluster_files is not None and named is not None and named not in cluster_files
+    if check is None and (not named or gone):
+        # Names no VM (any more), or its cluster file is gone (the node file is blocked for it): a
+        # check made against that cluster is not true any more, nothing is claimed about the VM.
         update["proxmox_check"] = None
         drop = (states.VM_NICS_MATCH,)
     if validity is not None:
@@ -252,10 +256,13 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
     node_events: list[tuple[LiveCR, NodeState | None, NodeStatus]] = []  # looked at once the writes are done
     cluster_events: list[tuple[LiveCR, ClusterOutcome | None, ClusterStatus]] = []
     node_validity = validity(validation, KIND_NODE)
+    # Clusters that still have a file (valid or blocked): a check against any other one is stale.
+    cluster_files = (frozenset(validation.desired.clusters)
+                     | (validation.desired.blocked.get(KIND_CLUSTER) or frozenset()))
     for cr in sorted(crs.get(KIND_NODE, ()), key=lambda c: c.name):
         state = rollout.get(cr.name)
         wanted = node_status(cr, state=state, check=nic_checks.get(cr.name), validity=node_validity.get(cr.name),
-                             now=now)
+                             now=now, cluster_files=cluster_files)
         done.nodes[cr.name] = wanted
         patch = merge_patch(cr.status, wanted.dump())
         if patch is not None:
