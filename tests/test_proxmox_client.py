@@ -245,6 +245,34 @@ def test_a_tls_handshake_that_hangs_ends_at_the_connect_timeout_and_says_so(pve_
         listener.close()
 
 
+def test_a_pinned_fingerprint_trusts_the_certificate_without_its_ca_and_another_is_refused(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(hostnames=("pve1.example.net",))  # neither CA nor name would pass
+    pinned = token_client(sandbox, ca_bundle=None, fingerprint=sandbox.fingerprint)
+    assert pinned.verify().node_count == 2
+    assert pinned.find_vm(101) is not None
+    other = pve_sandbox_factory()  # a different server (certificate) at another port
+    wrong = token_client(other, ca_bundle=None, fingerprint=sandbox.fingerprint)
+    exc = expect(pve_secret_guard, errors.TLSFailure, wrong.verify)
+    assert "not the pinned one (spec.tls.fingerprint)" in exc.message
+    assert len(other.request_log) == 0  # nothing (no token) was sent to it
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"username": "a@pve", "password": "p", "fingerprint": "AB:" * 31 + "AB"}, "needs API token credentials"),
+        ({"token_id": "a@pve!t", "token_secret": "s", "fingerprint": "AB:" * 31 + "AB", "insecure_skip_verify": True},
+         "cannot be combined"),
+        ({"token_id": "a@pve!t", "token_secret": "s", "fingerprint": "AB:CD"}, "must be a SHA-256 fingerprint"),
+    ],
+)
+def test_unusable_fingerprint_settings_are_configuration_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(errors.ConfigurationError, match=message):
+        ProxmoxClient("https://pve.example", **kwargs)
+
+
 def test_a_closed_port_is_classified_as_unreachable(
     pve_sandbox: ProxmoxSandbox, pve_secret_guard: SecretGuard, pve_closed_port: int
 ) -> None:

@@ -48,7 +48,8 @@ class Repo:
         **spec: Any,
     ) -> None:
         url = endpoint or (sandbox.url if sandbox else "")
-        text = cluster_yaml(name, url, credentials_secret=f"{name}-creds", ca_secret=f"{name}-ca", **spec)
+        spec.setdefault("ca_secret", f"{name}-ca")
+        text = cluster_yaml(name, url, credentials_secret=f"{name}-creds", **spec)
         (self.root / "clusters" / f"{name}.yaml").write_text(text)
         if secrets and sandbox is not None:
             desired = self.desired()
@@ -230,6 +231,16 @@ def test_insecure_skip_verify_from_the_file_connects_and_says_so_in_the_status(
     status = repo.status("pve-sandbox")
     assert status["tlsInsecure"] is True
     assert status["warnings"] == ["TLS certificate verification is disabled (spec.tls.insecureSkipVerify)"]
+
+
+def test_a_cluster_file_pinning_the_certificate_fingerprint_registers_without_a_ca_bundle(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(hostnames=("pve1.example.net",))  # the name in the URL is not in the cert
+    repo.add_cluster("pve-sandbox", sandbox, ca_secret=None, fingerprint=sandbox.fingerprint)
+    outcome = repo.cycle(T0)["pve-sandbox"]
+    assert (outcome.ready, outcome.reason) == (True, "Verified"), outcome.message
+    assert repo.status("pve-sandbox")["health"] == "Healthy"
 
 
 # --- failures: the Ready condition's reason -----------------------------------------------------

@@ -177,6 +177,7 @@ class SecretKeyRef(_Model):
 class TLSSettings(_Model):
     insecure_skip_verify: bool = False
     ca_bundle_secret_ref: SecretKeyRef | None = None
+    fingerprint: str | None = None  # sha256, AA:BB:...
 
 
 class ProxmoxTimeouts(_Model):
