@@ -180,7 +180,8 @@ class ProxmoxClient:
                 raise ConfigurationError("tls.fingerprint needs API token credentials: proxmoxer's ticket login "
                                          "(username/password) cannot be pinned")
             if ca_bundle is not None or insecure_skip_verify:
-                raise ConfigurationError("tls.fingerprint cannot be combined with caBundleSecretRef or insecureSkipVerify")
+                raise ConfigurationError(
+                    "tls.fingerprint cannot be combined with caBundleSecretRef or insecureSkipVerify")
         self._verify: bool | str = False if self.fingerprint else self._tls_verify(ca_bundle, insecure_skip_verify)
         self.insecure_skip_verify = insecure_skip_verify
         if insecure_skip_verify:
