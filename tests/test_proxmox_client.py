@@ -65,6 +65,7 @@ def test_token_auth_reads_version_cluster_name_quorum_and_nodes(
         node_count=2,
         online_nodes=2,
         nodes=(NodeInfo("pve1", True), NodeInfo("pve2", True)),
+        endpoint=pve_sandbox.url,
     )
     calls = [(r.method, r.path, r.auth) for r in pve_sandbox.request_log]
     assert calls == [
@@ -271,6 +272,30 @@ def test_a_pinned_fingerprint_trusts_the_certificate_without_its_ca_and_another_
 def test_unusable_fingerprint_settings_are_configuration_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(errors.ConfigurationError, match=message):
         ProxmoxClient("https://pve.example", **kwargs)
+
+
+def test_endpoints_are_tried_in_order_and_the_one_that_answered_is_kept(
+    pve_sandbox: ProxmoxSandbox, pve_closed_port: int, pve_secret_guard: SecretGuard
+) -> None:
+    down = f"https://127.0.0.1:{pve_closed_port}"
+    client = token_client(pve_sandbox, endpoint=down, fallbacks=[pve_sandbox.url])
+    info = client.verify()
+    assert info.endpoint == pve_sandbox.url
+    assert info.skipped == (f"Proxmox VE API at {down}: connection refused (GET /version)",)
+    assert client.find_vm(101) is not None and client.take_skipped() == ()  # no second try of the dead one
+    everything_down = token_client(pve_sandbox, endpoint=down, fallbacks=[down.replace("127.0.0.1", "localhost")])
+    exc = expect(pve_secret_guard, errors.Unreachable, everything_down.verify)
+    assert "localhost" in exc.message  # the last endpoint tried is the one reported
+
+
+def test_an_endpoint_that_answers_with_an_error_is_not_failed_over(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    first, second = pve_sandbox_factory(), pve_sandbox_factory()
+    first.faults.error("/version", 500, "broken", times=None)
+    client = token_client(first, fallbacks=[second.url])
+    exc = expect(pve_secret_guard, errors.APIError, client.verify)
+    assert exc.status == 500 and len(second.request_log) == 0
 
 
 def test_a_closed_port_is_classified_as_unreachable(

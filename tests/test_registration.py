@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from multinic_sandbox.harness.kube_setup import apply_desired, cluster_secrets, cluster_yaml, put_secret
 from multinic_sandbox.kube.server import KubeSandbox
 from multinic_sandbox.proxmox import ProxmoxSandbox, Topology
@@ -241,6 +242,24 @@ def test_a_cluster_file_pinning_the_certificate_fingerprint_registers_without_a_
     outcome = repo.cycle(T0)["pve-sandbox"]
     assert (outcome.ready, outcome.reason) == (True, "Verified"), outcome.message
     assert repo.status("pve-sandbox")["health"] == "Healthy"
+
+
+def test_with_several_api_endpoints_a_node_that_is_down_is_passed_over_in_order(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard, pve_closed_port: int
+) -> None:
+    sandbox = pve_sandbox_factory(three_node_topology())
+    down = f"https://127.0.0.1:{pve_closed_port}"
+    repo.add_cluster("pve-prod", sandbox, endpoint=down)
+    path = repo.root / "clusters" / "pve-prod.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["apiEndpoints"] = [sandbox.url]
+    path.write_text(yaml.safe_dump(doc))
+    outcome = repo.cycle(T0)["pve-prod"]
+    assert (outcome.ready, outcome.reason) == (True, "Verified"), outcome.message
+    status = repo.status("pve-prod")
+    assert (status["health"], status["nodeCount"]) == ("Degraded", 3)
+    assert status["warnings"] == [f"Proxmox VE API at {down}: connection refused (GET /version); "
+                                  f"verified through {sandbox.url}"]
 
 
 # --- failures: the Ready condition's reason -----------------------------------------------------

@@ -187,6 +187,7 @@ class ProxmoxTimeouts(_Model):
 
 class ProxmoxClusterSpec(_Model):
     api_endpoint: str
+    api_endpoints: tuple[str, ...] = ()  # further endpoints, tried in order when the one before is unreachable
     credentials_secret_ref: SecretRef
     tls: TLSSettings = Field(default_factory=TLSSettings)
     expected_node_count: int | None = None

@@ -22,8 +22,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ from reconciler.apply.proxmox.errors import (
     APIError,
     AuthenticationFailed,
     ConfigurationError,
+    ConnectTimeout,
     PermissionDenied,
     ProxmoxError,
     Timeout,
@@ -67,6 +68,8 @@ class ClusterInfo:
     node_count: int
     online_nodes: int
     nodes: tuple[NodeInfo, ...]
+    endpoint: str | None = None  # the endpoint that answered
+    skipped: tuple[str, ...] = ()  # endpoints tried first that could not be reached, and why
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,11 @@ class ProxmoxClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         fingerprint: str | None = None,
+        fallbacks: Sequence[str] = (),
     ) -> None:
-        self.endpoint = parse_endpoint(endpoint)
+        self.endpoints = [parse_endpoint(e) for e in (endpoint, *fallbacks)]
+        self._current = 0
+        self.skipped: list[str] = []  # why endpoints were passed over (since the last take_skipped())
         self._secrets: list[str] = []
         if token_id:
             user, bang, name = token_id.partition("!")
@@ -190,6 +196,17 @@ class ProxmoxClient:
         self._api: ProxmoxAPI | None = None
         self._connect_lock = threading.Lock()  # VM reads share one client (one ticket) across threads
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint in use: the first one, or the one that answered after failing over."""
+        return self.endpoints[self._current]
+
+    def take_skipped(self) -> tuple[str, ...]:
+        """The endpoints passed over since the last call, and why (for status warnings)."""
+        with self._connect_lock:
+            out, self.skipped = tuple(self.skipped), []
+        return out
+
     # --- public operations ---
     def verify(self, required: Iterable[Privilege] = ()) -> ClusterInfo:
         """Check credentials, read version, membership and quorum, then check that the
@@ -205,7 +222,7 @@ class ProxmoxClient:
                 endpoint=self.endpoint.url,
             ) from None
         self.check_privileges(required)
-        return info
+        return replace(info, endpoint=self.endpoint.url, skipped=self.take_skipped())
 
     def privileges(self, path: str) -> frozenset[str]:
         """The privileges the token (or user) has on ``path``: ``GET /access/permissions?path=``,
@@ -303,16 +320,19 @@ class ProxmoxClient:
         params = dict(values)
         if digest:
             params["digest"] = digest
-        log.info("PUT %s%s (%s; auth: %s)", self.endpoint.url, path, ", ".join(sorted(values)), self.auth_kind)
-        try:
-            self._connect().nodes(node).qemu(vmid).config.put(**params)
-        except ProxmoxError:
-            raise
-        except Exception as exc:
-            error = self._classify(f"PUT {path}", exc)
-        else:
-            return
-        raise error from None
+        first = self._current
+        while True:
+            log.info("PUT %s%s (%s; auth: %s)", self.endpoint.url, path, ", ".join(sorted(values)), self.auth_kind)
+            try:
+                self._connect().nodes(node).qemu(vmid).config.put(**params)
+            except ProxmoxError as exc:
+                error = exc
+            except Exception as exc:
+                error = self._classify(f"PUT {path}", exc)
+            else:
+                return
+            if not self._fail_over(error, first):
+                raise error from None
 
     def close(self) -> None:
         self._api = None
@@ -374,6 +394,31 @@ class ProxmoxClient:
         return self._api
 
     def _get(self, path: str, call: Callable[[ProxmoxAPI], Any], shape: type[T]) -> T:
+        """``_get_once`` on the endpoint in use, then on the next ones while none can be reached."""
+        first = self._current
+        while True:
+            try:
+                return self._get_once(path, call, shape)
+            except ProxmoxError as exc:
+                if not self._fail_over(exc, first):
+                    raise
+
+    def _fail_over(self, error: ProxmoxError, first: int) -> bool:
+        """Move to the next endpoint if ``error`` says this one reached nobody and endpoints are
+        left that this call has not tried (True); the next call starts at the one that answered."""
+        if len(self.endpoints) < 2 or not _reached_nobody(error):
+            return False
+        with self._connect_lock:
+            nxt = (self._current + 1) % len(self.endpoints)
+            if nxt == first:
+                self._current = first
+                return False
+            self.skipped.append(error.message)
+            log.warning("%s; trying %s", error.message, self.endpoints[nxt].url)
+            self._current, self._api = nxt, None
+        return True
+
+    def _get_once(self, path: str, call: Callable[[ProxmoxAPI], Any], shape: type[T]) -> T:
         log.debug("GET %s%s (auth: %s)", self.endpoint.url, path, self.auth_kind)
         try:
             api = self._connect()
@@ -428,7 +473,7 @@ class ProxmoxClient:
         if isinstance(exc, requests.exceptions.SSLError):
             return TLSFailure(f"{where}: TLS handshake failed: {_tls_detail(str(exc))}", endpoint=url)
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return Timeout(f"{where}: no connection within {self._timeout[0]:g} s ({what})", endpoint=url)
+            return ConnectTimeout(f"{where}: no connection within {self._timeout[0]:g} s ({what})", endpoint=url)
         if isinstance(exc, requests.exceptions.ReadTimeout):
             # urllib3 says which timeout fired: a TLS handshake that hangs ends at the connect timeout.
             match = re.search(r"\(read timeout=([0-9.]+)\)", str(exc))
@@ -507,6 +552,17 @@ def _tls_detail(text: str) -> str:
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return "the endpoint does not speak TLS"
     return "TLS error"
+
+
+_NOBODY = ("connection refused", "host name does not resolve", "no route to host", "network is unreachable",
+           "cannot connect")
+
+
+def _reached_nobody(error: ProxmoxError) -> bool:
+    """No server got the request: worth trying another endpoint (a write too)."""
+    if isinstance(error, ConnectTimeout):
+        return True
+    return isinstance(error, Unreachable) and error.status is None and any(d in error.message for d in _NOBODY)
 
 
 def _connection_detail(text: str) -> str:

@@ -221,6 +221,7 @@ def client_for(
         client = client_factory(
             cluster.spec.api_endpoint,
             **credentials.client_kwargs(),
+            **({"fallbacks": cluster.spec.api_endpoints} if cluster.spec.api_endpoints else {}),
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )

@@ -81,6 +81,10 @@ class Timeout(ProxmoxError):
     reason = "Timeout"
 
 
+class ConnectTimeout(Timeout):
+    """No connection (TCP or TLS handshake) within the connect timeout."""
+
+
 class APIError(ProxmoxError):
     """Any other error answer (4xx/5xx) or an answer that is not what the PVE API returns."""
 

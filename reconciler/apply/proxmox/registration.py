@@ -158,6 +158,9 @@ def health_and_warnings(cluster: ProxmoxCluster, info: ClusterInfo) -> tuple[str
     if offline:
         degraded = True
         warnings.append(f"{len(offline)} of {info.node_count} nodes offline: {', '.join(offline)}")
+    if info.skipped:
+        degraded = True
+        warnings += [f"{why}; verified through {info.endpoint}" for why in info.skipped]
     if cluster.spec.tls.insecure_skip_verify:
         warnings.append("TLS certificate verification is disabled (spec.tls.insecureSkipVerify)")
     return (DEGRADED if degraded else HEALTHY), warnings
