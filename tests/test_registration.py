@@ -262,6 +262,28 @@ def test_with_several_api_endpoints_a_node_that_is_down_is_passed_over_in_order(
                                   f"verified through {sandbox.url}"]
 
 
+def test_the_same_cluster_registered_under_two_host_spellings_is_reported_on_both_files(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(three_node_topology())
+    repo.add_cluster("prod-a", sandbox, endpoint=sandbox.url)
+    repo.add_cluster("prod-b", sandbox, endpoint=sandbox.url.replace("127.0.0.1", "localhost"))
+    other = pve_sandbox_factory()  # another cluster, not a twin
+    repo.add_cluster("lab", other)
+    outcomes = repo.cycle(T0)
+    assert all(o.ready for o in outcomes.values())
+    for name, twin in (("prod-a", "prod-b"), ("prod-b", "prod-a")):
+        status = repo.status(name)
+        assert status["health"] == "Degraded"
+        assert status["warnings"] == [f"the same Proxmox cluster (pve-prod: pve1, pve2, pve3) is registered by "
+                                      f"clusters/{twin}.yaml too; keep one file per cluster"]
+    assert repo.status("lab")["health"] == "Healthy"
+
+    (repo.root / "clusters" / "prod-b.yaml").unlink()  # one file per cluster again
+    outcomes = repo.cycle(T0 + timedelta(minutes=6))
+    assert repo.status("prod-a")["health"] == "Healthy" and "warnings" not in repo.status("prod-a")
+
+
 # --- failures: the Ready condition's reason -----------------------------------------------------
 
 

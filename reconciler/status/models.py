@@ -149,6 +149,8 @@ class ClusterStatus(_Common):
     """Number of Proxmox nodes."""
     online_nodes: Annotated[int | None, Field(ge=0)] = None
     """Number of Proxmox nodes online."""
+    node_names: tuple[str, ...] | None = None
+    """Names of the Proxmox nodes (with clusterName: what tells the same cluster registered twice)."""
     health: Health | None = None
     """Healthy or Degraded when verified; else what failed: Unreachable, AuthenticationFailed,
     TLSFailure, CredentialsMissing, PermissionDenied, Timeout, APIError or InvalidConfiguration."""

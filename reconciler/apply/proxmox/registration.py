@@ -58,7 +58,7 @@ FAILURE_HEALTH = ("AuthenticationFailed", "TLSFailure", "CredentialsMissing", "U
 PHASE_READY, PHASE_FAILED = "Ready", "Failed"
 
 # Status fields this module owns; every other status field (written by others) is left alone.
-FACT_FIELDS = ("version", "release", "clusterName", "quorate", "nodeCount", "onlineNodes")
+FACT_FIELDS = ("version", "release", "clusterName", "quorate", "nodeCount", "onlineNodes", "nodeNames")
 OWNED_FIELDS = (
     *FACT_FIELDS,
     "health",
@@ -180,9 +180,17 @@ def verified_status(
     *,
     generation: int | None,
     now: datetime,
+    also_registered_by: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The owned status fields after a successful verification (``None`` means: remove)."""
+    """The owned status fields after a successful verification (``None`` means: remove).
+    ``also_registered_by``: other cluster files that reach the same cluster (``duplicates``)."""
     health, warnings = health_and_warnings(cluster, info)
+    others = sorted(also_registered_by)
+    if others:
+        health = DEGRADED
+        files = ", ".join(f"clusters/{o}.yaml" for o in others)
+        warnings.append(f"the same Proxmox cluster ({info.cluster_name}: {', '.join(n.name for n in info.nodes)}) "
+                        f"is registered by {files} too; keep one file per cluster")
     name = f"cluster {info.cluster_name}" if info.cluster_name else "standalone node"
     message = f"Proxmox VE {info.version}, {name}, {info.online_nodes}/{info.node_count} nodes online" + (
         ", quorate" if info.quorate else ", not quorate"
@@ -196,6 +204,7 @@ def verified_status(
         "quorate": info.quorate,
         "nodeCount": info.node_count,
         "onlineNodes": info.online_nodes,
+        "nodeNames": [n.name for n in info.nodes],
         "health": health,
         "lastVerified": format_time(now),
         "tlsInsecure": True if cluster.spec.tls.insecure_skip_verify else None,
@@ -407,19 +416,52 @@ def register_clusters(
         for job in pending:
             run(job)
 
+    twins = duplicates(jobs, {n: cr for n, cr in crs.items() if n in desired.clusters})
     for job in jobs:
-        outcomes[job.cluster.name] = _write(kube, job, now, write=write)
+        outcomes[job.cluster.name] = _write(kube, job, now, write=write, twins=twins.get(job.cluster.name, ()))
     return [outcomes[name] for name in sorted(outcomes)]
 
 
-def _write(kube: ClusterKube, job: _Job, now: datetime, *, write: bool = True) -> ClusterOutcome:
+def _identity(cluster_name: object, nodes: Iterable[object]) -> tuple[str, tuple[str, ...]] | None:
+    """What tells one PVE cluster: its name and node set (a standalone node has no name: None)."""
+    if not cluster_name:
+        return None
+    return str(cluster_name), tuple(sorted(str(n) for n in nodes))
+
+
+def duplicates(jobs: Iterable[_Job], crs: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Cluster file -> the other files that reach the same cluster (same ``clusterName`` and node
+    set), from this cycle's verifications and the last known facts of the others, e.g. one file
+    naming ``https://localhost:8006`` and another ``https://127.0.0.1:8006``."""
+    known: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+    for name, cr in crs.items():
+        status = cr.get("status") or {}
+        known[name] = _identity(status.get("clusterName"), status.get("nodeNames") or ())
+    verified: set[str] = set()
+    for job in jobs:
+        if isinstance(job.result, ClusterInfo):
+            known[job.cluster.name] = _identity(job.result.cluster_name, (n.name for n in job.result.nodes))
+            verified.add(job.cluster.name)
+        else:
+            known[job.cluster.name] = None
+    out: dict[str, tuple[str, ...]] = {}
+    for name in verified:
+        mine = known[name]
+        twins = tuple(sorted(o for o, ident in known.items() if o != name and ident is not None and ident == mine))
+        if twins:
+            out[name] = twins
+    return out
+
+
+def _write(kube: ClusterKube, job: _Job, now: datetime, *, write: bool = True,
+           twins: tuple[str, ...] = ()) -> ClusterOutcome:
     name = job.cluster.name
     previous = dict(job.cr.get("status") or {})
     generation = (job.cr.get("metadata") or {}).get("generation")
     result = job.result
     assert result is not None
     if isinstance(result, ClusterInfo):
-        new = verified_status(previous, job.cluster, result, generation=generation, now=now)
+        new = verified_status(previous, job.cluster, result, generation=generation, now=now, also_registered_by=twins)
         info: ClusterInfo | None = result
         log.info(
             "ProxmoxCluster %s verified (%s): Proxmox VE %s, %d nodes", name, job.due, result.version, result.node_count
