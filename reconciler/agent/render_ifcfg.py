@@ -27,10 +27,6 @@ DIR = "etc/sysconfig/network-scripts"
 MODE = 0o644
 
 
-def paths(name: str) -> list[str]:
-    """Every file a NIC ``name`` can own (for stale-file and foreign-file checks)."""
-    return [f"{DIR}/ifcfg-{name}", f"{DIR}/route-{name}", f"{DIR}/route6-{name}"]
-
 
 def _header(node: str) -> str:
     return f"{MARKER} (node {node}); do not edit, the next apply overwrites this file\n"

@@ -33,9 +33,6 @@ def connection_uuid(node: str, name: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{node}/{name}"))
 
 
-def paths(name: str) -> list[str]:
-    return [f"{DIR}/{name}.nmconnection", f"{LINK_DIR}/70-multinic-{name}.link"]
-
 
 def _header(node: str) -> str:
     return f"{MARKER} (node {node}); do not edit, the next apply overwrites this file\n"
