@@ -225,3 +225,20 @@ def test_in_the_loop_writes_run_off_the_reconcile_path_and_a_refused_one_is_not_
     linked = "virtio=BC:24:11:31:00:0C,bridge=vmbr31,tag=31"
     assert states[:3] == [("waiting", None), ("waiting", attached), ("waiting", linked)], states
     assert states[3][0] in ("running", "applied") and states[3][1] == linked
+
+
+def test_a_cluster_file_can_turn_it_on_for_its_nodes_and_a_node_file_can_opt_out(fleet: Fleet) -> None:
+    path = fleet.env.repo / "clusters" / "pve-prod.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["manageNics"] = True
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before_03 = fleet.vm("pve-prod", 203)
+    fleet.edit("worker-02", lambda s: s["interfaces"].append(TENANT1))  # no flag: the cluster's applies
+    fleet.edit("worker-03", lambda s: (s["proxmox"].update(manageNics=False),
+                                       s["interfaces"][0].update(proxmox={"bridge": "vmbr9"})))
+    commit(fleet.env.repo, "pve-prod manages NICs, worker-03 opts out")
+    fleet.settle(lambda c: c.rollout.nodes["worker-02"].state == "applied"
+                 and c.rollout.nodes["worker-03"].state == "held"
+                 and "bc:24:11:31:00:0c" in json.dumps(fleet.env.cr("worker-02")["spec"]))  # type: ignore[index]
+    assert fleet.vm("pve-prod", 202)["net3"] == "virtio=BC:24:11:31:00:0C,bridge=vmbr31,tag=31"
+    assert fleet.vm("pve-prod", 203) == before_03  # opted out: only reported

@@ -134,6 +134,10 @@ class ProxmoxRef(_Model):
         """Whether a VM NIC mismatch (or no answer from Proxmox) holds the node's Job."""
         return self.nic_check != "warn"
 
+    def manages_nics(self, cluster_default: bool | None) -> bool:
+        """``manageNics`` of this node, else its cluster's (``spec.manageNics`` of the cluster file), else off."""
+        return self.manage_nics if self.manage_nics is not None else bool(cluster_default)
+
 
 class NodeSpec(_Model):
     node_name: str = ""
@@ -194,6 +198,7 @@ class ProxmoxClusterSpec(_Model):
     verify_interval: str = "5m"
     timeouts: ProxmoxTimeouts | None = None
     read_concurrency: int | None = None  # VM config reads in flight at once (default 4)
+    manage_nics: bool | None = None  # the default of spec.proxmox.manageNics for the nodes of this cluster
 
     @property
     def connect_timeout_seconds(self) -> float | None:

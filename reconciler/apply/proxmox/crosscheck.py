@@ -305,7 +305,7 @@ def _cluster_state(cr: Mapping[str, Any] | None, cluster: str) -> str | None:
     return f"Proxmox cluster {cluster} is not verified ({condition.get('reason')}: {condition.get('message')})"
 
 
-def _from_read(node: NodeConfig, entry: VmRead, now: float) -> NodeCheck:
+def _from_read(node: NodeConfig, entry: VmRead, now: float, *, cluster_manages: bool | None = None) -> NodeCheck:
     ref = node.spec.proxmox
     assert ref is not None
     enforce, age = ref.enforce, entry.age(now)
@@ -323,7 +323,7 @@ def _from_read(node: NodeConfig, entry: VmRead, now: float) -> NodeCheck:
     check = NodeCheck(node.name, ref.cluster, ref.vmid, True, vm_node=entry.location.node,
                       vm_name=entry.location.name or None, mismatches=problems,
                       reason=MISMATCH if problems else MATCH, enforce=enforce, age=age)
-    if not ref.manage_nics:
+    if not ref.manages_nics(cluster_manages):
         return check
     plan = nicsync.plan_nics(ref.vmid, wanted, entry.config.nics)
     if plan.refused:  # bad input: nothing is written, the node is held until the file or the VM is fixed
@@ -381,7 +381,7 @@ def gate(
                                                error=f"VM {ref.vmid} has not been read yet",
                                                reason=READ_PENDING, enforce=ref.enforce)
                 continue
-            check = _from_read(node, entry, now)
+            check = _from_read(node, entry, now, cluster_manages=desired.clusters[cluster].spec.manage_nics)
             written = reads.last_write(cluster, ref.vmid)
             if written is not None:
                 check = replace(check, vm_write=written.message)

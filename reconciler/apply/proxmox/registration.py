@@ -297,7 +297,8 @@ def required_privileges(desired: DesiredState, cluster: str) -> tuple[Privilege,
         if ref is None or ref.cluster != cluster:
             continue
         out.append(Privilege(f"/vms/{ref.vmid}", "VM.Audit", f"read VM {ref.vmid} of node {name}"))
-        if ref.manage_nics:
+        spec = desired.clusters[cluster].spec if cluster in desired.clusters else None
+        if ref.manages_nics(spec.manage_nics if spec else None):
             out.append(Privilege(f"/vms/{ref.vmid}", "VM.Config.Network",
                                  f"manage the NICs of VM {ref.vmid} of node {name}"))
     return tuple(out)
