@@ -242,3 +242,24 @@ def test_a_cluster_file_can_turn_it_on_for_its_nodes_and_a_node_file_can_opt_out
                  and "bc:24:11:31:00:0c" in json.dumps(fleet.env.cr("worker-02")["spec"]))  # type: ignore[index]
     assert fleet.vm("pve-prod", 202)["net3"] == "virtio=BC:24:11:31:00:0C,bridge=vmbr31,tag=31"
     assert fleet.vm("pve-prod", 203) == before_03  # opted out: only reported
+
+
+def test_a_slot_is_removed_from_the_vm_only_when_the_file_marks_it_absent(fleet: Fleet) -> None:
+    before = fleet.vm("pve-prod", 202)
+    assert "net2" in before
+    # marked absent while an interface still names it: refused, nothing written
+    fleet.edit("worker-02", lambda s: (_manage(s), s["proxmox"].update(absent=["net2"])))
+    commit(fleet.env.repo, "contradiction")
+    fleet.settle(lambda c: c.rollout.nodes["worker-02"].state == "held")
+    assert fleet.vm("pve-prod", 202) == before
+
+    fleet.edit("worker-02", lambda s: s.update(interfaces=[i for i in s["interfaces"] if i["proxmoxNet"] != "net2"]))
+    commit(fleet.env.repo, "worker-02: tenant0 and its VM NIC removed")
+    fleet.settle(lambda c: c.rollout.nodes["worker-02"].state == "applied"
+                 and fleet.env.cr("worker-02")["status"]["observedGeneration"]  # type: ignore[index]
+                 == fleet.env.cr("worker-02")["metadata"]["generation"])  # type: ignore[index]
+    after = fleet.vm("pve-prod", 202)
+    assert "net2" not in after
+    assert {k: v for k, v in after.items() if k.startswith("net")} == {
+        k: v for k, v in before.items() if k.startswith("net") and k != "net2"}
+    assert any(r == "VMNicsUpdated" and "net2: remove" in m for r, m in fleet.events("worker-02"))

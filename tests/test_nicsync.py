@@ -48,3 +48,12 @@ def test_one_bad_interface_refuses_the_whole_vm() -> None:
     ]:
         plan = plan_nics(201, [good, bad], VM)
         assert plan.changes == () and says in plan.refused[0], plan
+
+
+def test_only_slots_listed_as_absent_are_removed_and_never_one_an_interface_names() -> None:
+    keep = DesiredNic("bc:24:11:20:00:0b", "net1", bridge="vmbr1")
+    plan = plan_nics(201, [keep], VM, absent=["net0", "net7"])  # net7 is not on the VM: nothing to do
+    assert [(c.kind, c.slot) for c in plan.changes] == [("remove", "net0")] and plan.deletes == ("net0",)
+    assert plan.values == {}
+    refused = plan_nics(201, [keep], VM, absent=["net1"])
+    assert refused.changes == () and "both in spec.proxmox.absent and named by an interface" in refused.refused[0]

@@ -128,6 +128,7 @@ class ProxmoxRef(_Model):
     nic_check: Literal["enforce", "warn"] | None = None
     # None means off (not filled in, for the same reason as nic_check).
     manage_nics: bool | None = None
+    absent: tuple[str, ...] | None = None  # manageNics: slots to remove from the VM
 
     @property
     def enforce(self) -> bool:

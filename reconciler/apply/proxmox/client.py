@@ -312,17 +312,20 @@ class ProxmoxClient:
         where = self.find_vm(vmid)
         return None if where is None else self.vm_config(where.node, vmid)
 
-    def update_vm_nics(self, node: str, vmid: int, values: Mapping[str, str], *, digest: str | None) -> None:
+    def update_vm_nics(self, node: str, vmid: int, values: Mapping[str, str], *, digest: str | None,
+                       delete: Sequence[str] = ()) -> None:
         """``PUT /nodes/{node}/qemu/{vmid}/config`` with the ``netN`` values (and the ``digest`` of
         the config they were planned from: PVE refuses the write if the VM changed meanwhile).
         With a ticket proxmoxer sends the CSRF token; needs VM.Config.Network on /vms/{vmid}."""
         path = f"/nodes/{node}/qemu/{vmid}/config"
         params = dict(values)
+        if delete:
+            params["delete"] = ",".join(delete)
         if digest:
             params["digest"] = digest
         first = self._current
         while True:
-            log.info("PUT %s%s (%s; auth: %s)", self.endpoint.url, path, ", ".join(sorted(values)), self.auth_kind)
+            log.info("PUT %s%s (%s; auth: %s)", self.endpoint.url, path, ", ".join(sorted(params)), self.auth_kind)
             try:
                 self._connect().nodes(node).qemu(vmid).config.put(**params)
             except ProxmoxError as exc:

@@ -65,6 +65,7 @@ class NodeCheck:
     age: float | None = None  # seconds since the VM was read
     vm_changes: tuple[str, ...] = ()  # manageNics: what will be written to the VM (one line per slot)
     vm_values: tuple[tuple[str, str], ...] = ()  # manageNics: the netN values of that write
+    vm_deletes: tuple[str, ...] = ()  # manageNics: the slots that write removes (spec.proxmox.absent)
     vm_digest: str | None = None  # the digest of the config the write was planned from
     vm_node_for_write: str | None = None
     vm_write: str | None = None  # manageNics: the last write made to the VM's NICs, and how it went
@@ -325,10 +326,11 @@ def _from_read(node: NodeConfig, entry: VmRead, now: float, *, cluster_manages: 
                       reason=MISMATCH if problems else MATCH, enforce=enforce, age=age)
     if not ref.manages_nics(cluster_manages):
         return check
-    plan = nicsync.plan_nics(ref.vmid, wanted, entry.config.nics)
+    plan = nicsync.plan_nics(ref.vmid, wanted, entry.config.nics, ref.absent or ())
     if plan.refused:  # bad input: nothing is written, the node is held until the file or the VM is fixed
         return replace(check, mismatches=problems + plan.refused, reason=MISMATCH)
     return replace(check, vm_changes=plan.summaries, vm_values=tuple(sorted(plan.values.items())),
+                   vm_deletes=plan.deletes,
                    vm_digest=entry.config.digest, vm_node_for_write=entry.location.node)
 
 
@@ -412,7 +414,7 @@ def gate(
             for check in writes:  # manageNics: one PUT per VM, then a fresh read of it
                 assert check.vm_node_for_write is not None
                 reads.write(desired.clusters[cluster], credentials, check.vmid, node=check.vm_node_for_write,
-                            values=dict(check.vm_values), digest=check.vm_digest,
+                            values=dict(check.vm_values), delete=check.vm_deletes, digest=check.vm_digest,
                             summary="; ".join(check.vm_changes))
     reads.retain(verified)
     return dict(sorted(results.items()))

@@ -15,6 +15,7 @@ Rules (keyed by slot, non-destructive):
   the next plan brings the link up;
 * a slot the VM has keeps its MAC and every option the file does not give (queues, rate,
   trunks, ...); only the fields the file gives change;
+* a slot is removed only when ``spec.proxmox.absent`` lists it (and no interface names it);
 * refused, for the whole VM: a MAC that differs from the one the VM's slot has (a NIC's MAC is
   never changed), a MAC that is on another slot of the VM (never moved), a new slot without a
   bridge, a MAC that is not a unicast MAC.
@@ -34,7 +35,7 @@ DEFAULT_MODEL = "virtio"
 @dataclass(frozen=True)
 class NicChange:
     slot: str
-    kind: Literal["attach", "update", "link-up"]
+    kind: Literal["attach", "update", "link-up", "remove"]
     before: str | None  # the netN value now (None: no such slot)
     after: str
 
@@ -44,6 +45,8 @@ class NicChange:
             return f"{self.slot}: attach {self.after}"
         if self.kind == "link-up":
             return f"{self.slot}: bring the link up"
+        if self.kind == "remove":
+            return f"{self.slot}: remove {self.before} (spec.proxmox.absent)"
         return f"{self.slot}: {self.before} -> {self.after}"
 
 
@@ -54,7 +57,11 @@ class NicPlan:
 
     @property
     def values(self) -> dict[str, str]:
-        return {c.slot: c.after for c in self.changes}
+        return {c.slot: c.after for c in self.changes if c.kind != "remove"}
+
+    @property
+    def deletes(self) -> tuple[str, ...]:
+        return tuple(c.slot for c in self.changes if c.kind == "remove")
 
     @property
     def summaries(self) -> tuple[str, ...]:
@@ -96,8 +103,11 @@ def _wanted(want: DesiredNic, base: VmNic) -> VmNic:
     )
 
 
-def plan_nics(vmid: int | str, desired: Iterable[DesiredNic], nics: Sequence[VmNic]) -> NicPlan:
-    """The writes that make the VM's listed slots match ``desired``; see the module docstring."""
+def plan_nics(vmid: int | str, desired: Iterable[DesiredNic], nics: Sequence[VmNic],
+              absent: Iterable[str] = ()) -> NicPlan:
+    """The writes that make the VM's listed slots match ``desired`` and remove the ``absent``
+    ones it has; see the module docstring."""
+    desired = list(desired)
     by_slot: Mapping[str, VmNic] = {n.slot: n for n in nics}
     by_mac: Mapping[str, VmNic] = {n.mac: n for n in nics if n.mac}
     changes: list[NicChange] = []
@@ -136,6 +146,12 @@ def plan_nics(vmid: int | str, desired: Iterable[DesiredNic], nics: Sequence[VmN
         if new != current:
             kind: Literal["update", "link-up"] = "link-up" if new == replace(current, link_down=False) else "update"
             changes.append(NicChange(slot, kind, format_net(current), format_net(new)))
+    named = {want.proxmox_net for want in desired if want.proxmox_net}
+    for slot in sorted(set(absent)):
+        if slot in named:
+            refused.append(f"{slot} is both in spec.proxmox.absent and named by an interface")
+        elif slot in by_slot:
+            changes.append(NicChange(slot, "remove", format_net(by_slot[slot]), ""))
     if refused:
         return NicPlan((), tuple(refused))
     return NicPlan(tuple(changes), ())

@@ -141,7 +141,7 @@ class VmReads:
                 state.pool.submit(self._read, state, vmid)
 
     def write(self, cluster: ProxmoxCluster, credentials: ClusterCredentials, vmid: int, *, node: str,
-              values: Mapping[str, str], digest: str | None, summary: str) -> bool:
+              values: Mapping[str, str], digest: str | None, summary: str, delete: Iterable[str] = ()) -> bool:
         """Queue ``PUT .../config`` of ``values`` on the cluster's workers, then a fresh read of the
         VM; returns at once (False: a read or write of this VM is in flight, nothing queued)."""
         with self._lock:
@@ -151,7 +151,7 @@ class VmReads:
             if vmid in state.reading:
                 return False
             state.reading[vmid] = time.time()
-            state.pool.submit(self._write, state, vmid, node, dict(values), digest, summary)
+            state.pool.submit(self._write, state, vmid, node, dict(values), digest, summary, tuple(delete))
             return True
 
     def client(self, cluster: ProxmoxCluster, credentials: ClusterCredentials) -> ProxmoxClient:
@@ -235,10 +235,10 @@ class VmReads:
 
     # --- the workers ---
     def _write(self, state: _Cluster, vmid: int, node: str, values: dict[str, str], digest: str | None,
-               summary: str) -> None:
+               summary: str, delete: tuple[str, ...] = ()) -> None:
         name = state.cluster.name
         try:
-            self._client(state).update_vm_nics(node, vmid, values, digest=digest)
+            self._client(state).update_vm_nics(node, vmid, values, digest=digest, delete=delete)
             done = VmWrite(name, vmid, time.time(), summary)
             log.info("VM %s on %s: NICs updated (%s)", vmid, name, summary)
         except ProxmoxError as exc:
