@@ -135,6 +135,11 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
         revision=checkout.revision, now=now, held=held)
+    if vm_reads is not None and cycle.nic_checks:
+        from reconciler.apply.proxmox import crosscheck
+
+        just_failed = [n for n, s in cycle.rollout.nodes.items() if s.state == "failed" and s.changed]
+        crosscheck.restore_failed(desired, vm_reads, kube.read_secret, just_failed)
     _report(kube, cycle, live, now, writers)
     return cycle
 

@@ -263,3 +263,38 @@ def test_a_slot_is_removed_from_the_vm_only_when_the_file_marks_it_absent(fleet:
     assert {k: v for k, v in after.items() if k.startswith("net")} == {
         k: v for k, v in before.items() if k.startswith("net") and k != "net2"}
     assert any(r == "VMNicsUpdated" and "net2: remove" in m for r, m in fleet.events("worker-02"))
+
+
+def test_in_the_loop_a_change_whose_node_job_fails_is_undone_on_the_vm_and_not_made_again(fleet: Fleet) -> None:
+    from multinic_sandbox.kube.node_model import fail
+
+    from reconciler.apply.proxmox.vmreads import VmReads
+
+    env = fleet.env
+    before = fleet.vm("pve-lab", 302)
+    env.sandbox.node_model.script("gpu-02", fail("tenant0: no carrier after the bridge change"))
+    fleet.edit("gpu-02", lambda s: (_manage(s), s["interfaces"][1].update(proxmox={"bridge": "vmbr22"})))
+    commit(env.repo, "gpu-02: tenant network on vmbr22")
+    with VmReads() as reads:
+        nets = []
+        for _ in range(12):
+            cycle = pipeline.apply_once(env.checkout(), env.connect, job_settings=env.job_settings,
+                                        now=env.sandbox.clock.now(), vm_reads=reads)
+            assert reads.wait(20)
+            env.sandbox.clock.advance(10)
+            env.sandbox.jobs.step()
+            nets.append(fleet.vm("pve-lab", 302)["net2"])
+            failed = cycle.rollout is not None and cycle.rollout.nodes["gpu-02"].state == "failed"
+            if failed and nets[-1] == before["net2"]:
+                break
+        assert before["net2"].replace("bridge=vmbr2", "bridge=vmbr22") in nets  # the change was made
+        assert nets[-1] == before["net2"]  # and undone once the Job failed with it
+        for _ in range(3):  # not made again while the file says the same
+            pipeline.apply_once(env.checkout(), env.connect, job_settings=env.job_settings,
+                                now=env.sandbox.clock.now(), vm_reads=reads)
+            assert reads.wait(20)
+        assert fleet.vm("pve-lab", 302) == before
+    puts = [r for r in fleet.sandboxes["pve-lab"].request_log.records if r.method == "PUT"]
+    assert len(puts) == 2  # the change, the restore
+    restored = [m for r, m in fleet.events("gpu-02") if r == "VMNicsRestored"]
+    assert len(restored) == 1 and "undone (the Job of node gpu-02 failed)" in restored[0]

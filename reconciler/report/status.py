@@ -348,9 +348,12 @@ def _vm_write_event(kube: Kube, cr: LiveCR, after: NodeStatus, now: datetime | N
     before = (cr.status.get("proxmoxCheck") or {}).get("vmWrite")
     written = after.proxmox_check.vm_write if after.proxmox_check is not None else None
     if written and written != before:
-        failed = not written.startswith("updated ")  # VmWrite.message
-        _event(kube, cr, states.EVENT_VM_NICS_UPDATE_FAILED if failed else states.EVENT_VM_NICS_UPDATED, written,
-               failed, now, done)
+        if written.startswith("updated "):  # VmWrite.message
+            _event(kube, cr, states.EVENT_VM_NICS_UPDATED, written, False, now, done)
+        elif written.startswith("restored "):
+            _event(kube, cr, states.EVENT_VM_NICS_RESTORED, written, True, now, done)
+        else:
+            _event(kube, cr, states.EVENT_VM_NICS_UPDATE_FAILED, written, True, now, done)
 
 
 def _vm_nics_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime | None, done: Reported) -> None:

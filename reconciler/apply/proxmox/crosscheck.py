@@ -66,6 +66,8 @@ class NodeCheck:
     vm_changes: tuple[str, ...] = ()  # manageNics: what will be written to the VM (one line per slot)
     vm_values: tuple[tuple[str, str], ...] = ()  # manageNics: the netN values of that write
     vm_deletes: tuple[str, ...] = ()  # manageNics: the slots that write removes (spec.proxmox.absent)
+    vm_undo: tuple[tuple[str, str], ...] = ()  # manageNics: the values that put the VM back
+    vm_undo_delete: tuple[str, ...] = ()
     vm_digest: str | None = None  # the digest of the config the write was planned from
     vm_node_for_write: str | None = None
     vm_write: str | None = None  # manageNics: the last write made to the VM's NICs, and how it went
@@ -289,6 +291,31 @@ def check_now(
     return checks
 
 
+def restore_failed(desired: DesiredState, reads: VmReads, read_secret: SecretReader,
+                   failed: Iterable[str]) -> list[str]:
+    """manageNics: for each node whose Job just failed, put its VM's NICs back as they were before
+    the reconciler's last change to them (the guest side did not work with it). Returns the nodes
+    whose VM is being restored."""
+    out = []
+    for name in sorted(set(failed)):
+        node = desired.nodes.get(name)
+        ref = node.spec.proxmox if node is not None else None
+        if ref is None or ref.cluster not in desired.clusters:
+            continue
+        cluster = desired.clusters[ref.cluster]
+        if not ref.manages_nics(cluster.spec.manage_nics):
+            continue
+        try:
+            credentials = read_credentials(read_secret, cluster)
+        except ProxmoxError as exc:
+            log.warning("node %s: cannot restore VM %s's NICs: %s", name, ref.vmid, exc.message)
+            continue
+        if reads.restore_last(cluster, credentials, ref.vmid, f"the Job of node {name} failed"):
+            log.warning("node %s: its Job failed; restoring the NICs of VM %s", name, ref.vmid)
+            out.append(name)
+    return out
+
+
 # --- the gate: checks from the VM read cache, every cycle, without waiting for Proxmox -----------
 
 
@@ -330,7 +357,7 @@ def _from_read(node: NodeConfig, entry: VmRead, now: float, *, cluster_manages: 
     if plan.refused:  # bad input: nothing is written, the node is held until the file or the VM is fixed
         return replace(check, mismatches=problems + plan.refused, reason=MISMATCH)
     return replace(check, vm_changes=plan.summaries, vm_values=tuple(sorted(plan.values.items())),
-                   vm_deletes=plan.deletes,
+                   vm_deletes=plan.deletes, vm_undo=plan.undo, vm_undo_delete=plan.undo_delete,
                    vm_digest=entry.config.digest, vm_node_for_write=entry.location.node)
 
 
@@ -388,6 +415,14 @@ def gate(
             if written is not None:
                 check = replace(check, vm_write=written.message)
             results[node.name] = check
+            undone = reads.failed_change(cluster, ref.vmid)
+            if check.vm_changes and undone == "; ".join(check.vm_changes):
+                # The node's Job failed with exactly this change and it was undone: not made again
+                # until the file (or the VM) changes; the node is held, saying so.
+                why = f"the node's Job failed after this VM NIC change, so it was undone: {undone}; fix the file"
+                check = replace(check, vm_changes=(), vm_values=(), vm_deletes=(), reason=MISMATCH,
+                                mismatches=(*check.mismatches, why))
+                results[node.name] = check
             if check.vm_changes:
                 refused_lately = (written is not None and written.error is not None
                                   and now - written.at < recheck_after)
@@ -415,6 +450,7 @@ def gate(
                 assert check.vm_node_for_write is not None
                 reads.write(desired.clusters[cluster], credentials, check.vmid, node=check.vm_node_for_write,
                             values=dict(check.vm_values), delete=check.vm_deletes, digest=check.vm_digest,
+                            undo=check.vm_undo, undo_delete=check.vm_undo_delete,
                             summary="; ".join(check.vm_changes))
     reads.retain(verified)
     return dict(sorted(results.items()))

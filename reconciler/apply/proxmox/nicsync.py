@@ -60,6 +60,16 @@ class NicPlan:
         return {c.slot: c.after for c in self.changes if c.kind != "remove"}
 
     @property
+    def undo(self) -> tuple[tuple[str, str], ...]:
+        """The values to write back to put the VM as it was before this plan."""
+        return tuple((c.slot, c.before) for c in self.changes if c.before is not None)
+
+    @property
+    def undo_delete(self) -> tuple[str, ...]:
+        """The slots this plan attaches (removed to put the VM back)."""
+        return tuple(c.slot for c in self.changes if c.kind == "attach")
+
+    @property
     def deletes(self) -> tuple[str, ...]:
         return tuple(c.slot for c in self.changes if c.kind == "remove")
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.apply.proxmox.client import ProxmoxClient, VmConfig, VmLocation
 from reconciler.apply.proxmox.credentials import ClientFactory, ClusterCredentials, client_for
@@ -65,11 +65,15 @@ class VmWrite:
     at: float
     summary: str
     error: ProxmoxError | None = None
+    node: str | None = None  # the PVE node the VM was on
+    undo: tuple[tuple[str, str], ...] = ()  # netN values before this write (to restore them)
+    undo_delete: tuple[str, ...] = ()  # slots this write attached (removed on a restore)
+    restore: bool = False  # this write put back what a failed change replaced
 
     @property
     def message(self) -> str:
         if self.error is None:
-            return f"updated the VM's NICs: {self.summary}"
+            return f"{'restored' if self.restore else 'updated'} the VM's NICs: {self.summary}"
         return f"the VM NIC update ({self.summary}) failed: {self.error.message}"
 
 
@@ -110,6 +114,7 @@ class VmReads:
         self._idle = threading.Condition(self._lock)
         self._entries: dict[tuple[str, int], VmRead] = {}
         self._writes: dict[tuple[str, int], VmWrite] = {}
+        self._failed: dict[tuple[str, int], str] = {}  # (cluster, vmid) -> the change a failed Job undid
         self._clusters: dict[str, _Cluster] = {}
         self._closed = False
 
@@ -141,9 +146,13 @@ class VmReads:
                 state.pool.submit(self._read, state, vmid)
 
     def write(self, cluster: ProxmoxCluster, credentials: ClusterCredentials, vmid: int, *, node: str,
-              values: Mapping[str, str], digest: str | None, summary: str, delete: Iterable[str] = ()) -> bool:
+              values: Mapping[str, str], digest: str | None, summary: str, delete: Iterable[str] = (),
+              undo: Iterable[tuple[str, str]] = (), undo_delete: Iterable[str] = (), restore: bool = False) -> bool:
         """Queue ``PUT .../config`` of ``values`` on the cluster's workers, then a fresh read of the
-        VM; returns at once (False: a read or write of this VM is in flight, nothing queued)."""
+        VM; returns at once (False: a read or write of this VM is in flight, nothing queued).
+        ``undo``/``undo_delete``: how to put the VM back (``restore_last``)."""
+        planned = VmWrite(cluster.name, vmid, 0.0, summary, node=node, undo=tuple(undo),
+                          undo_delete=tuple(undo_delete), restore=restore)
         with self._lock:
             if self._closed:
                 return False
@@ -151,8 +160,25 @@ class VmReads:
             if vmid in state.reading:
                 return False
             state.reading[vmid] = time.time()
-            state.pool.submit(self._write, state, vmid, node, dict(values), digest, summary, tuple(delete))
+            state.pool.submit(self._write, state, vmid, dict(values), digest, tuple(delete), planned)
             return True
+
+    def restore_last(self, cluster: ProxmoxCluster, credentials: ClusterCredentials, vmid: int, why: str) -> bool:
+        """Put back what the last (successful, not itself a restore) write of this VM replaced,
+        and remember its change as failed (``failed_change``) so that it is not made again."""
+        with self._lock:
+            last = self._writes.get((cluster.name, vmid))
+            if last is None or last.error is not None or last.restore or not (last.undo or last.undo_delete):
+                return False
+            self._failed[(cluster.name, vmid)] = last.summary
+        assert last.node is not None
+        return self.write(cluster, credentials, vmid, node=last.node, values=dict(last.undo), digest=None,
+                          summary=f"{last.summary} undone ({why})", delete=last.undo_delete, restore=True)
+
+    def failed_change(self, cluster: str, vmid: int) -> str | None:
+        """The change (summary) that was restored because the node's side failed with it."""
+        with self._lock:
+            return self._failed.get((cluster, vmid))
 
     def client(self, cluster: ProxmoxCluster, credentials: ClusterCredentials) -> ProxmoxClient:
         """The cluster's long-lived client (one PVE ticket, renewed by proxmoxer before it
@@ -234,20 +260,20 @@ class VmReads:
         return state
 
     # --- the workers ---
-    def _write(self, state: _Cluster, vmid: int, node: str, values: dict[str, str], digest: str | None,
-               summary: str, delete: tuple[str, ...] = ()) -> None:
-        name = state.cluster.name
+    def _write(self, state: _Cluster, vmid: int, values: dict[str, str], digest: str | None,
+               delete: tuple[str, ...], planned: VmWrite) -> None:
+        name, summary = state.cluster.name, planned.summary
+        assert planned.node is not None
         try:
-            self._client(state).update_vm_nics(node, vmid, values, digest=digest, delete=delete)
-            done = VmWrite(name, vmid, time.time(), summary)
-            log.info("VM %s on %s: NICs updated (%s)", vmid, name, summary)
+            self._client(state).update_vm_nics(planned.node, vmid, values, digest=digest, delete=delete)
+            done = replace(planned, at=time.time())
+            log.info("VM %s on %s: NICs %s (%s)", vmid, name, "restored" if planned.restore else "updated", summary)
         except ProxmoxError as exc:
-            done = VmWrite(name, vmid, time.time(), summary, error=exc)
+            done = replace(planned, at=time.time(), error=exc)
             log.warning("VM %s on %s: NIC update refused (%s): %s", vmid, name, summary, exc.message)
         except Exception as exc:  # never let a worker die silently
             log.exception("VM NIC update of %s/%s failed", name, vmid)
-            failure = ProxmoxError(f"VM write failed ({type(exc).__name__})")
-            done = VmWrite(name, vmid, time.time(), summary, error=failure)
+            done = replace(planned, at=time.time(), error=ProxmoxError(f"VM write failed ({type(exc).__name__})"))
         with self._lock:
             if self._clusters.get(name) is not state:
                 return
