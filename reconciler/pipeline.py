@@ -83,6 +83,8 @@ def _nic_notes(cycle: Cycle) -> tuple[str, ...]:
         where = sources.get((KIND_NODE, name), name)
         effect = " (nicCheck: enforce, no Job until fixed)" if check.enforce else " (nicCheck: warn)"
         notes += [f"VM NIC check, {where}: {problem}{effect}" for problem in check.mismatches]
+        notes += [f"VM NIC change, {where}: VM {check.vmid} {change} (spec.proxmox.manageNics)"
+                  for change in check.vm_changes]
         if not check.checked:
             notes.append(f"VM NIC check, {where}: not checked: {check.error}")
     return tuple(notes)
@@ -113,7 +115,8 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     if proxmox and not desired.settings_blocked and desired.clusters:
         from reconciler.apply.proxmox import registration
 
-        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters, write=False)
+        cycle.clusters = registration.register_clusters(kube, desired, now=now, live=clusters, write=False,
+                                                        shared=vm_reads.client if vm_reads is not None else None)
         # Registration may just have verified a cluster: its outcome is what the check trusts.
         verified = {o.name: o.status for o in cycle.clusters if o.status is not None}
         clusters = [{**c, "status": verified.get(c["metadata"]["name"], c.get("status"))} for c in clusters]
@@ -132,6 +135,11 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
         revision=checkout.revision, now=now, held=held)
+    if vm_reads is not None and cycle.nic_checks:
+        from reconciler.apply.proxmox import crosscheck
+
+        just_failed = [n for n, s in cycle.rollout.nodes.items() if s.state == "failed" and s.changed]
+        crosscheck.restore_failed(desired, vm_reads, kube.read_secret, just_failed)
     _report(kube, cycle, live, now, writers)
     return cycle
 
@@ -152,11 +160,11 @@ def _check_nics(kube: Kube, cycle: Cycle, clusters: list[dict[str, Any]], vm_rea
                                                     reason=crosscheck.READ_PENDING,
                                                     enforce=node.spec.proxmox.enforce)
     elif vm_reads is None:
-        checks = crosscheck.check_now(desired, clusters, kube.read_secret)
+        checks = crosscheck.check_now(desired, clusters, kube.read_secret, manage=True)
     else:
-        checks = crosscheck.gate(desired, clusters, vm_reads, kube.read_secret)
+        checks = crosscheck.gate(desired, clusters, vm_reads, kube.read_secret, manage=True)
     cycle.nic_checks = checks
-    return {name: rollout.Hold(check.hold_message, waiting=not check.checked)
+    return {name: rollout.Hold(check.hold_message, waiting=check.waiting)
             for name, check in checks.items() if check.holds}
 
 

@@ -171,3 +171,44 @@ def test_nodes_of_a_cluster_that_is_not_verified_wait_with_the_reason(fleet: Fle
         assert "Proxmox cluster pve-lab is not verified (AuthenticationFailed" in nics["message"]
         assert fleet.condition(node, "Ready")["reason"] == "WaitingForVMNicCheck"
     assert "worker-01" in fleet.job_nodes()
+
+
+def test_a_token_lacking_vm_audit_gives_permission_denied_naming_the_privilege_not_vm_does_not_exist(
+        fleet: Fleet) -> None:
+    fleet.settle(lambda c: all(s.state == "applied" for s in c.rollout.nodes.values()))
+    # An ACL change on the PVE side after the cluster was verified: the token no longer sees VM 201.
+    prod = fleet.sandboxes["pve-prod"].topology.default_user
+    prod.privileges["/vms/201"] = frozenset()  # NoAccess, as an admin would set it
+    fleet.edit("worker-01", lambda s: _first(s, mtu=8900))
+    commit(fleet.env.repo, "worker-01 storage MTU")
+    jobs = fleet.job_names()
+    fleet.settle(lambda c: c.rollout.nodes["worker-01"].state == "waiting")
+    assert fleet.job_names() == jobs  # no Job for the new spec: the VM could not be read
+    nics = fleet.condition("worker-01")
+    assert (nics["status"], nics["reason"]) == ("Unknown", "PermissionDenied")
+    assert "API token reconciler@pve!reconciler lacks VM.Audit on /vms/201" in nics["message"]
+    assert "does not exist" not in nics["message"]
+
+    # At its next verification the cluster itself says so, naming the privilege and what needs it.
+    fleet.env.sandbox.clock.advance(600)
+    cycle = fleet.env.apply()
+    prod_outcome = next(o for o in cycle.clusters if o.name == "pve-prod")
+    assert (prod_outcome.ready, prod_outcome.reason) == (False, "PermissionDenied")
+    assert "lacks VM.Audit on /vms/201 (to read VM 201 of node worker-01)" in (prod_outcome.message or "")
+    status = fleet.env.cr("pve-prod", "ProxmoxCluster")["status"]  # type: ignore[index]
+    assert status["health"] == "PermissionDenied"
+
+
+def test_removing_a_cluster_file_clears_the_nic_checks_of_nodes_that_still_name_it(fleet: Fleet) -> None:
+    fleet.settle(lambda c: all(s.state == "applied" for s in c.rollout.nodes.values()))
+    assert fleet.env.cr("gpu-01")["status"]["proxmoxCheck"]["checked"] is True  # type: ignore[index]
+    (fleet.env.repo / "clusters" / "pve-lab.yaml").unlink()
+    commit(fleet.env.repo, "pve-lab is gone")
+    fleet.settle(lambda c: "gpu-01" in c.validation.desired.blocked.get("MultiNicNodeConfig", frozenset()))
+    fleet.env.apply()
+    for node in ("gpu-01", "gpu-02"):
+        status = fleet.env.cr(node)["status"]  # type: ignore[index]
+        assert "proxmoxCheck" not in status  # no claim about a VM of a cluster that has no file
+        assert fleet.condition(node) == {}
+        assert fleet.condition(node, "ConfigValid")["status"] == "False"  # why: the file names pve-lab
+    assert fleet.env.cr("worker-01")["status"]["proxmoxCheck"]["checked"] is True  # type: ignore[index]

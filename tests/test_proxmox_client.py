@@ -65,6 +65,7 @@ def test_token_auth_reads_version_cluster_name_quorum_and_nodes(
         node_count=2,
         online_nodes=2,
         nodes=(NodeInfo("pve1", True), NodeInfo("pve2", True)),
+        endpoint=pve_sandbox.url,
     )
     calls = [(r.method, r.path, r.auth) for r in pve_sandbox.request_log]
     assert calls == [
@@ -215,6 +216,88 @@ def test_without_a_ca_bundle_the_self_signed_sandbox_is_not_trusted(
     expect(pve_secret_guard, errors.TLSFailure, token_client(pve_sandbox, ca_bundle=None).verify)
 
 
+def test_a_host_name_the_certificate_does_not_name_is_a_tls_failure_that_names_the_host(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(hostnames=("pve1.example.net",))  # the CA is trusted, the name is not in the cert
+    exc = expect(pve_secret_guard, errors.TLSFailure, token_client(sandbox).verify)
+    assert "the certificate is not valid for the host name '127.0.0.1'" in exc.message
+    assert "caBundle" not in exc.message
+
+
+def test_a_tls_handshake_that_hangs_ends_at_the_connect_timeout_and_says_so(pve_secret_guard: SecretGuard) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)  # accepts TCP (the kernel does), never speaks TLS
+    try:
+        port = listener.getsockname()[1]
+        for client in (
+            ProxmoxClient(f"https://127.0.0.1:{port}", token_id="a@pve!t", token_secret="x",
+                          connect_timeout=0.5, read_timeout=30),
+            ProxmoxClient(f"https://127.0.0.1:{port}", username="a@pve", password=WRONG_PASSWORD,
+                          connect_timeout=0.5, read_timeout=30),
+        ):
+            exc = expect(pve_secret_guard, errors.Timeout, client.verify)
+            assert "within 0.5 s" in exc.message and "30 s" not in exc.message
+        assert "POST /access/ticket" in exc.message  # the ticket login is what hung
+    finally:
+        listener.close()
+
+
+def test_a_pinned_fingerprint_trusts_the_certificate_without_its_ca_and_another_is_refused(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(hostnames=("pve1.example.net",))  # neither CA nor name would pass
+    pinned = token_client(sandbox, ca_bundle=None, fingerprint=sandbox.fingerprint)
+    assert pinned.verify().node_count == 2
+    assert pinned.find_vm(101) is not None
+    other = pve_sandbox_factory()  # a different server (certificate) at another port
+    wrong = token_client(other, ca_bundle=None, fingerprint=sandbox.fingerprint)
+    exc = expect(pve_secret_guard, errors.TLSFailure, wrong.verify)
+    assert "not the pinned one (spec.tls.fingerprint)" in exc.message
+    assert len(other.request_log) == 0  # nothing (no token) was sent to it
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"username": "a@pve", "password": "p", "fingerprint": "AB:" * 31 + "AB"}, "needs API token credentials"),
+        ({"token_id": "a@pve!t", "token_secret": "s", "fingerprint": "AB:" * 31 + "AB", "insecure_skip_verify": True},
+         "cannot be combined"),
+        ({"token_id": "a@pve!t", "token_secret": "s", "fingerprint": "AB:CD"}, "must be a SHA-256 fingerprint"),
+    ],
+)
+def test_unusable_fingerprint_settings_are_configuration_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(errors.ConfigurationError, match=message):
+        ProxmoxClient("https://pve.example", **kwargs)
+
+
+def test_endpoints_are_tried_in_order_and_the_one_that_answered_is_kept(
+    pve_sandbox: ProxmoxSandbox, pve_closed_port: int, pve_secret_guard: SecretGuard
+) -> None:
+    down = f"https://127.0.0.1:{pve_closed_port}"
+    client = token_client(pve_sandbox, endpoint=down, fallbacks=[pve_sandbox.url])
+    info = client.verify()
+    assert info.endpoint == pve_sandbox.url
+    assert info.skipped == (f"Proxmox VE API at {down}: connection refused (GET /version)",)
+    assert client.find_vm(101) is not None and client.take_skipped() == ()  # no second try of the dead one
+    everything_down = token_client(pve_sandbox, endpoint=down, fallbacks=[down.replace("127.0.0.1", "localhost")])
+    exc = expect(pve_secret_guard, errors.Unreachable, everything_down.verify)
+    assert "localhost" in exc.message  # the last endpoint tried is the one reported
+
+
+def test_an_endpoint_that_answers_with_an_error_is_not_failed_over(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    first, second = pve_sandbox_factory(), pve_sandbox_factory()
+    first.faults.error("/version", 500, "broken", times=None)
+    client = token_client(first, fallbacks=[second.url])
+    exc = expect(pve_secret_guard, errors.APIError, client.verify)
+    assert exc.status == 500 and len(second.request_log) == 0
+
+
 def test_a_closed_port_is_classified_as_unreachable(
     pve_sandbox: ProxmoxSandbox, pve_secret_guard: SecretGuard, pve_closed_port: int
 ) -> None:
@@ -307,9 +390,44 @@ def test_a_token_without_vm_audit_sees_no_vms_and_may_not_read_a_config(
     )
     client = token_client(pve_sandbox_factory(Topology(nodes=default_nodes(), users=[user])))
     assert client.verify().node_count == 2
-    assert client.find_vm(101) is None  # /cluster/resources filters by VM.Audit, like PVE
+    assert client.vm_locations() == {}  # /cluster/resources filters by VM.Audit, like PVE
+    # ... so a VM that is not listed is not "absent" unless the token may see it:
+    hidden = expect(pve_secret_guard, errors.PermissionDenied, lambda: client.find_vm(101))
+    assert "API token reconciler@pve!ci lacks VM.Audit on /vms/101 (to see VM 101)" in hidden.message
+    assert hidden.missing == (("/vms/101", "VM.Audit"),)
+    assert "does not exist" not in hidden.message
     exc = expect(pve_secret_guard, errors.PermissionDenied, lambda: client.vm_config("pve1", 101))
     assert exc.reason_phrase == "Permission check failed (/vms/101, VM.Audit)"
+
+
+def test_a_vm_that_really_is_absent_is_none_when_the_token_may_see_it(pve_sandbox: ProxmoxSandbox) -> None:
+    assert token_client(pve_sandbox).find_vm(999) is None
+
+
+def test_verify_names_every_required_privilege_the_token_lacks(
+    pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    from reconciler.apply.proxmox.client import Privilege
+
+    user = User(
+        userid="reconciler@pve",
+        privileges={"/": ROLES["PVEAuditor"], "/vms/102": ROLES["PVEVMAdmin"]},
+        tokens=[ApiToken("ci", privileges={"/": frozenset({"Sys.Audit"}), "/vms/102": ROLES["PVEVMAdmin"]})],
+    )
+    client = token_client(pve_sandbox_factory(Topology(nodes=default_nodes(), users=[user])))
+    required = [
+        Privilege("/vms/101", "VM.Audit", "read VM 101 of node w1"),
+        Privilege("/vms/102", "VM.Audit", "read VM 102 of node w2"),
+        Privilege("/vms/102", "VM.Config.Network", "manage the NICs of VM 102 of node w2"),
+        Privilege("/vms/101", "VM.Config.Network", "manage the NICs of VM 101 of node w1"),
+    ]
+    exc = expect(pve_secret_guard, errors.PermissionDenied, lambda: client.verify(required))
+    assert exc.message.endswith(
+        "API token reconciler@pve!ci lacks VM.Audit on /vms/101 (to read VM 101 of node w1); "
+        "VM.Config.Network on /vms/101 (to manage the NICs of VM 101 of node w1)"
+    )
+    assert exc.missing == (("/vms/101", "VM.Audit"), ("/vms/101", "VM.Config.Network"))
+    assert client.verify(required[1:3]).node_count == 2
 
 
 def test_an_injected_500_is_classified_as_api_error(pve_sandbox: ProxmoxSandbox, pve_secret_guard: SecretGuard) -> None:

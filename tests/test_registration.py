@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from multinic_sandbox.harness.kube_setup import apply_desired, cluster_secrets, cluster_yaml, put_secret
 from multinic_sandbox.kube.server import KubeSandbox
 from multinic_sandbox.proxmox import ProxmoxSandbox, Topology
@@ -48,7 +49,8 @@ class Repo:
         **spec: Any,
     ) -> None:
         url = endpoint or (sandbox.url if sandbox else "")
-        text = cluster_yaml(name, url, credentials_secret=f"{name}-creds", ca_secret=f"{name}-ca", **spec)
+        spec.setdefault("ca_secret", f"{name}-ca")
+        text = cluster_yaml(name, url, credentials_secret=f"{name}-creds", **spec)
         (self.root / "clusters" / f"{name}.yaml").write_text(text)
         if secrets and sandbox is not None:
             desired = self.desired()
@@ -232,6 +234,56 @@ def test_insecure_skip_verify_from_the_file_connects_and_says_so_in_the_status(
     assert status["warnings"] == ["TLS certificate verification is disabled (spec.tls.insecureSkipVerify)"]
 
 
+def test_a_cluster_file_pinning_the_certificate_fingerprint_registers_without_a_ca_bundle(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(hostnames=("pve1.example.net",))  # the name in the URL is not in the cert
+    repo.add_cluster("pve-sandbox", sandbox, ca_secret=None, fingerprint=sandbox.fingerprint)
+    outcome = repo.cycle(T0)["pve-sandbox"]
+    assert (outcome.ready, outcome.reason) == (True, "Verified"), outcome.message
+    assert repo.status("pve-sandbox")["health"] == "Healthy"
+
+
+def test_with_several_api_endpoints_a_node_that_is_down_is_passed_over_in_order(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard, pve_closed_port: int
+) -> None:
+    sandbox = pve_sandbox_factory(three_node_topology())
+    down = f"https://127.0.0.1:{pve_closed_port}"
+    repo.add_cluster("pve-prod", sandbox, endpoint=down)
+    path = repo.root / "clusters" / "pve-prod.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["apiEndpoints"] = [sandbox.url]
+    path.write_text(yaml.safe_dump(doc))
+    outcome = repo.cycle(T0)["pve-prod"]
+    assert (outcome.ready, outcome.reason) == (True, "Verified"), outcome.message
+    status = repo.status("pve-prod")
+    assert (status["health"], status["nodeCount"]) == ("Degraded", 3)
+    assert status["warnings"] == [f"Proxmox VE API at {down}: connection refused (GET /version); "
+                                  f"verified through {sandbox.url}"]
+
+
+def test_the_same_cluster_registered_under_two_host_spellings_is_reported_on_both_files(
+    repo: Repo, pve_sandbox_factory: SandboxFactory, pve_secret_guard: SecretGuard
+) -> None:
+    sandbox = pve_sandbox_factory(three_node_topology())
+    repo.add_cluster("prod-a", sandbox, endpoint=sandbox.url)
+    repo.add_cluster("prod-b", sandbox, endpoint=sandbox.url.replace("127.0.0.1", "localhost"))
+    other = pve_sandbox_factory()  # another cluster, not a twin
+    repo.add_cluster("lab", other)
+    outcomes = repo.cycle(T0)
+    assert all(o.ready for o in outcomes.values())
+    for name, twin in (("prod-a", "prod-b"), ("prod-b", "prod-a")):
+        status = repo.status(name)
+        assert status["health"] == "Degraded"
+        assert status["warnings"] == [f"the same Proxmox cluster (pve-prod: pve1, pve2, pve3) is registered by "
+                                      f"clusters/{twin}.yaml too; keep one file per cluster"]
+    assert repo.status("lab")["health"] == "Healthy"
+
+    (repo.root / "clusters" / "prod-b.yaml").unlink()  # one file per cluster again
+    outcomes = repo.cycle(T0 + timedelta(minutes=6))
+    assert repo.status("prod-a")["health"] == "Healthy" and "warnings" not in repo.status("prod-a")
+
+
 # --- failures: the Ready condition's reason -----------------------------------------------------
 
 
@@ -240,7 +292,7 @@ def assert_failed(repo: Repo, name: str, reason: str, *message_parts: str) -> di
     condition = ready_condition(status)
     assert condition is not None
     assert (condition["status"], condition["reason"]) == ("False", reason), condition
-    assert (status["phase"], status["health"]) == ("Failed", "Unreachable")
+    assert (status["phase"], status["health"]) == ("Failed", reason)  # health names what failed
     for part in message_parts:
         assert part in condition["message"], condition["message"]
     assert status["lastError"] == condition["message"]

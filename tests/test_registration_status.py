@@ -141,7 +141,7 @@ def test_a_failure_sets_ready_false_with_the_classified_reason(error: errors.Pro
     assert condition is not None
     assert (condition["status"], condition["reason"], condition["message"]) == ("False", error.reason, error.message)
     assert status["phase"] == "Failed"
-    assert status["health"] == "Unreachable"
+    assert status["health"] == error.reason  # one health state per kind of failure
     assert status["lastError"] == error.message
 
 

@@ -60,7 +60,7 @@ def test_a_ticket_works_as_cookie_and_writes_need_the_csrf_token(
         cookies=cookies,
         headers={"CSRFPreventionToken": login["CSRFPreventionToken"]},
     )
-    assert with_csrf.status_code == 501  # authenticated; the sandbox implements no writes
+    assert (with_csrf.status_code, with_csrf.reason) == (400, "no options specified")  # authenticated
     renewed = raw(
         pve_sandbox,
         "POST",
@@ -71,10 +71,46 @@ def test_a_ticket_works_as_cookie_and_writes_need_the_csrf_token(
 
 
 def test_proxmoxer_ticket_auth_sends_the_csrf_token_on_writes(pve_sandbox: ProxmoxSandbox) -> None:
+    pve_sandbox.topology.default_user.privileges["/vms"] = frozenset({"VM.Audit", "VM.Config.Network"})
     client = api(pve_sandbox, user=pve_sandbox.username, password=pve_sandbox.password)
+    client.nodes("pve1").qemu(101).config.put(net3="virtio=BC:24:11:00:03:01,bridge=vmbr3")
+    assert client.nodes("pve1").qemu(101).config.get()["net3"] == "virtio=BC:24:11:00:03:01,bridge=vmbr3"
+    assert pve_sandbox.request_log.records[-2].auth == "ticket"
+
+
+def test_config_writes_follow_qemu_server_privilege_digest_hotplug_and_delete_rules(
+    pve_sandbox: ProxmoxSandbox,
+) -> None:
+    client = api(pve_sandbox)  # the default token: PVEAuditor, no VM.Config.Network
+    vm = client.nodes("pve1").qemu(101)
     with pytest.raises(ResourceException) as caught:
-        client.nodes("pve1").qemu(101).config.put(name="renamed")
-    assert caught.value.status_code == 501
+        vm.config.put(net3="virtio,bridge=vmbr3")
+    assert (caught.value.status_code, caught.value.content) == (
+        403, "Permission check failed (/vms/101, VM.Config.Network)")
+
+    pve_sandbox.topology.default_user.privileges["/vms/101"] = frozenset({"VM.Audit", "VM.Config.Network"})
+    before = vm.config.get()
+    with pytest.raises(ResourceException) as caught:
+        vm.config.put(net3="virtio,bridge=vmbr3,tag=0")
+    assert caught.value.status_code == 400 and "net3" in caught.value.errors
+    with pytest.raises(ResourceException) as caught:
+        vm.config.put(net3="virtio,bridge=vmbr3", digest="0" * 40)
+    assert (caught.value.status_code, caught.value.content) == (
+        500, "detected modified configuration - file changed by other user? Try again.")
+    assert vm.config.get() == before  # a refused write changes nothing
+
+    vm.config.put(net3="virtio,bridge=vmbr3,link_down=1", digest=before["digest"])
+    after = vm.config.get()
+    assert after["net3"].startswith("virtio=BC:24:11:") and after["net3"].endswith(",bridge=vmbr3,link_down=1")
+    assert after["digest"] != before["digest"] and after["net1"] == before["net1"]  # other slots untouched
+    upid = vm.config.post(delete="net3")
+    assert upid.startswith("UPID:pve1:00000065:") and "net3" not in vm.config.get()
+
+    # without network hot-plug a running VM keeps the change pending until it reboots
+    pve_sandbox.topology.nodes[0].vms[0].extra_config["hotplug"] = "disk,usb"
+    vm.config.put(net2="virtio=BC:24:11:00:02:01,bridge=vmbr2")
+    assert vm.config.get()["net2"] == "virtio=BC:24:11:00:02:01,bridge=vmbr2"  # pending values shown by default
+    assert "net2" not in vm.config.get(current=1)
 
 
 def test_401_answers_are_delayed_like_pve(pve_sandbox_factory: SandboxFactory) -> None:
@@ -165,6 +201,38 @@ def test_a_more_specific_acl_path_overrides_the_root_entry(pve_sandbox_factory: 
     )
     vmids = {r["vmid"] for r in api(sandbox).cluster.resources.get(type="vm")}
     assert vmids == {101}
+
+
+def test_access_permissions_answers_effective_privileges_per_path_like_pve(
+    pve_sandbox_factory: SandboxFactory,
+) -> None:
+    # pve-access-control: {path: {privilege: propagate}}; a token with privilege separation gets
+    # the intersection of its own ACL and its user's; ?path= dumps that path only ({} if nothing).
+    sandbox = pve_sandbox_factory(
+        {
+            "users": [
+                {
+                    "userid": "ops@pve",
+                    "privileges": {"/": ["PVEAuditor"], "/vms/102": ["NoAccess"]},
+                    "tokens": [{"name": "t", "privileges": {"/": ["Sys.Audit"], "/vms": ["VM.Audit"],
+                                                            "/access": ["NoAccess"]}}],
+                },
+                {"userid": "other@pve", "privileges": {"/": ["PVEAuditor"]}},
+            ]
+        }
+    )
+    client = api(sandbox)
+    dump = client.access.permissions.get()
+    assert dump["/"] == {"Sys.Audit": 1}
+    assert dump["/vms"] == {"VM.Audit": 1}
+    assert "/vms/102" not in dump  # nothing granted there: left out, as PVE does
+    assert client.access.permissions.get(path="/vms/101") == {"/vms/101": {"VM.Audit": 1}}
+    assert client.access.permissions.get(path="/vms/102") == {}
+    # the user's Datastore.Audit is not the token's: only Sys.Audit (from /) reaches /storage/local
+    assert client.access.permissions.get(path="/storage/local") == {"/storage/local": {"Sys.Audit": 1}}
+    with pytest.raises(ResourceException) as caught:  # someone else's needs Sys.Audit on /access
+        client.access.permissions.get(userid="other@pve")
+    assert (caught.value.status_code, caught.value.content) == (403, "Permission check failed (/access, Sys.Audit)")
 
 
 def test_faults_fire_the_given_number_of_times_and_match_method_and_prefix(

@@ -87,3 +87,24 @@ def test_two_hung_vms_delay_another_clusters_rollout_by_at_most_one_cycle(
         check = third.nic_checks["worker-01"]
         assert not check.checked and "no answer to GET /nodes/pve1/qemu/201/config within 3 s" in (check.error or "")
         assert third.rollout is not None and third.rollout.nodes["worker-01"].state == "waiting"
+
+
+def test_the_loop_logs_in_once_per_cluster_for_verifications_and_vm_reads_alike(
+        env: tuple[ReconcileEnv, dict[str, ProxmoxSandbox]]) -> None:
+    kube_env, sandboxes = env  # pve-lab: username/password, i.e. a PVE ticket
+    lab = sandboxes["pve-lab"]
+
+    def logins() -> int:
+        return sum(1 for r in lab.request_log.records if (r.method, r.path) == ("POST", "/access/ticket"))
+
+    with VmReads(max_age=1) as reads:
+        for _ in range(3):
+            pipeline.apply_once(kube_env.checkout(), kube_env.connect, vm_reads=reads,
+                                now=kube_env.sandbox.clock.now())
+            assert reads.wait(20)
+            time.sleep(1.1)  # the VM reads are due again
+            kube_env.sandbox.clock.advance(600)  # and so is the verification (verifyInterval 5m)
+        verifications = sum(1 for r in lab.request_log.records if r.path == "/cluster/status")
+        reads_made = sum(1 for r in lab.request_log.records if r.path.endswith("/config"))
+    assert verifications >= 3 and reads_made >= 4
+    assert logins() == 1  # one ticket, reused (proxmoxer renews it before it expires)

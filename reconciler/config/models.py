@@ -83,6 +83,7 @@ class InterfaceProxmox(_Model):
     vlan: int | None = None
     mtu: int | None = None
     model: str | None = None
+    firewall: bool | None = None
 
 
 class Probe(_Model):
@@ -139,11 +140,18 @@ class ProxmoxRef(_Model):
     # None means enforce; not filled in, so that the live spec (and its hash) of a file that does
     # not set it stays what it was before the field existed.
     nic_check: Literal["enforce", "warn"] | None = None
+    # None means off (not filled in, for the same reason as nic_check).
+    manage_nics: bool | None = None
+    absent: tuple[str, ...] | None = None  # manageNics: slots to remove from the VM
 
     @property
     def enforce(self) -> bool:
         """Whether a VM NIC mismatch (or no answer from Proxmox) holds the node's Job."""
         return self.nic_check != "warn"
+
+    def manages_nics(self, cluster_default: bool | None) -> bool:
+        """``manageNics`` of this node, else its cluster's (``spec.manageNics`` of the cluster file), else off."""
+        return self.manage_nics if self.manage_nics is not None else bool(cluster_default)
 
 
 class NodeSpec(_Model):
@@ -188,6 +196,7 @@ class SecretKeyRef(_Model):
 class TLSSettings(_Model):
     insecure_skip_verify: bool = False
     ca_bundle_secret_ref: SecretKeyRef | None = None
+    fingerprint: str | None = None  # sha256, AA:BB:...
 
 
 class ProxmoxTimeouts(_Model):
@@ -197,12 +206,14 @@ class ProxmoxTimeouts(_Model):
 
 class ProxmoxClusterSpec(_Model):
     api_endpoint: str
+    api_endpoints: tuple[str, ...] = ()  # further endpoints, tried in order when the one before is unreachable
     credentials_secret_ref: SecretRef
     tls: TLSSettings = Field(default_factory=TLSSettings)
     expected_node_count: int | None = None
     verify_interval: str = "5m"
     timeouts: ProxmoxTimeouts | None = None
     read_concurrency: int | None = None  # VM config reads in flight at once (default 4)
+    manage_nics: bool | None = None  # the default of spec.proxmox.manageNics for the nodes of this cluster
 
     @property
     def connect_timeout_seconds(self) -> float | None:

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"reconciler plan: {'; '.join(p for p in (why, held) if p)}; nothing blocked is changed or deleted",
               file=sys.stderr)
         return 2
-    vm_held = sorted(n for n, c in cycle.nic_checks.items() if c.enforce and c.checked and c.mismatches)
+    vm_held = sorted(n for n, c in cycle.nic_checks.items()
+                     if c.enforce and c.checked and c.mismatches and not c.vm_changes)
     if vm_held:
         print(f"reconciler plan: {len(vm_held)} node(s) whose VM NICs differ from their file get no Job "
               f"(spec.proxmox.nicCheck: enforce): {', '.join(vm_held[:5])}{' …' if len(vm_held) > 5 else ''}",

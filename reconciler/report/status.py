@@ -134,7 +134,7 @@ def validity(validation: ValidationResult, kind: str) -> dict[str, Validity]:
 
 
 def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None, validity: Validity | None,
-                now: datetime | None = None) -> NodeStatus:
+                now: datetime | None = None, cluster_files: frozenset[str] | None = None) -> NodeStatus:
     """The node's whole status after this cycle; without a rollout state the previous one is kept
     (a blocked file: the live spec and its outcome stay), with what else was learned."""
     previous = parse(NodeStatus, cr.status)
@@ -167,10 +167,16 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
     if check is not None:
         update["proxmox_check"] = ProxmoxCheck(checked=check.checked, vm_node=check.vm_node,
                                                mismatches=tuple(check.mismatches), error=check.error,
-                                               nic_check="enforce" if check.enforce else "warn")
+                                               nic_check="enforce" if check.enforce else "warn",
+                                               vm_changes=tuple(check.vm_changes) or None,
+                                               vm_write=check.vm_write or previous_write(previous))
         wanted[states.VM_NICS_MATCH] = check.condition
     drop: tuple[str, ...] = ()
-    if check is None and not cr.spec.get("proxmox"):  # names no VM (any more): nothing is claimed about one
+    named = (cr.spec.get("proxmox") or {}).get("cluster")
+    gone = cluster_files is not None and named is not None and named not in cluster_files
+    if check is None and (not named or gone):
+        # Names no VM (any more), or its cluster file is gone (the node file is blocked for it): a
+        # check made against that cluster is not true any more, nothing is claimed about the VM.
         update["proxmox_check"] = None
         drop = (states.VM_NICS_MATCH,)
     if validity is not None:
@@ -250,10 +256,13 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
     node_events: list[tuple[LiveCR, NodeState | None, NodeStatus]] = []  # looked at once the writes are done
     cluster_events: list[tuple[LiveCR, ClusterOutcome | None, ClusterStatus]] = []
     node_validity = validity(validation, KIND_NODE)
+    # Clusters that still have a file (valid or blocked): a check against any other one is stale.
+    cluster_files = (frozenset(validation.desired.clusters)
+                     | (validation.desired.blocked.get(KIND_CLUSTER) or frozenset()))
     for cr in sorted(crs.get(KIND_NODE, ()), key=lambda c: c.name):
         state = rollout.get(cr.name)
         wanted = node_status(cr, state=state, check=nic_checks.get(cr.name), validity=node_validity.get(cr.name),
-                             now=now)
+                             now=now, cluster_files=cluster_files)
         done.nodes[cr.name] = wanted
         patch = merge_patch(cr.status, wanted.dump())
         if patch is not None:
@@ -281,6 +290,7 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         _validity_event(kube, cr, node.conditions, now, done)
         if (cr.kind, cr.name) in written:
             _vm_nics_event(kube, cr, node.conditions, now, done)
+            _vm_write_event(kube, cr, node, now, done)
     for cr, outcome, cluster in cluster_events:
         if outcome is not None and outcome.due_reason is not None:  # verified (or tried) this cycle
             _cluster_event(kube, cr, parse(ClusterStatus, cr.status), cluster, now, done)
@@ -326,6 +336,24 @@ def _validity_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime 
         _event(kube, cr, states.EVENT_INVALID, new.message, True, now, done)
     elif old is not None:  # valid again (a first "valid" is no news)
         _event(kube, cr, states.EVENT_VALID, new.message, False, now, done)
+
+
+def previous_write(previous: NodeStatus) -> str | None:
+    """The last VM NIC write recorded (kept when this run of the reconciler made none yet)."""
+    return previous.proxmox_check.vm_write if previous.proxmox_check is not None else None
+
+
+def _vm_write_event(kube: Kube, cr: LiveCR, after: NodeStatus, now: datetime | None, done: Reported) -> None:
+    """manageNics: a new write to the VM's NICs (Normal) or a refused one (Warning)."""
+    before = (cr.status.get("proxmoxCheck") or {}).get("vmWrite")
+    written = after.proxmox_check.vm_write if after.proxmox_check is not None else None
+    if written and written != before:
+        if written.startswith("updated "):  # VmWrite.message
+            _event(kube, cr, states.EVENT_VM_NICS_UPDATED, written, False, now, done)
+        elif written.startswith("restored "):
+            _event(kube, cr, states.EVENT_VM_NICS_RESTORED, written, True, now, done)
+        else:
+            _event(kube, cr, states.EVENT_VM_NICS_UPDATE_FAILED, written, True, now, done)
 
 
 def _vm_nics_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime | None, done: Reported) -> None:

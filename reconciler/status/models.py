@@ -18,7 +18,8 @@ from pydantic.alias_generators import to_camel
 ConditionStatus = Literal["True", "False", "Unknown"]
 NodePhase = Literal["Pending", "Applying", "Ready", "Failed", "Stalled", "Removing", "Suspended", "Held"]
 ClusterPhase = Literal["Pending", "Ready", "Failed"]
-Health = Literal["Healthy", "Degraded", "Unreachable"]
+Health = Literal["Healthy", "Degraded", "Unreachable", "AuthenticationFailed", "TLSFailure", "CredentialsMissing",
+                 "PermissionDenied", "Timeout", "APIError", "InvalidConfiguration"]
 
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 DATE_TIME = {"format": "date-time"}
@@ -80,6 +81,10 @@ class ProxmoxCheck(_Status):
     """Why the check could not run."""
     nic_check: Literal["enforce", "warn"] | None = None
     """spec.proxmox.nicCheck in effect: enforce (a difference holds the node's Job) or warn."""
+    vm_changes: tuple[str, ...] | None = None
+    """spec.proxmox.manageNics: the changes to the VM's netN devices being made now, one per slot."""
+    vm_write: str | None = None
+    """spec.proxmox.manageNics: the last change the reconciler made to the VM's NICs, and its outcome."""
 
 
 class _Common(_Status):
@@ -144,8 +149,11 @@ class ClusterStatus(_Common):
     """Number of Proxmox nodes."""
     online_nodes: Annotated[int | None, Field(ge=0)] = None
     """Number of Proxmox nodes online."""
+    node_names: tuple[str, ...] | None = None
+    """Names of the Proxmox nodes (with clusterName: what tells the same cluster registered twice)."""
     health: Health | None = None
-    """Healthy, Degraded or Unreachable."""
+    """Healthy or Degraded when verified; else what failed: Unreachable, AuthenticationFailed,
+    TLSFailure, CredentialsMissing, PermissionDenied, Timeout, APIError or InvalidConfiguration."""
     last_verified: Annotated[str | None, Field(json_schema_extra=DATE_TIME)] = None
     """Last verification (the Ready condition says whether it succeeded)."""
     tls_insecure: bool | None = None

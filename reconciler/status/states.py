@@ -70,6 +70,9 @@ NODE_STATES: dict[NodeStateName, Row] = {
 VM_NICS_MATCH = "VMNicsMatch"
 EVENT_VM_NICS_DIFFER = "VMNicsMismatch"  # Warning, when the condition turns False (both nicCheck modes)
 EVENT_VM_NICS_MATCH = "VMNicsMatch"  # Normal, when it turns True after False
+EVENT_VM_NICS_UPDATED = "VMNicsUpdated"  # Normal, manageNics wrote the VM's netN devices
+EVENT_VM_NICS_UPDATE_FAILED = "VMNicsUpdateFailed"  # Warning, PVE refused that write
+EVENT_VM_NICS_RESTORED = "VMNicsRestored"  # Warning, the node's Job failed after a change: it was undone
 
 # A failed verification's Ready reason is the error's class (Unreachable, AuthFailed, TLSError, ...):
 # the row's reason is the fallback.

@@ -22,8 +22,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ from reconciler.apply.proxmox.errors import (
     APIError,
     AuthenticationFailed,
     ConfigurationError,
+    ConnectTimeout,
     PermissionDenied,
     ProxmoxError,
     Timeout,
@@ -67,6 +68,17 @@ class ClusterInfo:
     node_count: int
     online_nodes: int
     nodes: tuple[NodeInfo, ...]
+    endpoint: str | None = None  # the endpoint that answered
+    skipped: tuple[str, ...] = ()  # endpoints tried first that could not be reached, and why
+
+
+@dataclass(frozen=True)
+class Privilege:
+    """A PVE privilege on an ACL path, and what we need it for (for the message)."""
+
+    path: str
+    privilege: str
+    purpose: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +146,12 @@ class ProxmoxClient:
         insecure_skip_verify: bool = False,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        fingerprint: str | None = None,
+        fallbacks: Sequence[str] = (),
     ) -> None:
-        self.endpoint = parse_endpoint(endpoint)
+        self.endpoints = [parse_endpoint(e) for e in (endpoint, *fallbacks)]
+        self._current = 0
+        self.skipped: list[str] = []  # why endpoints were passed over (since the last take_skipped())
         self._secrets: list[str] = []
         if token_id:
             user, bang, name = token_id.partition("!")
@@ -164,7 +180,15 @@ class ProxmoxClient:
             raise ConfigurationError("no credentials: give tokenId/tokenSecret or username/password")
 
         self._ca_tempfile: Path | None = None
-        self._verify: bool | str = self._tls_verify(ca_bundle, insecure_skip_verify)
+        self.fingerprint = _fingerprint(fingerprint) if fingerprint else None
+        if self.fingerprint is not None:
+            if self.auth_kind != "token":
+                raise ConfigurationError("tls.fingerprint needs API token credentials: proxmoxer's ticket login "
+                                         "(username/password) cannot be pinned")
+            if ca_bundle is not None or insecure_skip_verify:
+                raise ConfigurationError(
+                    "tls.fingerprint cannot be combined with caBundleSecretRef or insecureSkipVerify")
+        self._verify: bool | str = False if self.fingerprint else self._tls_verify(ca_bundle, insecure_skip_verify)
         self.insecure_skip_verify = insecure_skip_verify
         if insecure_skip_verify:
             log.warning("TLS certificate verification is off for %s", self.endpoint.url)
@@ -172,19 +196,66 @@ class ProxmoxClient:
         self._api: ProxmoxAPI | None = None
         self._connect_lock = threading.Lock()  # VM reads share one client (one ticket) across threads
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint in use: the first one, or the one that answered after failing over."""
+        return self.endpoints[self._current]
+
+    def take_skipped(self) -> tuple[str, ...]:
+        """The endpoints passed over since the last call, and why (for status warnings)."""
+        with self._connect_lock:
+            out, self.skipped = tuple(self.skipped), []
+        return out
+
     # --- public operations ---
-    def verify(self) -> ClusterInfo:
-        """Check credentials and read version, membership and quorum."""
+    def verify(self, required: Iterable[Privilege] = ()) -> ClusterInfo:
+        """Check credentials, read version, membership and quorum, then check that the
+        credentials hold every ``required`` privilege (``PermissionDenied`` names the missing)."""
         version = self._get("/version", lambda api: api.version.get(), dict)
         status = self._get("/cluster/status", lambda api: api.cluster.status.get(), list)
         nodes = self._get("/nodes", lambda api: api.nodes.get(), list)
         try:
-            return _cluster_info(version, status, nodes)
+            info = _cluster_info(version, status, nodes)
         except (KeyError, TypeError, ValueError) as exc:
             raise APIError(
                 f"{self._where()}: unexpected answer shape ({type(exc).__name__}: {exc})",
                 endpoint=self.endpoint.url,
             ) from None
+        self.check_privileges(required)
+        return replace(info, endpoint=self.endpoint.url, skipped=self.take_skipped())
+
+    def privileges(self, path: str) -> frozenset[str]:
+        """The privileges the token (or user) has on ``path``: ``GET /access/permissions?path=``,
+        which PVE answers from its ACLs, roles, groups and (for a token) privilege separation."""
+        answer = self._get(f"/access/permissions?path={path}", lambda api: api.access.permissions.get(path=path), dict)
+        granted = answer.get(path)
+        return frozenset(str(k) for k in granted) if isinstance(granted, Mapping) else frozenset()
+
+    def check_privileges(self, required: Iterable[Privilege]) -> None:
+        """Raise ``PermissionDenied`` naming every privilege of ``required`` the credentials lack
+        (one ``/access/permissions`` query per distinct path)."""
+        wanted: dict[str, list[Privilege]] = {}
+        for need in required:
+            wanted.setdefault(need.path, []).append(need)
+        missing: list[Privilege] = []
+        for path in sorted(wanted):
+            granted = self.privileges(path)
+            missing += [n for n in wanted[path] if n.privilege not in granted]
+        if missing:
+            raise self.denied(missing) from None
+
+    def denied(self, missing: Iterable[Privilege]) -> PermissionDenied:
+        """The error for privileges the credentials lack, one clause per privilege."""
+        who = f"{'API token' if self.auth_kind == 'token' else 'user'} {self.principal}"
+        items = list(dict.fromkeys(missing))
+        lacks = "; ".join(f"{n.privilege} on {n.path}" + (f" (to {n.purpose})" if n.purpose else "") for n in items)
+        first = items[0]
+        return PermissionDenied(
+            f"{self._where()}: {who} lacks {lacks}",
+            endpoint=self.endpoint.url,
+            reason_phrase=f"Permission check failed ({first.path}, {first.privilege})",
+            missing=tuple((n.path, n.privilege) for n in items),
+        )
 
     def vm_locations(self) -> dict[int, VmLocation]:
         """Every QEMU VM of the cluster and where it runs: one ``/cluster/resources?type=vm``."""
@@ -207,7 +278,15 @@ class ProxmoxClient:
 
     def find_vm(self, vmid: int) -> VmLocation | None:
         """Where QEMU VM ``vmid`` lives (via ``/cluster/resources?type=vm``); None if absent."""
-        return self.vm_locations().get(int(vmid))
+        found = self.vm_locations().get(int(vmid))
+        if found is None:
+            self.check_visible(vmid)
+        return found
+
+    def check_visible(self, vmid: int) -> None:
+        """For a VM not in ``/cluster/resources``: PVE leaves out the VMs the caller may not see, so
+        "absent" is only true with VM.Audit on ``/vms/<vmid>``; else ``PermissionDenied``."""
+        self.check_privileges([Privilege(f"/vms/{int(vmid)}", "VM.Audit", f"see VM {int(vmid)}")])
 
     def vm_config(self, node: str, vmid: int) -> VmConfig:
         """The VM's current config with its NICs parsed."""
@@ -232,6 +311,31 @@ class ProxmoxClient:
         """``find_vm`` then ``vm_config``; None if there is no such VM."""
         where = self.find_vm(vmid)
         return None if where is None else self.vm_config(where.node, vmid)
+
+    def update_vm_nics(self, node: str, vmid: int, values: Mapping[str, str], *, digest: str | None,
+                       delete: Sequence[str] = ()) -> None:
+        """``PUT /nodes/{node}/qemu/{vmid}/config`` with the ``netN`` values (and the ``digest`` of
+        the config they were planned from: PVE refuses the write if the VM changed meanwhile).
+        With a ticket proxmoxer sends the CSRF token; needs VM.Config.Network on /vms/{vmid}."""
+        path = f"/nodes/{node}/qemu/{vmid}/config"
+        params = dict(values)
+        if delete:
+            params["delete"] = ",".join(delete)
+        if digest:
+            params["digest"] = digest
+        first = self._current
+        while True:
+            log.info("PUT %s%s (%s; auth: %s)", self.endpoint.url, path, ", ".join(sorted(params)), self.auth_kind)
+            try:
+                self._connect().nodes(node).qemu(vmid).config.put(**params)
+            except ProxmoxError as exc:
+                error = exc
+            except Exception as exc:
+                error = self._classify(f"PUT {path}", exc)
+            else:
+                return
+            if not self._fail_over(error, first):
+                raise error from None
 
     def close(self) -> None:
         self._api = None
@@ -284,15 +388,50 @@ class ProxmoxClient:
                 timeout=self._timeout,
                 **self._auth_kwargs,
             )
+            if self.fingerprint is not None:  # every request of this client goes through the pinned adapter
+                session = api._store["session"]
+                session.mount("https://", _PinnedAdapter(self.fingerprint))
             # Remember the ticket and CSRF token so that they are scrubbed too.
             self._secrets.extend(t for t in api.get_tokens() if t)
             self._api = api
         return self._api
 
     def _get(self, path: str, call: Callable[[ProxmoxAPI], Any], shape: type[T]) -> T:
+        """``_get_once`` on the endpoint in use, then on the next ones while none can be reached."""
+        first = self._current
+        while True:
+            try:
+                return self._get_once(path, call, shape)
+            except ProxmoxError as exc:
+                if not self._fail_over(exc, first):
+                    raise
+
+    def _fail_over(self, error: ProxmoxError, first: int) -> bool:
+        """Move to the next endpoint if ``error`` says this one reached nobody and endpoints are
+        left that this call has not tried (True); the next call starts at the one that answered."""
+        if len(self.endpoints) < 2 or not _reached_nobody(error):
+            return False
+        with self._connect_lock:
+            nxt = (self._current + 1) % len(self.endpoints)
+            if nxt == first:
+                self._current = first
+                return False
+            self.skipped.append(error.message)
+            log.warning("%s; trying %s", error.message, self.endpoints[nxt].url)
+            self._current, self._api = nxt, None
+        return True
+
+    def _get_once(self, path: str, call: Callable[[ProxmoxAPI], Any], shape: type[T]) -> T:
         log.debug("GET %s%s (auth: %s)", self.endpoint.url, path, self.auth_kind)
         try:
-            result = call(self._connect())
+            api = self._connect()
+        except ProxmoxError:
+            raise
+        except Exception as exc:  # the ticket login (proxmoxer logs in when it is built)
+            error = self._classify("POST /access/ticket", exc)
+            raise error from None
+        try:
+            result = call(api)
         except ProxmoxError:
             raise
         except Exception as exc:  # classify, then drop the original (it may hold headers)
@@ -337,9 +476,12 @@ class ProxmoxClient:
         if isinstance(exc, requests.exceptions.SSLError):
             return TLSFailure(f"{where}: TLS handshake failed: {_tls_detail(str(exc))}", endpoint=url)
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return Timeout(f"{where}: no connection within {self._timeout[0]:g} s ({what})", endpoint=url)
+            return ConnectTimeout(f"{where}: no connection within {self._timeout[0]:g} s ({what})", endpoint=url)
         if isinstance(exc, requests.exceptions.ReadTimeout):
-            return Timeout(f"{where}: no answer to {what} within {self._timeout[1]:g} s", endpoint=url)
+            # urllib3 says which timeout fired: a TLS handshake that hangs ends at the connect timeout.
+            match = re.search(r"\(read timeout=([0-9.]+)\)", str(exc))
+            waited = float(match.group(1)) if match else self._timeout[1]
+            return Timeout(f"{where}: no answer to {what} within {waited:g} s", endpoint=url)
         if isinstance(exc, requests.exceptions.ConnectionError):
             return Unreachable(f"{where}: {_connection_detail(str(exc))} ({what})", endpoint=url)
         if isinstance(exc, requests.exceptions.RequestException):
@@ -378,7 +520,33 @@ def _from_status(
     return APIError(f"{where}: {what} failed ({said}{detail})", **kwargs)
 
 
+class _PinnedAdapter(requests.adapters.HTTPAdapter):
+    """Accepts a server only if its certificate's SHA-256 fingerprint is the pinned one (urllib3's
+    ``assert_fingerprint``; CA and host name are not checked, as with PVE's own fingerprint trust)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self._pinned = fingerprint
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_fingerprint"] = self._pinned
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _fingerprint(value: str) -> str:
+    text = value.strip().replace(":", "").lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ConfigurationError("tls.fingerprint must be a SHA-256 fingerprint (32 bytes, AA:BB:...)")
+    return text
+
+
 def _tls_detail(text: str) -> str:
+    if "Fingerprints did not match" in text:
+        return "the certificate's SHA-256 fingerprint is not the pinned one (spec.tls.fingerprint)"
+    mismatch = re.search(r"(?:[Hh]ostname|IP address) mismatch, certificate is not valid for '([^']+)'", text)
+    if mismatch:
+        return (f"the certificate is not valid for the host name {mismatch.group(1)!r} of the endpoint; "
+                "use a host name the certificate names (or give that name in apiEndpoint)")
     match = re.search(r"certificate verify failed: ([^()'\"]+)", text)
     if match:
         return f"certificate not trusted ({match.group(1).strip()}); check caBundle"
@@ -387,6 +555,17 @@ def _tls_detail(text: str) -> str:
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return "the endpoint does not speak TLS"
     return "TLS error"
+
+
+_NOBODY = ("connection refused", "host name does not resolve", "no route to host", "network is unreachable",
+           "cannot connect")
+
+
+def _reached_nobody(error: ProxmoxError) -> bool:
+    """No server got the request: worth trying another endpoint (a write too)."""
+    if isinstance(error, ConnectTimeout):
+        return True
+    return isinstance(error, Unreachable) and error.status is None and any(d in error.message for d in _NOBODY)
 
 
 def _connection_detail(text: str) -> str:

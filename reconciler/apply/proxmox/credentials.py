@@ -54,6 +54,7 @@ class ClusterCredentials:
     ca_bundle: bytes | None = field(default=None, repr=False)
     insecure_skip_verify: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)  # values never to be shown
+    fingerprint: str | None = None  # spec.tls.fingerprint (not a secret)
 
     @property
     def auth_kind(self) -> str:
@@ -61,6 +62,8 @@ class ClusterCredentials:
 
     def client_kwargs(self) -> dict[str, object]:
         kwargs: dict[str, object] = {"ca_bundle": self.ca_bundle, "insecure_skip_verify": self.insecure_skip_verify}
+        if self.fingerprint:
+            kwargs["fingerprint"] = self.fingerprint
         if self.token_id:
             kwargs.update(token_id=self.token_id, token_secret=self.token_secret)
         else:
@@ -198,6 +201,7 @@ def read_credentials(read_secret: SecretReader, cluster: ProxmoxCluster) -> Clus
         ca_bundle=ca_bundle,
         insecure_skip_verify=spec.tls.insecure_skip_verify,
         secrets=secrets,
+        fingerprint=spec.tls.fingerprint,
     )
 
 
@@ -217,6 +221,7 @@ def client_for(
         client = client_factory(
             cluster.spec.api_endpoint,
             **credentials.client_kwargs(),
+            **({"fallbacks": cluster.spec.api_endpoints} if cluster.spec.api_endpoints else {}),
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )

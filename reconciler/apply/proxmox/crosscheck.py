@@ -22,9 +22,10 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from reconciler.apply.proxmox import nicsync
 from reconciler.apply.proxmox.client import ProxmoxClient
 from reconciler.apply.proxmox.credentials import ClientFactory, SecretReader, client_for, read_credentials
 from reconciler.apply.proxmox.errors import ProxmoxError
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 # VMNicsMatch condition reasons
 MATCH, MISMATCH = "NicsMatch", "NicsDiffer"
 CLUSTER_NOT_VERIFIED, READ_PENDING, READ_FAILED = "ClusterNotVerified", "VMReadPending", "VMReadFailed"
+UPDATING = "VMNicsUpdating"  # manageNics: the reconciler is making the VM's NICs match the file
+PERMISSION_DENIED = "PermissionDenied"  # the credentials may not see or read the VM
 CONDITION = "VMNicsMatch"
 RECHECK_AFTER = 15.0  # seconds: a node held for a mismatch has its VM read again this often
 
@@ -60,6 +63,20 @@ class NodeCheck:
     reason: str = ""  # the VMNicsMatch reason (MATCH, MISMATCH, CLUSTER_NOT_VERIFIED, ...)
     enforce: bool = True  # spec.proxmox.nicCheck is enforce (the default)
     age: float | None = None  # seconds since the VM was read
+    vm_changes: tuple[str, ...] = ()  # manageNics: what will be written to the VM (one line per slot)
+    vm_values: tuple[tuple[str, str], ...] = ()  # manageNics: the netN values of that write
+    vm_deletes: tuple[str, ...] = ()  # manageNics: the slots that write removes (spec.proxmox.absent)
+    vm_undo: tuple[tuple[str, str], ...] = ()  # manageNics: the values that put the VM back
+    vm_undo_delete: tuple[str, ...] = ()
+    vm_digest: str | None = None  # the digest of the config the write was planned from
+    vm_node_for_write: str | None = None
+    vm_write: str | None = None  # manageNics: the last write made to the VM's NICs, and how it went
+
+    @property
+    def waiting(self) -> bool:
+        """Held only until something else happens (a read, the VM NIC update), not until the file
+        or the VM is fixed by someone."""
+        return not self.checked or bool(self.vm_changes)
 
     @property
     def ok(self) -> bool:
@@ -76,6 +93,8 @@ class NodeCheck:
         where = f"VM {self.vmid} on {self.cluster}" + (f"/{self.vm_node}" if self.vm_node else "")
         if not self.checked:
             return f"{where}: not checked ({self.error})"
+        if self.vm_changes:
+            return f"{where}: updating the VM's NICs (spec.proxmox.manageNics): " + "; ".join(self.vm_changes)
         if not self.mismatches:
             return f"{where}: NICs match"
         return f"{where}: " + "; ".join(self.mismatches)
@@ -83,6 +102,8 @@ class NodeCheck:
     @property
     def condition(self) -> tuple[Literal["True", "False", "Unknown"], str, str]:
         """The VMNicsMatch condition: (status, reason, message)."""
+        if self.vm_changes:
+            return "Unknown", UPDATING, self.summary
         if self.ok:
             return "True", self.reason or MATCH, self.summary
         if self.checked:
@@ -92,6 +113,8 @@ class NodeCheck:
     @property
     def hold_message(self) -> str:
         """Why the node's Job is held (the rollout's message for it)."""
+        if self.vm_changes:
+            return f"waiting for the VM NIC update: {self.summary}"
         if self.checked:
             return f"held: the VM's NICs differ from the file (spec.proxmox.nicCheck: enforce): {self.summary}"
         return f"waiting for the VM NIC check (spec.proxmox.nicCheck: enforce): {self.summary}"
@@ -111,6 +134,7 @@ def desired_nics(node: NodeConfig) -> list[DesiredNic]:
                 mtu=vm.mtu if vm else None,
                 model=vm.model if vm else None,
                 guest_mtu=i.mtu,
+                firewall=vm.firewall if vm else None,
             )
         )
     return out
@@ -126,6 +150,11 @@ def _check_cluster(cluster: str, client: ProxmoxClient, nodes: list[NodeConfig])
     for node, ref in refs:
         where = locations.get(ref.vmid)
         if where is None:
+            try:
+                client.check_visible(ref.vmid)  # PVE hides the VMs a token may not see
+            except ProxmoxError as exc:
+                out.append(NodeCheck(node.name, cluster, ref.vmid, False, error=exc.message, reason=exc.reason))
+                continue
             missing = (f"VM {ref.vmid} does not exist on {cluster}",)
             out.append(NodeCheck(node.name, cluster, ref.vmid, True, mismatches=missing))
             continue
@@ -237,9 +266,12 @@ def check_now(
     client_factory: ClientFactory = ProxmoxClient,
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
+    manage: bool = False,
 ) -> dict[str, NodeCheck]:
     """For one-shot commands (``plan``, ``apply --once``): ``gate`` with fresh reads, waiting for
-    them up to twice the longest per-request timeout (a VM still not answered is "not read yet")."""
+    them up to twice the longest per-request timeout (a VM still not answered is "not read yet").
+    ``manage`` (``apply``, never ``plan``): one round of manageNics writes is made and waited for;
+    the checks then describe the VM after it (a NIC attached link-down is brought up next call)."""
     crs = list(clusters)
     longest = max([connect_timeout + read_timeout] + [
         (c.spec.connect_timeout_seconds or connect_timeout) + (c.spec.read_timeout_seconds or read_timeout)
@@ -249,10 +281,39 @@ def check_now(
         if any(c.reason == READ_PENDING for c in checks.values()):
             reads.wait(2 * longest + 1)
             checks = gate(desired, crs, reads, read_secret)
+        if manage and any(c.vm_changes for c in checks.values()):
+            gate(desired, crs, reads, read_secret, manage=True)  # queues the writes (and re-reads)
+            reads.wait(2 * longest + 1)
+            checks = gate(desired, crs, reads, read_secret)
     for check in checks.values():
         if check.mismatches:
             log.warning("node %s: %s", check.node, "; ".join(check.mismatches))
     return checks
+
+
+def restore_failed(desired: DesiredState, reads: VmReads, read_secret: SecretReader,
+                   failed: Iterable[str]) -> list[str]:
+    """manageNics: for each node whose Job just failed, put its VM's NICs back as they were before
+    the reconciler's last change to them (the guest side did not work with it). Returns the nodes
+    whose VM is being restored."""
+    out = []
+    for name in sorted(set(failed)):
+        node = desired.nodes.get(name)
+        ref = node.spec.proxmox if node is not None else None
+        if ref is None or ref.cluster not in desired.clusters:
+            continue
+        cluster = desired.clusters[ref.cluster]
+        if not ref.manages_nics(cluster.spec.manage_nics):
+            continue
+        try:
+            credentials = read_credentials(read_secret, cluster)
+        except ProxmoxError as exc:
+            log.warning("node %s: cannot restore VM %s's NICs: %s", name, ref.vmid, exc.message)
+            continue
+        if reads.restore_last(cluster, credentials, ref.vmid, f"the Job of node {name} failed"):
+            log.warning("node %s: its Job failed; restoring the NICs of VM %s", name, ref.vmid)
+            out.append(name)
+    return out
 
 
 # --- the gate: checks from the VM read cache, every cycle, without waiting for Proxmox -----------
@@ -272,22 +333,32 @@ def _cluster_state(cr: Mapping[str, Any] | None, cluster: str) -> str | None:
     return f"Proxmox cluster {cluster} is not verified ({condition.get('reason')}: {condition.get('message')})"
 
 
-def _from_read(node: NodeConfig, entry: VmRead, now: float) -> NodeCheck:
+def _from_read(node: NodeConfig, entry: VmRead, now: float, *, cluster_manages: bool | None = None) -> NodeCheck:
     ref = node.spec.proxmox
     assert ref is not None
     enforce, age = ref.enforce, entry.age(now)
     if entry.error is not None:
         vm_node = entry.location.node if entry.location else None
+        reason = PERMISSION_DENIED if entry.error.reason == PERMISSION_DENIED else READ_FAILED
         return NodeCheck(node.name, ref.cluster, ref.vmid, False, vm_node=vm_node, error=entry.error.message,
-                         reason=READ_FAILED, enforce=enforce, age=age)
+                         reason=reason, enforce=enforce, age=age)
     if entry.config is None or entry.location is None:
         missing = (f"VM {ref.vmid} does not exist on {ref.cluster}",)
         return NodeCheck(node.name, ref.cluster, ref.vmid, True, mismatches=missing, reason=MISMATCH,
                          enforce=enforce, age=age)
-    problems = tuple(nic_mismatches(ref.vmid, desired_nics(node), entry.config.nics))
-    return NodeCheck(node.name, ref.cluster, ref.vmid, True, vm_node=entry.location.node,
-                     vm_name=entry.location.name or None, mismatches=problems,
-                     reason=MISMATCH if problems else MATCH, enforce=enforce, age=age)
+    wanted = desired_nics(node)
+    problems = tuple(nic_mismatches(ref.vmid, wanted, entry.config.nics))
+    check = NodeCheck(node.name, ref.cluster, ref.vmid, True, vm_node=entry.location.node,
+                      vm_name=entry.location.name or None, mismatches=problems,
+                      reason=MISMATCH if problems else MATCH, enforce=enforce, age=age)
+    if not ref.manages_nics(cluster_manages):
+        return check
+    plan = nicsync.plan_nics(ref.vmid, wanted, entry.config.nics, ref.absent or ())
+    if plan.refused:  # bad input: nothing is written, the node is held until the file or the VM is fixed
+        return replace(check, mismatches=problems + plan.refused, reason=MISMATCH)
+    return replace(check, vm_changes=plan.summaries, vm_values=tuple(sorted(plan.values.items())),
+                   vm_deletes=plan.deletes, vm_undo=plan.undo, vm_undo_delete=plan.undo_delete,
+                   vm_digest=entry.config.digest, vm_node_for_write=entry.location.node)
 
 
 def gate(
@@ -297,6 +368,7 @@ def gate(
     read_secret: SecretReader,
     *,
     recheck_after: float = RECHECK_AFTER,
+    manage: bool = False,
 ) -> dict[str, NodeCheck]:
     """The VM NIC check of every node that names a VM, from what ``reads`` knows now.
 
@@ -327,6 +399,7 @@ def gate(
             continue
         verified.append(cluster)
         retry: list[int] = []
+        writes: list[NodeCheck] = []
         for node in nodes:
             ref = node.spec.proxmox
             assert ref is not None
@@ -337,13 +410,31 @@ def gate(
                                                error=f"VM {ref.vmid} has not been read yet",
                                                reason=READ_PENDING, enforce=ref.enforce)
                 continue
-            check = _from_read(node, entry, now)
+            check = _from_read(node, entry, now, cluster_manages=desired.clusters[cluster].spec.manage_nics)
+            written = reads.last_write(cluster, ref.vmid)
+            if written is not None:
+                check = replace(check, vm_write=written.message)
             results[node.name] = check
-            if not check.ok:
+            undone = reads.failed_change(cluster, ref.vmid)
+            if check.vm_changes and undone == "; ".join(check.vm_changes):
+                # The node's Job failed with exactly this change and it was undone: not made again
+                # until the file (or the VM) changes; the node is held, saying so.
+                why = f"the node's Job failed after this VM NIC change, so it was undone: {undone}; fix the file"
+                check = replace(check, vm_changes=(), vm_values=(), vm_deletes=(), reason=MISMATCH,
+                                mismatches=(*check.mismatches, why))
+                results[node.name] = check
+            if check.vm_changes:
+                refused_lately = (written is not None and written.error is not None
+                                  and now - written.at < recheck_after)
+                if not refused_lately:  # a write PVE refused is tried again after recheck_after
+                    writes.append(check)
+            elif not check.ok:
                 retry.append(ref.vmid)
         due = set(reads.due(cluster, [n.spec.proxmox.vmid for n in nodes if n.spec.proxmox]))
         due |= set(reads.due(cluster, retry, refresh_after=recheck_after))
-        if due:
+        if not manage:
+            writes = []
+        if due or writes:
             try:
                 credentials = read_credentials(read_secret, desired.clusters[cluster])
             except ProxmoxError as exc:
@@ -354,6 +445,12 @@ def gate(
                         results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False, error=exc.message,
                                                        reason=exc.reason, enforce=ref.enforce)
                 continue
-            reads.request(desired.clusters[cluster], credentials, due)
+            reads.request(desired.clusters[cluster], credentials, due - {c.vmid for c in writes})
+            for check in writes:  # manageNics: one PUT per VM, then a fresh read of it
+                assert check.vm_node_for_write is not None
+                reads.write(desired.clusters[cluster], credentials, check.vmid, node=check.vm_node_for_write,
+                            values=dict(check.vm_values), delete=check.vm_deletes, digest=check.vm_digest,
+                            undo=check.vm_undo, undo_delete=check.vm_undo_delete,
+                            summary="; ".join(check.vm_changes))
     reads.retain(verified)
     return dict(sorted(results.items()))

@@ -10,7 +10,7 @@ may hold request headers) hangs off them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ProxmoxError(Exception):
@@ -64,15 +64,25 @@ class AuthenticationFailed(ProxmoxError):
 
 
 class PermissionDenied(ProxmoxError):
-    """403: authenticated, but the token/user lacks a privilege (e.g. Sys.Audit on /)."""
+    """403, or a privilege ``/access/permissions`` says is missing: authenticated, but the
+    token/user lacks a privilege (e.g. Sys.Audit on /, VM.Audit on /vms/201). ``missing`` holds
+    (path, privilege) pairs when known."""
 
     reason = "PermissionDenied"
+
+    def __init__(self, message: str, *, missing: tuple[tuple[str, str], ...] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.missing = missing
 
 
 class Timeout(ProxmoxError):
     """No connection or no answer within the configured timeout."""
 
     reason = "Timeout"
+
+
+class ConnectTimeout(Timeout):
+    """No connection (TCP or TLS handshake) within the connect timeout."""
 
 
 class APIError(ProxmoxError):

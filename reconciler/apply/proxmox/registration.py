@@ -23,13 +23,13 @@ Deregistration is the planner's business: a removed file is a delete (under the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from reconciler.apply.proxmox.client import ClusterInfo, ProxmoxClient
+from reconciler.apply.proxmox.client import ClusterInfo, Privilege, ProxmoxClient
 from reconciler.apply.proxmox.credentials import (
     ClientFactory,
     ClusterCredentials,
@@ -52,10 +52,13 @@ FAILURE_RETRY = timedelta(minutes=1)
 MAX_PARALLEL = 8
 
 HEALTHY, DEGRADED, UNREACHABLE = "Healthy", "Degraded", "Unreachable"
+# A failed verification's health names the kind of failure (the error's reason).
+FAILURE_HEALTH = ("AuthenticationFailed", "TLSFailure", "CredentialsMissing", "Unreachable", "PermissionDenied",
+                  "Timeout", "APIError", "InvalidConfiguration")
 PHASE_READY, PHASE_FAILED = "Ready", "Failed"
 
 # Status fields this module owns; every other status field (written by others) is left alone.
-FACT_FIELDS = ("version", "release", "clusterName", "quorate", "nodeCount", "onlineNodes")
+FACT_FIELDS = ("version", "release", "clusterName", "quorate", "nodeCount", "onlineNodes", "nodeNames")
 OWNED_FIELDS = (
     *FACT_FIELDS,
     "health",
@@ -67,6 +70,9 @@ OWNED_FIELDS = (
     "phase",
     "lastError",
 )
+
+
+SharedClients = Callable[[ProxmoxCluster, ClusterCredentials], ProxmoxClient]
 
 
 class ClusterKube(Protocol):
@@ -152,6 +158,9 @@ def health_and_warnings(cluster: ProxmoxCluster, info: ClusterInfo) -> tuple[str
     if offline:
         degraded = True
         warnings.append(f"{len(offline)} of {info.node_count} nodes offline: {', '.join(offline)}")
+    if info.skipped:
+        degraded = True
+        warnings += [f"{why}; verified through {info.endpoint}" for why in info.skipped]
     if cluster.spec.tls.insecure_skip_verify:
         warnings.append("TLS certificate verification is disabled (spec.tls.insecureSkipVerify)")
     return (DEGRADED if degraded else HEALTHY), warnings
@@ -171,9 +180,17 @@ def verified_status(
     *,
     generation: int | None,
     now: datetime,
+    also_registered_by: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The owned status fields after a successful verification (``None`` means: remove)."""
+    """The owned status fields after a successful verification (``None`` means: remove).
+    ``also_registered_by``: other cluster files that reach the same cluster (``duplicates``)."""
     health, warnings = health_and_warnings(cluster, info)
+    others = sorted(also_registered_by)
+    if others:
+        health = DEGRADED
+        files = ", ".join(f"clusters/{o}.yaml" for o in others)
+        warnings.append(f"the same Proxmox cluster ({info.cluster_name}: {', '.join(n.name for n in info.nodes)}) "
+                        f"is registered by {files} too; keep one file per cluster")
     name = f"cluster {info.cluster_name}" if info.cluster_name else "standalone node"
     message = f"Proxmox VE {info.version}, {name}, {info.online_nodes}/{info.node_count} nodes online" + (
         ", quorate" if info.quorate else ", not quorate"
@@ -187,6 +204,7 @@ def verified_status(
         "quorate": info.quorate,
         "nodeCount": info.node_count,
         "onlineNodes": info.online_nodes,
+        "nodeNames": [n.name for n in info.nodes],
         "health": health,
         "lastVerified": format_time(now),
         "tlsInsecure": True if cluster.spec.tls.insecure_skip_verify else None,
@@ -221,7 +239,7 @@ def failed_status(
         else None
     )
     status.update(
-        health=UNREACHABLE,
+        health=error.reason if error.reason in FAILURE_HEALTH else UNREACHABLE,
         lastVerified=format_time(now),
         tlsInsecure=True if cluster.spec.tls.insecure_skip_verify else None,
         warnings=warnings,
@@ -266,6 +284,24 @@ class _Job:
     due: str
     credentials: ClusterCredentials | None = None
     result: ClusterInfo | ProxmoxError | None = None
+    required: tuple[Privilege, ...] = ()
+
+
+def required_privileges(desired: DesiredState, cluster: str) -> tuple[Privilege, ...]:
+    """What the cluster's credentials must hold for the nodes that name one of its VMs: VM.Audit
+    on each ``/vms/<vmid>`` (to find and read it) and, where the node manages its VM's NICs,
+    VM.Config.Network there too. Sys.Audit on ``/`` is checked by reading ``/cluster/status``."""
+    out: list[Privilege] = []
+    for name in sorted(desired.nodes):
+        ref = desired.nodes[name].spec.proxmox
+        if ref is None or ref.cluster != cluster:
+            continue
+        out.append(Privilege(f"/vms/{ref.vmid}", "VM.Audit", f"read VM {ref.vmid} of node {name}"))
+        spec = desired.clusters[cluster].spec if cluster in desired.clusters else None
+        if ref.manages_nics(spec.manage_nics if spec else None):
+            out.append(Privilege(f"/vms/{ref.vmid}", "VM.Config.Network",
+                                 f"manage the NICs of VM {ref.vmid} of node {name}"))
+    return tuple(out)
 
 
 def verify_cluster(
@@ -275,11 +311,16 @@ def verify_cluster(
     client_factory: ClientFactory = ProxmoxClient,
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
+    required: tuple[Privilege, ...] = (),
+    shared: SharedClients | None = None,
 ) -> ClusterInfo | ProxmoxError:
     """One verification; a classified error is returned, not raised. The cluster's
-    ``spec.timeouts`` win over the defaults given here."""
+    ``spec.timeouts`` win over the defaults given here; ``required``: privileges the credentials
+    must hold (``required_privileges``), else ``PermissionDenied`` naming what is missing."""
     spec = cluster.spec
     try:
+        if shared is not None:  # the loop's client for this cluster: its ticket is reused, not closed here
+            return shared(cluster, credentials).verify(required)
         with client_for(
             cluster,
             credentials,
@@ -287,7 +328,7 @@ def verify_cluster(
             connect_timeout=spec.connect_timeout_seconds or connect_timeout,
             read_timeout=spec.read_timeout_seconds or read_timeout,
         ) as client:
-            return client.verify()
+            return client.verify(required)
     except ProxmoxError as exc:
         return scrubbed(exc, credentials.secrets)  # what goes to status, logs and Git
 
@@ -303,12 +344,16 @@ def register_clusters(
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
     write: bool = True,
+    shared: SharedClients | None = None,
 ) -> list[ClusterOutcome]:
     """Verify the clusters that are due and write their status; see the module docstring.
 
     ``write=False`` (the pipeline): nothing is written; each outcome's ``status`` is the status the
     verification calls for, which the report stage writes with everything else the cycle learned
     (one status patch per object per cycle).
+
+    ``shared``: where the loop keeps one client per cluster (``VmReads.client``): a ticket login
+    is then made once and reused by every verification and VM read, not once per verification.
 
     ``live``: the ``ProxmoxCluster`` CRs as they are *after* this cycle's apply (e.g. the objects
     the applies returned; saves a LIST); read when omitted. A list from before the apply would
@@ -345,7 +390,7 @@ def register_clusters(
                 status,
             )
             continue
-        job = _Job(cluster, cr, reason)
+        job = _Job(cluster, cr, reason, required=required_privileges(desired, name))
         try:  # Secrets are read on this thread; only Proxmox calls run in parallel
             job.credentials = read_credentials(kube.read_secret, cluster)
         except ProxmoxError as exc:
@@ -360,6 +405,8 @@ def register_clusters(
                 client_factory=client_factory,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
+                required=job.required,
+                shared=shared,
             )
 
     pending = [j for j in jobs if j.result is None]
@@ -370,19 +417,52 @@ def register_clusters(
         for job in pending:
             run(job)
 
+    twins = duplicates(jobs, {n: cr for n, cr in crs.items() if n in desired.clusters})
     for job in jobs:
-        outcomes[job.cluster.name] = _write(kube, job, now, write=write)
+        outcomes[job.cluster.name] = _write(kube, job, now, write=write, twins=twins.get(job.cluster.name, ()))
     return [outcomes[name] for name in sorted(outcomes)]
 
 
-def _write(kube: ClusterKube, job: _Job, now: datetime, *, write: bool = True) -> ClusterOutcome:
+def _identity(cluster_name: object, nodes: Iterable[object]) -> tuple[str, tuple[str, ...]] | None:
+    """What tells one PVE cluster: its name and node set (a standalone node has no name: None)."""
+    if not cluster_name:
+        return None
+    return str(cluster_name), tuple(sorted(str(n) for n in nodes))
+
+
+def duplicates(jobs: Iterable[_Job], crs: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Cluster file -> the other files that reach the same cluster (same ``clusterName`` and node
+    set), from this cycle's verifications and the last known facts of the others, e.g. one file
+    naming ``https://localhost:8006`` and another ``https://127.0.0.1:8006``."""
+    known: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+    for name, cr in crs.items():
+        status = cr.get("status") or {}
+        known[name] = _identity(status.get("clusterName"), status.get("nodeNames") or ())
+    verified: set[str] = set()
+    for job in jobs:
+        if isinstance(job.result, ClusterInfo):
+            known[job.cluster.name] = _identity(job.result.cluster_name, (n.name for n in job.result.nodes))
+            verified.add(job.cluster.name)
+        else:
+            known[job.cluster.name] = None
+    out: dict[str, tuple[str, ...]] = {}
+    for name in verified:
+        mine = known[name]
+        twins = tuple(sorted(o for o, ident in known.items() if o != name and ident is not None and ident == mine))
+        if twins:
+            out[name] = twins
+    return out
+
+
+def _write(kube: ClusterKube, job: _Job, now: datetime, *, write: bool = True,
+           twins: tuple[str, ...] = ()) -> ClusterOutcome:
     name = job.cluster.name
     previous = dict(job.cr.get("status") or {})
     generation = (job.cr.get("metadata") or {}).get("generation")
     result = job.result
     assert result is not None
     if isinstance(result, ClusterInfo):
-        new = verified_status(previous, job.cluster, result, generation=generation, now=now)
+        new = verified_status(previous, job.cluster, result, generation=generation, now=now, also_registered_by=twins)
         info: ClusterInfo | None = result
         log.info(
             "ProxmoxCluster %s verified (%s): Proxmox VE %s, %d nodes", name, job.due, result.version, result.node_count

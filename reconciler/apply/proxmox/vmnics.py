@@ -161,6 +161,7 @@ class DesiredNic:
     mtu: int | None = None  # the VM device's mtu= (1: the bridge's)
     model: str | None = None
     guest_mtu: int | None = None  # the interface's MTU inside the guest
+    firewall: bool | None = None  # the VM device's firewall= flag (written under manageNics, not compared)
 
 
 def nic_mismatches(vmid: int | str, desired: Iterable[DesiredNic], nics: Sequence[VmNic]) -> list[str]:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.apply.proxmox.client import ProxmoxClient, VmConfig, VmLocation
 from reconciler.apply.proxmox.credentials import ClientFactory, ClusterCredentials, client_for
@@ -54,6 +54,27 @@ class VmRead:
 
     def age(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.read_at)
+
+
+@dataclass(frozen=True)
+class VmWrite:
+    """One NIC update of a VM (``manageNics``): what was written, and the error if PVE refused it."""
+
+    cluster: str
+    vmid: int
+    at: float
+    summary: str
+    error: ProxmoxError | None = None
+    node: str | None = None  # the PVE node the VM was on
+    undo: tuple[tuple[str, str], ...] = ()  # netN values before this write (to restore them)
+    undo_delete: tuple[str, ...] = ()  # slots this write attached (removed on a restore)
+    restore: bool = False  # this write put back what a failed change replaced
+
+    @property
+    def message(self) -> str:
+        if self.error is None:
+            return f"{'restored' if self.restore else 'updated'} the VM's NICs: {self.summary}"
+        return f"the VM NIC update ({self.summary}) failed: {self.error.message}"
 
 
 @dataclass
@@ -92,6 +113,8 @@ class VmReads:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._entries: dict[tuple[str, int], VmRead] = {}
+        self._writes: dict[tuple[str, int], VmWrite] = {}
+        self._failed: dict[tuple[str, int], str] = {}  # (cluster, vmid) -> the change a failed Job undid
         self._clusters: dict[str, _Cluster] = {}
         self._closed = False
 
@@ -116,20 +139,57 @@ class VmReads:
         with self._lock:
             if self._closed:
                 return
-            state = self._clusters.get(cluster.name)
-            if state is not None and (state.cluster != cluster or state.credentials != credentials):
-                self._retire(state)  # new spec or credentials: new client, nothing read before counts
-                self._forget_entries(cluster.name)
-                state = None
-            if state is None:
-                limit = cluster.spec.read_concurrency or self.concurrency
-                pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"vm-read-{cluster.name}")
-                state = _Cluster(cluster, credentials, pool)
-                self._clusters[cluster.name] = state
+            state = self._state(cluster, credentials)
             started = time.time()
             for vmid in sorted(set(vmids) - set(state.reading)):
                 state.reading[vmid] = started
                 state.pool.submit(self._read, state, vmid)
+
+    def write(self, cluster: ProxmoxCluster, credentials: ClusterCredentials, vmid: int, *, node: str,
+              values: Mapping[str, str], digest: str | None, summary: str, delete: Iterable[str] = (),
+              undo: Iterable[tuple[str, str]] = (), undo_delete: Iterable[str] = (), restore: bool = False) -> bool:
+        """Queue ``PUT .../config`` of ``values`` on the cluster's workers, then a fresh read of the
+        VM; returns at once (False: a read or write of this VM is in flight, nothing queued).
+        ``undo``/``undo_delete``: how to put the VM back (``restore_last``)."""
+        planned = VmWrite(cluster.name, vmid, 0.0, summary, node=node, undo=tuple(undo),
+                          undo_delete=tuple(undo_delete), restore=restore)
+        with self._lock:
+            if self._closed:
+                return False
+            state = self._state(cluster, credentials)
+            if vmid in state.reading:
+                return False
+            state.reading[vmid] = time.time()
+            state.pool.submit(self._write, state, vmid, dict(values), digest, tuple(delete), planned)
+            return True
+
+    def restore_last(self, cluster: ProxmoxCluster, credentials: ClusterCredentials, vmid: int, why: str) -> bool:
+        """Put back what the last (successful, not itself a restore) write of this VM replaced,
+        and remember its change as failed (``failed_change``) so that it is not made again."""
+        with self._lock:
+            last = self._writes.get((cluster.name, vmid))
+            if last is None or last.error is not None or last.restore or not (last.undo or last.undo_delete):
+                return False
+            self._failed[(cluster.name, vmid)] = last.summary
+        assert last.node is not None
+        return self.write(cluster, credentials, vmid, node=last.node, values=dict(last.undo), digest=None,
+                          summary=f"{last.summary} undone ({why})", delete=last.undo_delete, restore=True)
+
+    def failed_change(self, cluster: str, vmid: int) -> str | None:
+        """The change (summary) that was restored because the node's side failed with it."""
+        with self._lock:
+            return self._failed.get((cluster, vmid))
+
+    def client(self, cluster: ProxmoxCluster, credentials: ClusterCredentials) -> ProxmoxClient:
+        """The cluster's long-lived client (one PVE ticket, renewed by proxmoxer before it
+        expires), for others that talk to the same cluster (verification): not to be closed by them."""
+        with self._lock:
+            state = self._state(cluster, credentials)
+        return self._client(state)
+
+    def last_write(self, cluster: str, vmid: int) -> VmWrite | None:
+        with self._lock:
+            return self._writes.get((cluster, vmid))
 
     def get(self, cluster: str, vmid: int) -> VmRead | None:
         with self._lock:
@@ -185,7 +245,42 @@ class VmReads:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _state(self, cluster: ProxmoxCluster, credentials: ClusterCredentials) -> _Cluster:
+        """The cluster's workers (under the lock), new when its spec or credentials changed."""
+        state = self._clusters.get(cluster.name)
+        if state is not None and (state.cluster != cluster or state.credentials != credentials):
+            self._retire(state)  # new spec or credentials: new client, nothing read before counts
+            self._forget_entries(cluster.name)
+            state = None
+        if state is None:
+            limit = cluster.spec.read_concurrency or self.concurrency
+            pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"vm-read-{cluster.name}")
+            state = _Cluster(cluster, credentials, pool)
+            self._clusters[cluster.name] = state
+        return state
+
     # --- the workers ---
+    def _write(self, state: _Cluster, vmid: int, values: dict[str, str], digest: str | None,
+               delete: tuple[str, ...], planned: VmWrite) -> None:
+        name, summary = state.cluster.name, planned.summary
+        assert planned.node is not None
+        try:
+            self._client(state).update_vm_nics(planned.node, vmid, values, digest=digest, delete=delete)
+            done = replace(planned, at=time.time())
+            log.info("VM %s on %s: NICs %s (%s)", vmid, name, "restored" if planned.restore else "updated", summary)
+        except ProxmoxError as exc:
+            done = replace(planned, at=time.time(), error=exc)
+            log.warning("VM %s on %s: NIC update refused (%s): %s", vmid, name, summary, exc.message)
+        except Exception as exc:  # never let a worker die silently
+            log.exception("VM NIC update of %s/%s failed", name, vmid)
+            done = replace(planned, at=time.time(), error=ProxmoxError(f"VM write failed ({type(exc).__name__})"))
+        with self._lock:
+            if self._clusters.get(name) is not state:
+                return
+            self._writes[(name, vmid)] = done
+        self._read(state, vmid)  # what the VM has now, written or not
+
+
     def _forget_entries(self, cluster: str) -> None:
         for key in [k for k in self._entries if k[0] == cluster]:
             del self._entries[key]
@@ -234,6 +329,7 @@ class VmReads:
             client = self._client(state)
             where = self._locations(state, client, vmid).get(vmid)
             if where is None:
+                client.check_visible(vmid)  # not listed: absent, or hidden by a missing VM.Audit
                 entry = VmRead(name, vmid, time.time())
             else:
                 entry = VmRead(name, vmid, time.time(), location=where, config=client.vm_config(where.node, vmid))

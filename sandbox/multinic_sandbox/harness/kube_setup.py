@@ -95,12 +95,15 @@ def cluster_yaml(
     insecure_skip_verify: bool = False,
     expected_node_count: int | None = None,
     verify_interval: str | None = None,
+    fingerprint: str | None = None,
 ) -> str:
     """The text of ``clusters/<name>.yaml`` for a cluster at ``endpoint``."""
     spec: dict[str, Any] = {"apiEndpoint": endpoint, "credentialsSecretRef": {"name": credentials_secret}}
     tls: dict[str, Any] = {}
     if insecure_skip_verify:
         tls["insecureSkipVerify"] = True
+    if fingerprint:
+        tls["fingerprint"] = fingerprint
     if ca_secret:
         tls["caBundleSecretRef"] = {"name": ca_secret, **({"key": ca_key} if ca_key else {})}
     if tls:

@@ -8,7 +8,9 @@ Contract:
   ``PVEAuthCookie``, ``CSRFPreventionToken`` on writes) and API tokens
   (``Authorization: PVEAPIToken=user@realm!name=secret``); ``GET /version``, ``/nodes``,
   ``/cluster/status``, ``/cluster/resources``, ``/nodes/{node}/qemu``,
-  ``/nodes/{node}/qemu/{vmid}/config``, ``/nodes/{node}/status``, ``/nodes/{node}/version``.
+  ``/nodes/{node}/qemu/{vmid}/config``, ``/nodes/{node}/status``, ``/nodes/{node}/version``,
+  ``/access/permissions``; ``PUT``/``POST /nodes/{node}/qemu/{vmid}/config`` for ``netN`` and
+  ``delete=`` (VM.Config.Network, ``digest`` conflicts, hot-plug or ``pending``).
   Response and error shapes follow the recordings in ``tests/data/pve/``; errors carry their
   text in the HTTP reason phrase, as PVE does, and real status codes (401/403/500/501/595/596).
 * Behaviour is scripted by a ``Topology`` (plain data, ``Topology.from_dict``) and ``Faults``;

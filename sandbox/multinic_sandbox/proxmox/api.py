@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from multinic_sandbox.proxmox.auth import Principal
+from multinic_sandbox.proxmox.auth import Principal, principal_for
 from multinic_sandbox.proxmox.topology import Node, Topology, Vm
 
 GIB = 1024**3
@@ -275,13 +275,30 @@ def _vmid(params: dict[str, str]) -> int:
     return int(raw)
 
 
+def _vm_on(node: Node, vmid: int) -> Vm:
+    vm = next((v for v in node.vms if v.vmid == vmid), None)
+    if vm is None:
+        raise ApiError(500, f"Configuration file 'nodes/{node.name}/qemu-server/{vmid}.conf' does not exist")
+    return vm
+
+
 def qemu_config(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
     vmid = _vmid(params)
     node = _proxy_to(topology, params["node"])
     request.caller.require(f"/vms/{vmid}", "VM.Audit")
-    vm = next((v for v in node.vms if v.vmid == vmid), None)
-    if vm is None:
-        raise ApiError(500, f"Configuration file 'nodes/{node.name}/qemu-server/{vmid}.conf' does not exist")
+    vm = _vm_on(node, vmid)
+    config = _config_of(vm)
+    if request.query.get("current") != "1":  # PVE answers with the pending values applied unless current=1
+        for slot, value in vm.pending.items():
+            if value is None:
+                config.pop(slot, None)
+            else:
+                config[slot] = value
+    return config
+
+
+def _config_of(vm: Vm) -> dict[str, Any]:
+    vmid = vm.vmid
     config: dict[str, Any] = {
         "name": vm.name,
         "memory": vm.memory,
@@ -297,8 +314,115 @@ def qemu_config(topology: Topology, request: ApiRequest, params: dict[str, str])
         **vm.extra_config,
     }
     text = "".join(f"{k}: {config[k]}\n" for k in sorted(config))
+    text += "".join(f"[PENDING] {k}: {v}\n" for k, v in sorted(vm.pending.items(), key=lambda kv: kv[0]))
     config["digest"] = hashlib.sha1(text.encode()).hexdigest()
     return config
+
+
+# --- config writes (qemu-server update_vm): netN only, the part this project manages -------------
+
+_NET_KEYS = {"bridge", "tag", "mtu", "firewall", "link_down", "queues", "rate", "trunks", "macaddr", "model"}
+_NIC_MODELS = {
+    "e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551", "i82557b", "i82559er",
+    "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio", "vmxnet3",
+}  # fmt: skip
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+
+
+def _net_value(slot: str, value: str, vmid: int) -> str:
+    """Validate a ``netN`` value as qemu-server's format does; a model without a MAC gets one
+    (PVE's BC:24:11 prefix). Raises the 400 PVE answers for a bad value."""
+
+    def bad(why: str) -> ApiError:
+        return ApiError(400, "Parameter verification failed.", errors={slot: f"invalid format - {why}"})
+
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    model = mac = None
+    options: list[str] = []
+    for position, part in enumerate(parts):
+        key, sep, val = part.partition("=")
+        if position == 0 and key in _NIC_MODELS:
+            model, mac = key, (val if sep else None)
+            continue
+        if key not in _NET_KEYS or not sep:
+            raise bad(f"property is not defined in schema and the schema does not allow additional properties: {key}")
+        if key == "model":
+            if val not in _NIC_MODELS:
+                raise bad(f"value '{val}' does not have a value in the enumeration")
+            model = val
+        elif key == "macaddr":
+            mac = val
+        else:
+            if key in ("tag", "mtu", "queues") and not val.isdigit():
+                raise bad(f"{key}: type check ('integer') failed - got '{val}'")
+            if key in ("firewall", "link_down") and val not in ("0", "1"):
+                raise bad(f"{key}: type check ('boolean') failed - got '{val}'")
+            if key == "tag" and not 1 <= int(val) <= 4094:
+                raise bad("tag: value must have a minimum value of 1")
+            options.append(f"{key}={val}")
+    if model is None:
+        raise bad("property is missing and it is not optional: model")
+    if mac is None:
+        digest = hashlib.sha1(f"{vmid}{slot}".encode()).hexdigest().upper()
+        mac = f"BC:24:11:{digest[0:2]}:{digest[2:4]}:{digest[4:6]}"
+    if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
+        raise bad(f"value does not match the regex pattern (invalid unicast MAC address '{mac}')")
+    return ",".join([f"{model}={mac.upper()}", *options])
+
+
+def _hotplug_network(vm: Vm) -> bool:
+    setting = str(vm.extra_config.get("hotplug", "network,disk,usb"))
+    return setting == "1" or "network" in setting.split(",")
+
+
+def qemu_config_update(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    """``PUT`` (sync, answers null) or ``POST`` (async, answers a task UPID) ``.../config``.
+
+    As qemu-server: VM.Config.Network on /vms/{vmid} for netN changes; ``digest`` must be the
+    current config's (else 500 "detected modified configuration"); ``delete`` lists keys to
+    remove; on a running VM a NIC change is hot-plugged when ``hotplug`` includes network, else it
+    waits in ``pending`` for the next boot. Only netN (and ``delete`` of netN) are accepted here.
+    """
+    vmid = _vmid(params)
+    node = _proxy_to(topology, params["node"])
+    vm = _vm_on(node, vmid)
+    query = dict(request.query)
+    digest = query.pop("digest", None)
+    deletes = [k.strip() for k in query.pop("delete", "").replace(";", ",").split(",") if k.strip()]
+    query.pop("skiplock", None)
+    query.pop("current", None)
+    sets: dict[str, str] = {}
+    for key, value in query.items():
+        if not re.fullmatch(r"net([0-9]|[12][0-9]|3[01])", key):
+            why = "property is not defined in schema and the schema does not allow additional properties"
+            raise ApiError(400, "Parameter verification failed.", errors={key: why})
+        sets[key] = _net_value(key, value, vmid)
+    for key in deletes:
+        if not re.fullmatch(r"net([0-9]|[12][0-9]|3[01])", key):
+            raise ApiError(400, "Parameter verification failed.", errors={"delete": f"invalid format - {key}"})
+        if key in sets:
+            raise ApiError(400, f"unable to delete '{key}' - parameter is also set")
+    if not sets and not deletes:
+        raise ApiError(400, "no options specified")
+    request.caller.require(f"/vms/{vmid}", "VM.Config.Network")
+    if digest is not None and digest != _config_of(vm)["digest"]:
+        raise ApiError(500, "detected modified configuration - file changed by other user? Try again.")
+    live = _vm_running(node, vm) and _hotplug_network(vm)
+    if _vm_running(node, vm) and not live:
+        vm.pending.update(sets)
+        vm.pending.update({k: None for k in deletes})
+    else:
+        for key, value in sets.items():
+            vm.net[key] = value
+            vm.pending.pop(key, None)
+        for key in deletes:
+            vm.net.pop(key, None)
+            vm.pending.pop(key, None)
+    vm.writes += 1
+    if request.method == "POST":
+        stamp = f"{vm.writes:08X}"
+        return f"UPID:{node.name}:{vmid:08X}:{stamp}:{stamp}:qmconfig:{vmid}:{request.caller.name}:"
+    return None
 
 
 def node_status(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
@@ -335,6 +459,42 @@ def node_status(topology: Topology, request: ApiRequest, params: dict[str, str])
     }
 
 
+# Paths PVE always includes in a full dump of /access/permissions (besides every ACL path).
+_PERMISSION_ROOTS = ("/", "/access", "/access/groups", "/nodes", "/pools", "/sdn", "/storage", "/vms")
+
+
+def access_permissions(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
+    """``GET /access/permissions[?path=..][&userid=..]``: the caller's effective privileges, as
+    pve-access-control returns them: ``{path: {privilege: propagate}}``; with ``path`` only that
+    path (``{}`` when nothing is granted there). A user may dump its own (and its tokens');
+    anyone else's needs Sys.Audit on /access."""
+    caller = request.caller
+    wanted = request.query.get("userid") or caller.name
+    subject = caller
+    if wanted != caller.name:
+        owner = wanted.partition("!")[0]
+        if owner != caller.user.userid:
+            caller.require("/access", "Sys.Audit")
+        found = principal_for(topology, wanted)
+        if found is None:
+            raise ApiError(500, f"user '{owner}' does not exist" if topology.user(owner) is None
+                           else f"no such token '{wanted.partition('!')[2]}' for user '{owner}'")
+        subject = found
+    path = request.query.get("path")
+    if path:
+        privs = subject.privileges_at(path)
+        return {path: {p: 1 for p in sorted(privs)}} if privs else {}
+    paths = set(_PERMISSION_ROOTS) | set(subject.user.privileges)
+    if subject.token_acl is not None:
+        paths |= set(subject.token_acl)
+    out: dict[str, dict[str, int]] = {}
+    for each in sorted(paths):
+        privs = subject.privileges_at(each)
+        if privs:
+            out[each] = {p: 1 for p in sorted(privs)}
+    return out
+
+
 def node_version(topology: Topology, request: ApiRequest, params: dict[str, str]) -> Any:
     _proxy_to(topology, params["node"])
     return version(topology, request, params)
@@ -346,6 +506,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", re.compile(r"/nodes"), nodes_index),
     ("GET", re.compile(r"/cluster/status"), cluster_status),
     ("GET", re.compile(r"/cluster/resources"), cluster_resources),
+    ("GET", re.compile(r"/access/permissions"), access_permissions),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/status"), node_status),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/version"), node_version),
     ("GET", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu"), node_qemu),
@@ -354,6 +515,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu/(?P<vmid>{_SEGMENT})/config"),
         qemu_config,
     ),
+    ("PUT", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu/(?P<vmid>{_SEGMENT})/config"), qemu_config_update),
+    ("POST", re.compile(rf"/nodes/(?P<node>{_SEGMENT})/qemu/(?P<vmid>{_SEGMENT})/config"), qemu_config_update),
 ]
 
 

@@ -56,6 +56,20 @@ class Principal:
             raise PermissionError403(path, privilege)
 
 
+def principal_for(topology: Topology, name: str) -> Principal | None:
+    """The user ``user@realm`` or the token ``user@realm!name`` (no secret checked)."""
+    userid, bang, token_name = name.partition("!")
+    user = topology.user(userid)
+    if user is None:
+        return None
+    if not bang:
+        return Principal(kind="ticket", name=userid, user=user)
+    token = user.token(token_name)
+    if token is None:
+        return None
+    return Principal(kind="token", name=name, user=user, token_acl=token.privileges)
+
+
 def acl_lookup(acl: Acl, path: str) -> frozenset[str]:
     """Propagating ACLs: the most specific path that has an entry decides."""
     parts = [p for p in path.split("/") if p]

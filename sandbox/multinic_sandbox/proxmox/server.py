@@ -354,6 +354,13 @@ class ProxmoxSandbox:
         return str(self.tls.ca_file)
 
     @property
+    def fingerprint(self) -> str:
+        """SHA-256 fingerprint of the server certificate (``AA:BB:...``), for ``tls.fingerprint``."""
+        if self.tls is None:
+            raise RuntimeError("the sandbox is not started")
+        return self.tls.fingerprint
+
+    @property
     def ca_pem(self) -> bytes:
         if self.tls is None:
             raise RuntimeError("the sandbox is not started")

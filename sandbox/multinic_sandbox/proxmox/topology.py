@@ -164,6 +164,8 @@ class Vm:
     cores: int = 2
     template: bool = False
     extra_config: dict[str, Any] = field(default_factory=dict)  # merged into .../config
+    pending: dict[str, str | None] = field(default_factory=dict)  # slot -> new value (None: delete) at reboot
+    writes: int = 0  # config writes accepted so far (numbers the task UPIDs)
 
     def __post_init__(self) -> None:
         if not self.name:
