@@ -95,6 +95,9 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
     for n, addr in enumerate(v4 if len(v4) > 1 else []):
         assert ifcfg.pop(f"IPADDR{n}") == str(addr.ip)
         assert ifcfg.pop(f"PREFIX{n}") == str(addr.network.prefixlen)
+    # the device's route metric is explicit (NetworkManager's implicit one differs live and at boot)
+    assert ifcfg.pop("IPV4_ROUTE_METRIC", None) == ("100" if v4 else None)
+    assert ifcfg.pop("IPV6_ROUTE_METRIC", None) == ("100" if v6 else None)
     if v6:
         assert (ifcfg.pop("IPV6INIT"), ifcfg.pop("IPV6_AUTOCONF")) == ("yes", "no")
         assert ifcfg.pop("IPV6ADDR") == str(v6[0])
@@ -116,8 +119,7 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
             assert got.pop(f"ADDRESS{n}") == str(net.network_address)
             assert got.pop(f"NETMASK{n}") == str(net.netmask)
             assert got.pop(f"GATEWAY{n}") == route.via
-            if route.metric is not None:
-                assert got.pop(f"METRIC{n}") == str(route.metric)
+            assert got.pop(f"METRIC{n}") == str(route.metric if route.metric is not None else 100)
         assert got == {}
     routes6 = [r for r in nic.routes if r.destination.version == 6]
     route6 = files.get(f"{render_ifcfg.DIR}/route6-{nic.name}")
@@ -125,9 +127,7 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
     if route6:
         lines = [x for x in route6.splitlines() if not x.startswith("#")]
         assert lines == [
-            f"{r.destination.network} via {r.via}"
-            + (f" metric {r.metric}" if r.metric is not None else "")
-            + f" dev {nic.name}"
+            f"{r.destination.network} via {r.via} metric {r.metric if r.metric is not None else 100} dev {nic.name}"
             for r in routes6
         ]
 
