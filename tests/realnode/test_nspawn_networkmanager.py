@@ -62,8 +62,8 @@ def test_keyfiles_are_applied_by_networkmanager_verified_probed_and_a_rerun_chan
     live = node.live()
     assert live["bc:24:11:00:00:01"] == {
         "name": "storage0", "mtu": 9000, "up": True, "addresses": ["10.1.0.5/24", "fd01::5/64"],
-        # NetworkManager's own metrics: 50 as specified; the IPv6 route without one gets NM's
-        # default for the device (100), not the kernel's 1024 that `ip route add` would give
+        # installed by NetworkManager: 50 as specified; the IPv6 route without one gets the 100 its
+        # keyfile states (what NM gives at boot), not the kernel's 1024 that `ip route add` would give
         "routes": sorted([("10.8.0.0/16", "10.1.0.1", 50), ("fd08::/48", "fd01::1", 100)], key=str),
     }
     assert live["bc:24:11:00:00:02"]["name"] == "backup0"
