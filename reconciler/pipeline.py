@@ -63,7 +63,8 @@ def plan_checkout(checkout: Checkout, connect: Connect | None, *, check_nics: bo
     validation = validation or validate_repo(checkout.path)
     kube = connect(validation.desired.settings.spec.namespace) if connect is not None else None
     live = observe(kube)
-    changes = plan(validation.desired, live, revision=checkout.revision)
+    changes = plan(validation.desired, live, revision=checkout.revision,
+                   namespace=kube.namespace if kube is not None else None)
     cycle = Cycle(checkout, validation, changes)
     if check_nics and kube is not None and any(n.spec.proxmox for n in validation.desired.nodes.values()):
         from reconciler.apply.proxmox import crosscheck

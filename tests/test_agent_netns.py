@@ -246,3 +246,73 @@ def test_unchanged_files_with_a_drifted_live_state_are_activated_again_not_repor
     code, result = netns.agent(config, tmp_path / "etc-root")
     assert code == 0 and result["outcome"] == "applied" and result["files"] == [], result
     assert netns.state() == applied
+
+
+def test_an_on_link_route_for_a_host_address_and_a_link_local_gateway_are_set_and_verified(
+    netns: Netns, tmp_path: Path
+) -> None:
+    # A provider's /32 and /128: the gateways are on the link but in no prefix of the NIC.
+    nic = {
+        **NIC,
+        "addresses": ["203.0.113.7/32", "2001:db8:7::7/128"],
+        "routes": [
+            {"to": "10.88.0.0/16", "via": "10.77.0.1", "metric": 100, "onLink": True},
+            {"to": "fd88::/48", "via": "fe80::1"},
+        ],
+    }
+    config = write_doc(tmp_path / "node.yaml", node_doc([nic], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0 and result["outcome"] == "applied", result
+    name, _mtu, addrs, routes = netns.state()
+    assert addrs == {"203.0.113.7/32", "2001:db8:7::7/128"}
+    assert routes == {"10.88.0.0/16 via 10.77.0.1", "fd88::/48 via fe80::1"}
+    live = json.loads(netns.ip("-j", "-4", "route", "show", "10.88.0.0/16", "dev", name))
+    assert live[0]["flags"] == ["onlink"]
+    assert "on-link: true" in (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").read_text()
+
+    code, again = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0 and again["outcome"] == "unchanged", again
+
+
+def test_verify_reports_a_hand_ip_addr_flush_as_drift_changes_nothing_and_apply_repairs_it(
+    netns: Netns, tmp_path: Path
+) -> None:
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    root = str(tmp_path / "etc-root")
+    assert netns.agent(config, tmp_path / "etc-root")[0] == 0
+    code, clean = netns.run("verify", "--config", str(config), "--config-root", root, "--verify-timeout", "2")
+    assert code == 0 and clean["outcome"] == "unchanged", clean
+    applied = netns.state()
+    netplan_file = tmp_path / "etc-root/etc/netplan/90-multinic.yaml"
+    files_before = netplan_file.read_bytes()
+
+    netns.ip("addr", "flush", "dev", "multinic0")  # by hand, on the node: the files still match
+    flushed = netns.state()
+    assert flushed[2] == set()
+    code, drift = netns.run("verify", "--config", str(config), "--config-root", root, "--verify-timeout", "2")
+    assert code == 0 and drift["outcome"] == "drifted", drift
+    assert drift["files"] == []  # the files are right: only the live state differs
+    nic = drift["interfaces"][0]
+    assert nic["state"] == "drifted" and "10.77.0.2/24" in nic["error"] and nic["error"].startswith("live: ")
+    assert netns.state() == flushed and netplan_file.read_bytes() == files_before  # verify changed nothing
+
+    code, repaired = netns.agent(config, tmp_path / "etc-root")  # the repair: an apply from the same files
+    assert code == 0 and repaired["outcome"] == "applied", repaired
+    assert netns.state() == applied
+    code, clean = netns.run("verify", "--config", str(config), "--config-root", root, "--verify-timeout", "2")
+    assert code == 0 and clean["outcome"] == "unchanged", clean
+
+
+def test_verify_names_the_files_that_differ_from_the_spec(netns: Netns, tmp_path: Path) -> None:
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    root = str(tmp_path / "etc-root")
+    assert netns.agent(config, tmp_path / "etc-root")[0] == 0
+    netplan_file = tmp_path / "etc-root/etc/netplan/90-multinic.yaml"
+    edited = netplan_file.read_text().replace("mtu: 9000", "mtu: 1500")
+    assert edited != netplan_file.read_text()
+    netplan_file.write_text(edited)
+    code, drift = netns.run("verify", "--config", str(config), "--config-root", root, "--verify-timeout", "2")
+    assert code == 0 and drift["outcome"] == "drifted", drift
+    assert drift["files"] == ["/etc/netplan/90-multinic.yaml"]
+    assert drift["interfaces"][0]["error"] == "files differ from the spec"  # the live state still matches
+    assert netplan_file.read_text() == edited  # nothing written back

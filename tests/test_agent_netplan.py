@@ -47,6 +47,18 @@ REALISTIC: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "link-only": [{"name": "trunk0", "macAddress": "52:54:00:12:34:04", "mtu": 1600}],
+    "onlink": [
+        {
+            "name": "public0",
+            "macAddress": "52:54:00:12:34:05",
+            "addresses": ["203.0.113.7/32", "2001:db8:7::7/128"],
+            "routes": [
+                {"to": "0.0.0.0/0", "via": "172.31.1.1", "onLink": True},
+                {"to": "::/0", "via": "2001:db8:7::1", "metric": 10, "onLink": True},
+                {"to": "2001:db8:9::/48", "via": "fe80::1"},
+            ],
+        }
+    ],
     "several": [
         {"name": "multinic0", "macAddress": "52:54:00:00:00:10", "addresses": ["10.1.0.2/24"]},
         {
@@ -98,6 +110,8 @@ def assert_generated_for(generated: dict[str, str], config: NodeConfig) -> None:
             assert f"Gateway={route.via}" in network
             if route.metric is not None:
                 assert f"Metric={route.metric}" in network
+        assert network.count("GatewayOnLink=") == sum(1 for r in iface.routes if r.on_link)
+        assert network.count("GatewayOnLink=true") == network.count("GatewayOnLink=")
 
 
 @pytest.mark.parametrize("case", sorted(REALISTIC))

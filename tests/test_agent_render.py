@@ -4,7 +4,7 @@ Golden files live in ``tests/golden/agent/``; regenerate with ``UPDATE_GOLDEN=1 
 review the diff. ifcfg files are sourced by a real ``bash`` the way initscripts does, and each
 variable is compared with the initscripts documentation (sysconfig.txt): IPADDRn/PREFIXn
 (n omitted for a single address), IPV6ADDR + space-separated IPV6ADDR_SECONDARIES, and route-<if>
-as ADDRESSn/NETMASKn/GATEWAYn/METRICn, route6-<if> as ``ip route`` arguments.
+as ADDRESSn/NETMASKn/GATEWAYn/METRICn/OPTIONSn, route6-<if> as ``ip route`` arguments.
 """
 
 from __future__ import annotations
@@ -47,6 +47,18 @@ CASES: dict[str, dict[str, Any]] = {
         ],
     },
     "link-only": {"name": "trunk0", "macAddress": "52:54:00:12:34:05", "mtu": 1600},
+    # A provider's /32 and /128 with a gateway on the link but in no prefix (onLink), and an IPv6
+    # link-local gateway (on-link by definition, no flag needed).
+    "onlink": {
+        "name": "public0",
+        "macAddress": "52:54:00:12:34:06",
+        "addresses": ["203.0.113.7/32", "2001:db8:7::7/128"],
+        "routes": [
+            {"to": "0.0.0.0/0", "via": "172.31.1.1", "onLink": True},
+            {"to": "::/0", "via": "2001:db8:7::1", "metric": 10, "onLink": True},
+            {"to": "2001:db8:9::/48", "via": "fe80::1"},
+        ],
+    },
 }
 
 
@@ -120,6 +132,8 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
             assert got.pop(f"NETMASK{n}") == str(net.netmask)
             assert got.pop(f"GATEWAY{n}") == route.via
             assert got.pop(f"METRIC{n}") == str(route.metric if route.metric is not None else 100)
+            if route.on_link:
+                assert got.pop(f"OPTIONS{n}") == "onlink"
         assert got == {}
     routes6 = [r for r in nic.routes if r.destination.version == 6]
     route6 = files.get(f"{render_ifcfg.DIR}/route6-{nic.name}")
@@ -128,6 +142,7 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
         lines = [x for x in route6.splitlines() if not x.startswith("#")]
         assert lines == [
             f"{r.destination.network} via {r.via} metric {r.metric if r.metric is not None else 100} dev {nic.name}"
+            + (" onlink" if r.on_link else "")
             for r in routes6
         ]
 
@@ -178,7 +193,17 @@ def test_keyfile_uuids_are_deterministic_per_node_and_name() -> None:
     assert render_keyfile.connection_uuid("w1", "a") != render_keyfile.connection_uuid("w2", "a")
 
 
-@pytest.mark.parametrize("case", ["routes", "link-only"])
+@pytest.mark.parametrize("case", ["routes", "link-only", "onlink"])
 def test_keyfile_output_matches_its_golden_files(case: str) -> None:
     for rel, text in sorted(render_keyfile.render("worker-1", iface(case)).items()):
         check_golden(f"keyfile/{case}/{Path(rel).name}", text)
+
+
+def test_an_on_link_route_reaches_network_manager_as_onlink() -> None:
+    nic = iface("onlink")
+    text = render_keyfile.render("worker-1", nic)[f"{render_keyfile.DIR}/{nic.name}.nmconnection"]
+    back = keyfile_sections(nmcli_reads(text))
+    # a route without a metric carries the device's explicit 100 (live equals boot)
+    assert (back["ipv4"]["route1"], back["ipv4"]["route1_options"]) == ("0.0.0.0/0,172.31.1.1,100", "onlink=true")
+    assert (back["ipv6"]["route1"], back["ipv6"]["route1_options"]) == ("::/0,2001:db8:7::1,10", "onlink=true")
+    assert back["ipv6"]["route2"] == "2001:db8:9::/48,fe80::1,100" and "route2_options" not in back["ipv6"]

@@ -189,6 +189,8 @@ def test_sarif_output_passes_the_sarif_2_1_0_schema(tmp_path: Path) -> None:
     assert {r["level"] for r in results} == {"error", "warning"}
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
     assert "nodes/c%20d%25.yaml" in uris
+    mac = next(r for r in results if r["ruleId"] == "duplicate-mac")  # the other file, schema-checked above
+    assert mac["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "nodes/a.yaml"
     rules = [r["id"] for r in log["runs"][0]["tool"]["driver"]["rules"]]
     assert all(rules[r["ruleIndex"]] == r["ruleId"] for r in results)
 
@@ -233,6 +235,7 @@ def test_a_blocked_entry_shows_its_diagnostics_and_the_table_shows_every_changed
     changed = yaml.safe_load(dump(good))
     changed["spec"]["interfaces"][0]["proxmoxNet"] = "net7"
     changed["spec"]["interfaces"][0]["routes"][0]["metric"] = 50
+    changed["spec"]["interfaces"][0]["routes"].append({"to": "10.121.0.0/16", "via": "10.20.0.1", "onLink": True})
     root = make_repo(tmp_path / "repo", {"nodes/a.yaml": changed, "nodes/b.yaml": node("b", 1)})
     result = validate_repo(root)
     from reconciler.kube import objects
@@ -246,6 +249,7 @@ def test_a_blocked_entry_shows_its_diagnostics_and_the_table_shows_every_changed
 
     assert "proxmoxNet net1" in out and "proxmoxNet net7" in out
     assert "via 10.20.255.254 metric 50" in out
+    assert "10.121.0.0/16 via 10.20.0.1 onlink" in out
     blocked = out[out.index("MultiNicNodeConfig/b</code>: blocked"):]
     assert "macAddress 02:00:00:00:00:01 is also used by nodes/a.yaml" in blocked.split("</details>")[0]
 

@@ -68,7 +68,9 @@ def test_an_address_used_by_two_nodes_is_reported_even_with_another_prefix_lengt
     first = node("worker-01", 1)
     second = set_at(node("worker-02", 2), "spec.interfaces[0].addresses[1]", "FD00:20:0::2/120")
     root = _nodes(tmp_path, first, second)
-    d = only(errors(validate(root)))
+    found = errors(validate(root))
+    assert {d.rule for d in found} == {"duplicate-address", "subnet-prefix"}  # /120 inside the other's /64 too
+    d = only([d for d in found if d.rule == "duplicate-address"])
     assert (d.path, d.rule, d.field) == ("nodes/worker-02.yaml", "duplicate-address", "spec.interfaces[0].addresses[1]")
     assert d.message == f"address fd00:20::2 is also used by nodes/worker-01.yaml:{line_of(dump(first), 'fd00:20::2')}"
     assert text_at(root, d).startswith("FD00:20:0::2/120")
@@ -239,6 +241,9 @@ ADDRESS_CASES = [
     ("ff02::1/64", "host-address", "error", "is not a unicast host address"),
     ("::1/128", "host-address", "error", "is not a unicast host address"),
     ("fd00:20::/64", "host-address", "warning", "subnet-router anycast address of fd00:20::/64"),
+    ("255.255.255.255/32", "host-address", "error", "is not a unicast host address"),  # limited broadcast
+    ("0.1.2.3/8", "host-address", "error", "is not a unicast host address"),  # "this network"
+    ("240.0.0.1/24", "host-address", "error", "is not a unicast host address"),  # reserved
 ]
 GOOD_ADDRESSES = ["10.20.0.1/16", "10.20.0.0/31", "10.20.0.1/31", "10.20.255.255/32", "fd00:20::1/64", "fe80::1/64"]
 
@@ -304,7 +309,7 @@ def test_routes_through_a_reachable_gateway_are_valid(tmp_path: Path, to: str, v
 def test_a_route_on_an_interface_without_addresses_says_it_has_no_prefixes(tmp_path: Path) -> None:
     doc = set_at(node(), "spec.interfaces[0].addresses", [])
     d = only(errors(validate(_nodes(tmp_path, doc))))
-    assert d.message.endswith("(none)")
+    assert "this interface's prefixes (none)" in d.message and "set onLink: true" in d.message
 
 
 # --- within one node -------------------------------------------------------------------------------

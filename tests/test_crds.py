@@ -188,7 +188,8 @@ def test_kubectl_get_mnnc_shows_what_the_reconciler_rolled_out(tmp_path: Path) -
             cycle = env.apply()
             if all(s.state == "applied" for s in cycle.rollout.nodes.values()):  # type: ignore[union-attr]
                 break
-            env.sandbox.wait_until(lambda: not env.active_jobs(), timeout=5)
+            env.sandbox.wait_until(lambda: not env.active_jobs(), timeout=60,
+                                   message="agent Jobs still running after 60 s")
         env.apply()
         kubectl = Kubectl(env.sandbox, tmp_path / "kubectl-home")
         rows = columns(kubectl("get", "mnnc", "-n", NAMESPACE).stdout)

@@ -107,3 +107,14 @@ def test_the_agent_runs_with_only_the_jobs_capabilities(tmp_path: Path) -> None:
     assert run.exit_code == 0, run.stderr
     caps = {line.split(":")[0]: int(line.split()[1], 16) for line in run.message.splitlines()}
     assert caps == {"CapEff": 1 << 12, "CapBnd": 1 << 12}  # CAP_NET_ADMIN only
+
+
+def test_a_generated_fleet_repo_of_300_nodes_is_valid(tmp_path: Path) -> None:
+    """The fleets the tests and bench/ generate are valid config repos past 255 nodes (addresses
+    and MACs carry into the next octet instead of producing 10.9.0.256)."""
+    from reconciler.config.validation import validate_repo
+
+    result = validate_repo(fleet.write_config_repo(tmp_path / "repo", 300))
+
+    assert [d.message for d in result.diagnostics if d.severity == "error"] == []
+    assert len(result.desired.nodes) == 300

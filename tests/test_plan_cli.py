@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.reconcile import EXAMPLE_REPO, ROOT, ReconcileEnv, git_repo, start_env
+from support.reconcile import API_VERSION, EXAMPLE_REPO, NODE_KIND, ROOT, ReconcileEnv, git_repo, start_env
 
 from reconciler.plan import render
 
@@ -233,6 +233,24 @@ def test_apply_once_prints_what_it_did_then_nothing_to_apply(env: ReconcileEnv) 
     assert "Nothing to apply." in third.stdout
     assert [r for r in env.sandbox.request_log.writes()
             if r.resource in ("multinicnodeconfigs", "proxmoxclusters") and r.subresource != "status"] == []
+
+
+def test_apply_once_with_namespace_writes_every_object_in_that_namespace(env: ReconcileEnv) -> None:
+    """``--namespace`` overrides reconciler.yaml's namespace for every object written, not only
+    for the requests (a CR naming one namespace sent to another is refused by the apiserver)."""
+    env.sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "netops"}})
+
+    done = cli("apply", "--once", "--namespace", "netops", *kube_args(env))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    moved = {o["metadata"]["name"] for o in env.sandbox.list(API_VERSION, NODE_KIND, "netops")}
+    assert moved == set(NODES)
+    assert env.crs() == {}  # nothing in reconciler.yaml's namespace
+    jobs = env.sandbox.list("batch/v1", "Job", "netops")
+    assert [j["metadata"]["annotations"]["multinic.io/node-name"] for j in jobs] == ["infra-01"]
+
+    again = cli("plan", "--namespace", "netops", *kube_args(env))
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_apply_once_exits_1_when_an_object_could_not_be_written(env: ReconcileEnv) -> None:

@@ -89,6 +89,7 @@ def test_json_output_lists_every_diagnostic_with_file_line_column_field_rule_and
         "severity": "error",
         "rule": "duplicate-mac",
         "message": "macAddress 02:00:00:00:00:01 is also used by nodes/worker-01.yaml:8",
+        "related": ["nodes/worker-01.yaml"],
     }
     assert by_file["nodes/worker-03.yaml"]["rule"] == "yaml" and by_file["nodes/worker-03.yaml"]["line"] == 3
     assert by_file["clusters/pve-prod.yaml"]["severity"] == "warning"

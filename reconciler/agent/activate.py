@@ -328,9 +328,10 @@ def _live_route_key(route: dict[str, Any]) -> tuple[str, str, int]:
     return _route_key(dst, route["gateway"], route.get("metric"))
 
 
-def _set_state(
-    dev: str, name: str, mtu: int | None, addresses: list[str], routes: list[tuple[str, str, int | None]]
-) -> None:
+_RouteSpec = tuple[str, str, int | None, bool]  # to, via, metric, onlink
+
+
+def _set_state(dev: str, name: str, mtu: int | None, addresses: list[str], routes: list[_RouteSpec]) -> None:
     """Bring device ``dev`` to exactly: name, MTU, global addresses and gateway routes; up."""
     _rename(dev, name)
     if mtu is not None:
@@ -343,14 +344,16 @@ def _set_state(
     for addr in addresses:
         if addr not in have:
             run(["ip", "addr", "add", addr, "dev", name])
-    want = {_route_key(to, via, metric) for to, via, metric in routes}
+    want = {_route_key(to, via, metric) for to, via, metric, _onlink in routes}
     for route in _gateway_routes(name):
         key = _live_route_key(route)
         if key not in want:
             run(["ip", "route", "del", key[0], "via", key[1], "dev", name, "metric", str(key[2])])
-    for to, via, metric in routes:
+    for to, via, metric, onlink in routes:
         cmd = ["ip", "route", "replace", to, "via", via, "dev", name, "proto", "static"]
-        run([*cmd, "metric", str(metric)] if metric is not None else cmd)
+        if metric is not None:
+            cmd += ["metric", str(metric)]
+        run([*cmd, "onlink"] if onlink else cmd)
 
 
 class Iproute2Activator:
@@ -367,13 +370,15 @@ class Iproute2Activator:
                 "mtu": link.get("mtu"),
                 "up": "UP" in link.get("flags", []),
                 "addresses": _global_addresses(link),
-                "routes": [(k[0], k[1], k[2]) for k in map(_live_route_key, _gateway_routes(target.device))],
+                "routes": [
+                    (*_live_route_key(r), "onlink" in r.get("flags", [])) for r in _gateway_routes(target.device)
+                ],
             }
 
     def activate(self, ctx: Context) -> None:
         ctx.activated = True
         for t in ctx.targets:
-            routes = [(r.to, r.via, r.metric) for r in t.routes]
+            routes = [(r.to, r.via, r.metric, bool(r.on_link)) for r in t.routes]
             _set_state(t.device, t.name, t.mtu, list(t.addresses), routes)
         for name in ctx.removed:
             if Path("/sys/class/net", name).exists():

@@ -44,7 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE|-", help="MultiNicNodeConfig document, YAML or JSON (default: env MULTINIC_CONFIG)"
     )
     remove = sub.add_parser("remove", help="remove every file this agent wrote, re-activate")
-    for p in (apply, remove):
+    check = sub.add_parser("verify", help="report whether this node's files and live state still match the "
+                                          "spec (drift); changes nothing")
+    check.add_argument(
+        "--config", metavar="FILE|-", help="MultiNicNodeConfig document, YAML or JSON (default: env MULTINIC_CONFIG)"
+    )
+    for p in (apply, remove, check):
         p.add_argument(
             "--root",
             type=Path,
@@ -188,6 +193,6 @@ def run(args: argparse.Namespace) -> int:
         bad = AgentResult(node=node_name(), os="", outcome="failed", error=str(exc), step="input")
         _emit(bad.to_json(), args)
         return 2
-    result = engine.apply(config, opts)
+    result = engine.verify_only(config, opts) if args.agent_command == "verify" else engine.apply(config, opts)
     _emit(result.to_json(), args)
     return result.exit_code()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -39,6 +39,7 @@ class Options:
     verify_timeout: float = 15.0
     probes: bool = True  # run the node file's per-interface probes after a live verification
     dry_run: bool = False
+    check_only: bool = False  # ``agent verify``: report drift of files and live state, change nothing
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -171,12 +172,13 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
         return _stop(result, by_name, "match", f"{', '.join(missing)} not found; nothing was changed", missing)
 
     # A route whose gateway is on none of the NIC's own prefixes would only "work" through a host
-    # route the stack invents (NetworkManager does): the config repo refuses it, so does the agent.
+    # route the stack invents (NetworkManager does): the config repo refuses it, so does the agent,
+    # unless the route says the gateway is on the link (onLink) or it is IPv6 link-local.
     offlink: dict[str, str | None] = {}
     for iface in config.spec.interfaces:
         for route in iface.routes:
             nets = [net.network for net in iface.interfaces if net.version == route.gateway.version]
-            if not any(route.gateway in net for net in nets):
+            if not route.gateway_on_link and not any(route.gateway in net for net in nets):
                 offlink[iface.name] = (f"route {route.to} via {route.via}: the gateway is not inside any of "
                                        f"{iface.name}'s prefixes ({', '.join(iface.addresses) or 'none'})")
                 break
@@ -225,6 +227,8 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
         by_name[name].state = "applied"
     result.files = [c.node_path for c in changes if c.new is not None]
 
+    if opts.check_only:
+        return _drift(config, opts, result, by_name, device_of, changes, changed_names)
     if not changes:
         # "unchanged" is a claim about the node, not only its files: check the live state too. A
         # node whose files are right but whose live state is not (an agent killed between write
@@ -295,6 +299,40 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
             if failed:
                 return roll_back("probe", f"probe failed for {', '.join(sorted(failed))}", failed)
     result.outcome = "applied"
+    return result
+
+
+def verify_only(config: NodeConfig, opts: Options) -> AgentResult:
+    """``reconciler agent verify``: do the node's files and (with a live stack) its live state still
+    match the spec? Changes nothing. Outcome ``unchanged`` (in sync) or ``drifted`` (files that
+    differ in ``files``, each drifted NIC with what differs); ``failed`` when it could not check."""
+    result = apply(config, replace(opts, check_only=True, dry_run=False))
+    if result.outcome == "rolled-back":  # stopped before any change (NIC not found, foreign file)
+        result.outcome = "failed"
+    return result
+
+
+def _drift(config: NodeConfig, opts: Options, result: AgentResult, by_name: dict[str, InterfaceResult],
+           device_of: Mapping[str, devices.Device], changes: list[files.Change],
+           changed_names: set[str]) -> AgentResult:
+    """The check-only end of ``apply``: ``changes`` are the files that differ (nothing is written)."""
+    result.files = [c.node_path for c in changes]
+    for item in by_name.values():
+        item.state, item.error = "unchanged", None
+    for name in changed_names:
+        by_name[name].state = "drifted"
+        by_name[name].error = "files differ from the spec"
+    if opts.verify == "live":
+        everyone = [activate.Target(i.name, i.mac_address, device_of[i.name].name, i.mtu, i.addresses, i.routes)
+                    for i in config.spec.interfaces]
+        for name, err in verify.live(everyone, opts.verify_timeout).items():
+            if err:
+                item = by_name[name]
+                item.state = "drifted"
+                item.error = f"{item.error}; live: {err}" if item.error else f"live: {err}"
+    result.interfaces = list(by_name.values())
+    drifted = changes or any(i.state == "drifted" for i in by_name.values())
+    result.outcome = "drifted" if drifted else "unchanged"
     return result
 
 

@@ -9,9 +9,9 @@ Per NIC ``<name>``, under ``/etc/sysconfig/network-scripts/``:
   IPV6INIT=no without IPv6 addresses; MTU when set; IPV4_ROUTE_METRIC=100 / IPV6_ROUTE_METRIC=100
   for a family with addresses.
 * ``route-<name>`` (IPv4 routes) in the key=value format: ADDRESSn, NETMASKn (dotted quad),
-  GATEWAYn, METRICn (the spec's metric, else 100), n from 0.
+  GATEWAYn, METRICn (the spec's metric, else 100), OPTIONSn=onlink for an ``onLink`` route, n from 0.
 * ``route6-<name>`` (IPv6 routes) in the ``ip route`` argument format, one route a line
-  (``<to> via <via> metric <n> dev <name>``): initscripts has no key=value form for IPv6.
+  (``<to> via <via> metric <n> dev <name> [onlink]``): initscripts has no key=value form for IPv6.
 
 Metrics are always explicit, as in the keyfile renderer: NetworkManager's implicit per-device
 metric differs between a live activation and a boot.
@@ -31,10 +31,6 @@ from reconciler.nodejob.renderers import NM_ROUTE_METRIC
 DIR = "etc/sysconfig/network-scripts"
 MODE = 0o644
 
-
-def paths(name: str) -> list[str]:
-    """Every file a NIC ``name`` can own (for stale-file and foreign-file checks)."""
-    return [f"{DIR}/ifcfg-{name}", f"{DIR}/route-{name}", f"{DIR}/route6-{name}"]
 
 
 def _header(node: str) -> str:
@@ -84,12 +80,15 @@ def render(node: str, iface: Interface) -> dict[str, str]:
             lines += [f"ADDRESS{n}={net.network_address}", f"NETMASK{n}={net.netmask}"]
             lines.append(f"GATEWAY{n}={route.via}")
             lines.append(f"METRIC{n}={route.metric if route.metric is not None else NM_ROUTE_METRIC}")
+            if route.on_link:
+                lines.append(f"OPTIONS{n}=onlink")
         files[f"{DIR}/route-{iface.name}"] = _header(node) + "".join(f"{x}\n" for x in lines)
     if routes6:
         lines = []
         for route in routes6:
             net = ipaddress.ip_network(route.to, strict=False)
             metric = route.metric if route.metric is not None else NM_ROUTE_METRIC
-            lines.append(f"{net} via {route.via} metric {metric} dev {iface.name}")
+            onlink = " onlink" if route.on_link else ""
+            lines.append(f"{net} via {route.via} metric {metric} dev {iface.name}{onlink}")
         files[f"{DIR}/route6-{iface.name}"] = _header(node) + "".join(f"{x}\n" for x in lines)
     return files

@@ -7,8 +7,9 @@ keyfiles others can read), one per NIC:
   the profile keeps its identity), type=ethernet, interface-name=<name> (autoconnect is on by default);
 * ``[ethernet]`` mac-address, mtu (when set);
 * ``[ipv4]``/``[ipv6]`` method=manual with addressN=<cidr>, route-metric=100 and
-  routeN=<to>,<via>,<metric> (the spec's metric, else 100); without addresses of a family: ipv4
-  method=disabled, ipv6 method=ignore (the kernel keeps its link-local address, as with netplan).
+  routeN=<to>,<via>,<metric> (the spec's metric, else 100; ``routeN_options=onlink=true`` for an
+  ``onLink`` route); without addresses of a family: ipv4 method=disabled, ipv6 method=ignore (the
+  kernel keeps its link-local address, as with netplan).
   The metric is always explicit: left to NetworkManager, a route without one gets a per-device
   metric reserved at activation (101 on the second NIC activated live, 100 after a boot), so the
   live state would differ from the boot state.
@@ -37,9 +38,6 @@ def connection_uuid(node: str, name: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{node}/{name}"))
 
 
-def paths(name: str) -> list[str]:
-    return [f"{DIR}/{name}.nmconnection", f"{LINK_DIR}/70-multinic-{name}.link"]
-
 
 def _header(node: str) -> str:
     return f"{MARKER} (node {node}); do not edit, the next apply overwrites this file\n"
@@ -55,6 +53,8 @@ def _ip_section(iface: Interface, version: int) -> list[str]:
     for n, route in enumerate(routes, start=1):
         metric = route.metric if route.metric is not None else NM_ROUTE_METRIC
         lines.append(f"route{n}={route.to},{route.via},{metric}")
+        if route.on_link:
+            lines.append(f"route{n}_options=onlink=true")
     return ["method=manual", *lines]
 
 

@@ -43,6 +43,8 @@ def stanza(iface: Interface) -> list[str]:
             lines.append(f"          via: {q(route.via)}")
             if route.metric is not None:
                 lines.append(f"          metric: {route.metric}")
+            if route.on_link:
+                lines.append("          on-link: true")
     return lines
 
 

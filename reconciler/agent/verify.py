@@ -54,6 +54,8 @@ def _route_matches(route: Route, dev: str, live: dict[str, Any]) -> bool:
         return False
     if str(live.get("gateway", "")).lower() != route.via:
         return False
+    if route.on_link and "onlink" not in live.get("flags", []):
+        return False  # without the flag the kernel would not have taken the off-prefix gateway
     return route.metric is None or live.get("metric", 0) == route.metric
 
 
@@ -71,6 +73,7 @@ def _describe(live: dict[str, Any]) -> str:
 def _check_routes(target: Target, table: list[dict[str, Any]]) -> str | None:
     for route in target.routes:
         metric = f" metric {route.metric}" if route.metric is not None else ""
+        metric += " onlink" if route.on_link else ""
         ours = next((live for live in table if _route_matches(route, target.name, live)), None)
         if ours is None:
             return f"{target.name}: route {route.to} via {route.via}{metric} is not in the main table"

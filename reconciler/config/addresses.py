@@ -51,6 +51,22 @@ class Prefixed:
     def text(self) -> str:
         return f"{self.address.text()}/{self.prefixlen}"
 
+    @property
+    def broadcast(self) -> int:
+        return self.network | (((1 << self.bits) - 1) ^ self.mask)
+
+    @property
+    def is_host_route(self) -> bool:
+        """/32 or /128: one address, no subnet."""
+        return self.prefixlen == self.bits
+
+    def overlaps(self, other: Prefixed) -> bool:
+        if other.version != self.version:
+            return False
+        shorter = min(self.prefixlen, other.prefixlen)
+        mask = ((1 << shorter) - 1) << (self.bits - shorter)
+        return self.value & mask == other.value & mask
+
 
 @dataclass(frozen=True, slots=True)
 class Address:
@@ -62,10 +78,18 @@ class Address:
 
     @property
     def is_special(self) -> bool:
-        """Multicast, loopback or unspecified: never a host address of a NIC."""
+        """Never a host address of a NIC: multicast, loopback, unspecified, IPv4 "this network"
+        (0.0.0.0/8), reserved (240.0.0.0/4) and the limited broadcast 255.255.255.255."""
         if self.version == 4:
-            return self.value == 0 or self.value >> 28 == 0xE or self.value >> 24 == 127
+            return self.value >> 24 in (0, 127) or self.value >> 28 in (0xE, 0xF)
         return self.value in (0, 1) or self.value >> 120 == 0xFF
+
+    @property
+    def is_link_local(self) -> bool:
+        """fe80::/10 or 169.254.0.0/16: scoped to one link, so the same range on two links is fine."""
+        if self.version == 4:
+            return self.value >> 16 == 0xA9FE
+        return self.value >> 118 == 0x3FA
 
 
 @lru_cache(maxsize=65536)

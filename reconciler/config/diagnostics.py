@@ -29,6 +29,7 @@ class Diagnostic:
     line: int | None = None  # 1-based
     column: int | None = None  # 1-based
     severity: Severity = "error"
+    related: tuple[str, ...] = ()  # other repo-relative files the message names (shown with the same prefix)
 
     @property
     def location(self) -> str:

@@ -34,11 +34,21 @@ def present(result: ValidationResult, *, strict: bool = False, prefix: str = "")
     def shown(d: Diagnostic) -> Diagnostic:
         severity = "error" if strict else d.severity
         message = f"{d.message} (warning, an error under --strict)" if strict and d.severity == "warning" else d.message
-        return dataclasses.replace(d, path=prefix + d.path, severity=severity, message=message)
+        if prefix:
+            for other in d.related:  # "also used by nodes/a.yaml:12" reads from where the user is too
+                message = _prefixed_mentions(message, other, prefix)
+        related = tuple(prefix + other for other in d.related)
+        return dataclasses.replace(d, path=prefix + d.path, severity=severity, message=message, related=related)
 
     return dataclasses.replace(
         result, files=[prefix + f for f in result.files], diagnostics=[shown(d) for d in result.diagnostics]
     )
+
+def _prefixed_mentions(message: str, path: str, prefix: str) -> str:
+    """Every mention of ``path`` as a whole file name in ``message``, with ``prefix`` before it."""
+    pattern = re.compile(rf"(?<![\w./-]){re.escape(path)}(?![\w/-]|\.\w)")
+    return pattern.sub(lambda _match: prefix + path, message)
+
 
 # C0/C1 controls, line/paragraph separators, bidi overrides, and lone surrogates (bytes of a
 # non-UTF-8 file name, kept by Python as U+DC80..U+DCFF).
@@ -91,6 +101,7 @@ def as_dict(d: Diagnostic) -> dict[str, object]:
         "severity": d.severity,
         "rule": d.rule,
         "message": printable(d.message),
+        "related": [printable(other) for other in d.related],
     }
 
 
@@ -207,6 +218,11 @@ def sarif(result: ValidationResult) -> str:
         }
         if d.field:
             entry["properties"] = {"field": printable(d.field)}
+        if d.related:
+            entry["relatedLocations"] = [
+                {"id": n, "physicalLocation": {"artifactLocation": {"uri": _uri(other), "uriBaseId": "%SRCROOT%"}}}
+                for n, other in enumerate(d.related)
+            ]
         results.append(entry)
     body = {
         "$schema": SARIF_SCHEMA,

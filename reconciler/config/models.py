@@ -46,11 +46,25 @@ class Route(_Model):
     to: str
     via: str
     metric: int | None = None
+    # The gateway is on the link although no own prefix holds it (a /32 or /128 address with a
+    # provider's gateway). ``False`` is stored as absent: one spec, one hash.
+    on_link: bool | None = None
 
     @field_validator("to", "via")
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.lower()
+
+    @field_validator("on_link")
+    @classmethod
+    def _false_is_absent(cls, value: bool | None) -> bool | None:
+        return True if value else None
+
+    @property
+    def gateway_on_link(self) -> bool:
+        """Whether the gateway is reachable without an own prefix holding it: ``onLink``, or an
+        IPv6 link-local gateway (every IPv6 link has fe80::/64, the route names the link)."""
+        return bool(self.on_link) or (self.gateway.version == 6 and self.gateway.is_link_local)
 
     @cached_property
     def destination(self) -> IPInterface:

@@ -45,14 +45,45 @@ CROSS_FILE_RULES: list[tuple[str, str, str]] = [
         "host-address",
         "error",
         "An address is a unicast host address: not the network or broadcast address of its IPv4 prefix "
-        "(/31 and /32 excepted), not loopback, multicast or unspecified. The IPv6 subnet-router anycast "
-        "address (host bits all zero) is a warning.",
+        "(/31 and /32 excepted), not loopback, multicast, unspecified, `0.0.0.0/8`, reserved "
+        "(`240.0.0.0/4`) or `255.255.255.255`. The IPv6 subnet-router anycast address (host bits all zero) "
+        "is a warning.",
     ),
     (
         "route",
         "error",
-        "A route's `to` has no host bits set, its `via` is of the same IP family, lies inside one of the "
-        "interface's own prefixes and is not the interface's own address.",
+        "A route's `to` has no host bits set; its `via` is of the same IP family, is not the interface's own "
+        "address nor the network or broadcast address of its IPv4 prefix, and lies inside one of the "
+        "interface's own prefixes, unless the route sets `onLink: true` (a /32 or /128 address with the "
+        "provider's gateway) or the gateway is IPv6 link-local (`fe80::/10`, on-link by definition).",
+    ),
+    (
+        "duplicate-route",
+        "error",
+        "A node has one route per destination and metric, across all its interfaces.",
+    ),
+    (
+        "second-default-route",
+        "warning",
+        "A node has one default route per IP family; a second one (another metric) only backs up the first.",
+    ),
+    (
+        "overlapping-subnets",
+        "error",
+        "Two interfaces of one node are on separate subnets (host routes /32, /128 and link-local excepted).",
+    ),
+    (
+        "subnet-prefix",
+        "error",
+        "One subnet has one prefix length on every node: an address inside another node's subnet uses that "
+        "subnet's prefix length. The message names both files and lines.",
+    ),
+    (
+        "subnet-mtu",
+        "warning",
+        "Interfaces on one subnet that give an `mtu` give the same one on every node (an MTU left out is "
+        "not compared). A warning, not an error, so that an MTU change can roll out node by node; "
+        "`--strict` makes it fail CI. The message names both files and lines.",
     ),
     (
         "cluster-ref",

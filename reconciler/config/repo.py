@@ -109,7 +109,12 @@ def discover(root: Path) -> Layout:
     settings = [f for f in out.files if f.kind == KIND_SETTINGS]
     for extra in settings[1:]:
         out.problems.append(
-            Diagnostic(extra.path, f"only one settings file is allowed; {settings[0].path} is used", "layout")
+            Diagnostic(
+                extra.path,
+                f"only one settings file is allowed; {settings[0].path} is used",
+                "layout",
+                related=(settings[0].path,),
+            )
         )
         out.files.remove(extra)
     return out

@@ -73,9 +73,17 @@ class _Collector:
         self.diagnostics = diagnostics
         self.failed: set[str] = set()
 
-    def at(self, doc: Document, pointer: Pointer, message: str, rule: str, severity: Severity = "error") -> None:
+    def at(
+        self,
+        doc: Document,
+        pointer: Pointer,
+        message: str,
+        rule: str,
+        severity: Severity = "error",
+        related: tuple[str, ...] = (),
+    ) -> None:
         line, column = doc.locate(pointer)
-        self.add(Diagnostic(doc.path, message, rule, field_path(pointer), line, column, severity))
+        self.add(Diagnostic(doc.path, message, rule, field_path(pointer), line, column, severity, related))
 
     def add(self, diagnostic: Diagnostic) -> None:
         if "@" in diagnostic.message:  # a value shown in a message may carry URL user info
@@ -132,11 +140,11 @@ def _validate(root: Path | str, jobs: int) -> ValidationResult:
 
     clusters: list[tuple[Document, ProxmoxCluster]] = valid[repo.KIND_CLUSTER]
     for finding in crossfile.check_clusters(clusters):
-        out.at(finding.doc, finding.pointer, finding.message, finding.rule, finding.severity)
+        out.at(finding.doc, finding.pointer, finding.message, finding.rule, finding.severity, finding.related)
     blocked_clusters = {f.stem for f in files if f.kind == repo.KIND_CLUSTER and f.path in out.failed}
     good_clusters = {c.name for d, c in clusters if d.path not in out.failed}
     for finding in crossfile.check_nodes(valid[repo.KIND_NODE], good_clusters, blocked_clusters):
-        out.at(finding.doc, finding.pointer, finding.message, finding.rule, finding.severity)
+        out.at(finding.doc, finding.pointer, finding.message, finding.rule, finding.severity, finding.related)
 
     out.diagnostics.sort(key=lambda d: (d.path, d.line or 0, d.column or 0, d.message))
     desired = _desired(files, valid, out.failed, loaded, layout.refusals)

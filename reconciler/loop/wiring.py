@@ -88,7 +88,20 @@ class StatusReporter:
         clusters = [gitstatus.ClusterReport.from_resource(o["metadata"]["name"], o.get("spec"), o.get("status"))
                     for o in cluster_objects]
         files = gitstatus.render(nodes, clusters, revision=cycle.checkout.revision, memo=self.memo, repo=repo)
-        result = self._writer(settings.status.branch).write(files, gitstatus.summary(nodes, clusters))
+        # Fenced: the leadership is checked right before the push; and the status names the
+        # configuration it describes, so it is not pushed over a newer config commit.
+        # Only when the source follows a branch unverified: a pinned tag or commit is meant to lag
+        # the branch, and under signature checks the head may be a commit the source refused.
+        fingerprint = getattr(self.source, "config_fingerprint", None)
+        follows = getattr(self.source, "branch", None) and not getattr(self.source, "tag", None) \
+            and not getattr(self.source, "commit", None) and getattr(self.source, "verify", "none") == "none"
+        describes = fingerprint(cycle.checkout.revision) if fingerprint and follows and cycle.checkout.revision \
+            else None
+        result = self._writer(settings.status.branch).write(files, gitstatus.summary(nodes, clusters),
+                                                            fence=kube.write_guard, describes=describes)
+        if result.superseded:
+            self._written = None  # the next cycle reads the newer commit and writes its status
+            return
         if result.error:
             self._written = None
             self.metrics.errors.labels("git").inc()

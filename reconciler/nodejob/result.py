@@ -13,8 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 MAX_BYTES = 4096
-Outcome = Literal["applied", "unchanged", "failed", "partial", "rolled-back", "removed"]
-State = Literal["applied", "unchanged", "removed", "error"]
+# "drifted": ``reconciler agent verify`` found the node's files or live state differing from the
+# spec (it changes nothing); the verification itself succeeded.
+Outcome = Literal["applied", "unchanged", "failed", "partial", "rolled-back", "removed", "drifted"]
+State = Literal["applied", "unchanged", "removed", "error", "drifted"]
 # Where a run stopped. All or nothing: once the agent starts on a node's NICs, any failure (a NIC
 # not found, a foreign file, a write, the node's own tool rejecting a file, activation,
 # verification, a probe) puts every file and every NIC back as it was: outcome "rolled-back".
@@ -47,7 +49,7 @@ class AgentResult(BaseModel):
     dry_run: bool = False
 
     def exit_code(self) -> int:
-        return 0 if self.outcome in ("applied", "unchanged", "removed") else 1
+        return 0 if self.outcome in ("applied", "unchanged", "removed", "drifted") else 1
 
     def to_json(self, limit: int = MAX_BYTES) -> str:
         """Compact JSON below ``limit`` bytes, error strings shortened as needed (marked "...")."""

@@ -69,8 +69,10 @@ class LiveObject:
         )
 
 
-def plan(desired: DesiredState, live: Mapping[str, Iterable[LiveObject]], *, revision: str | None = None) -> ChangeSet:
-    namespace = desired.settings.spec.namespace
+def plan(desired: DesiredState, live: Mapping[str, Iterable[LiveObject]], *, revision: str | None = None,
+         namespace: str | None = None) -> ChangeSet:
+    """``namespace``: where the live objects are (``--namespace``); by default reconciler.yaml's."""
+    namespace = namespace or desired.settings.spec.namespace
     by_kind = {kind: {o.name: o for o in live.get(kind, ()) if o.owned} for kind in KINDS}
     changes: list[Change] = []
     notes: list[str] = []

@@ -107,7 +107,8 @@ def _iface(iface: dict[str, Any] | None) -> str:
         parts.append(f"proxmoxNet {iface['proxmoxNet']}")
     for route in iface.get("routes", []):
         metric = f" metric {route['metric']}" if route.get("metric") is not None else ""
-        parts.append(f"{route['to']} via {route['via']}{metric}")
+        onlink = " onlink" if route.get("onLink") else ""
+        parts.append(f"{route['to']} via {route['via']}{metric}{onlink}")
     known = {"name", "macAddress", "addresses", "mtu", "proxmoxNet", "routes"}
     parts += [f"{key} {_value(value)}" for key, value in sorted(iface.items()) if key not in known]
     return "<br>".join(_md_text(p) for p in parts if p)

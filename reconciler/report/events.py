@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.kube import crds, objects
-from reconciler.report.conditions import timestamp
+from reconciler.status.conditions import timestamp
 
 
 def event(kind: str, name: str, namespace: str, *, reason: str, message: str, warning: bool = False,

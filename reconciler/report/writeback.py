@@ -9,6 +9,13 @@ writes one blob, not 10,000 files. A push rejected because someone pushed
 meanwhile (non-fast-forward) is therefore retried by fetching the new head and rebuilding on it:
 the config commit that arrived is kept, the history stays linear, nothing is ever force-pushed.
 
+Fenced like the Kubernetes writes: ``fence`` (the leader check) is called right before every push
+attempt, so a replica that lost its Lease while inside the write-back (frozen, partitioned) never
+pushes once replaced. And a status describes one configuration (``describes``: the config
+fingerprint of its revision, as the source computes it): when the status branch is the config
+branch and the head it would be built on holds another configuration, the status is stale and is
+not pushed (``superseded``); the writer that read the newer commit writes its own.
+
 The writer keeps its own bare, shallow clone in ``work_dir``; it never touches the source's
 checkouts.
 """
@@ -22,10 +29,12 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, split_credentials
+from reconciler.kube.client import NotLeader
+from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, config_fingerprint, split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,7 @@ class WriteResult:
     commit: str | None  # our status commit, when one was made
     attempts: int  # push attempts (1 without contention)
     error: str | None  # scrubbed reason when the status could not be pushed
+    superseded: bool = False  # not pushed: the branch holds a newer configuration than the status describes
 
 
 class _Rejected(Exception):
@@ -68,8 +78,12 @@ class StatusWriter:
                              url_user=url_user, url_token=url_token)
         self._format: str | None = None  # the repository's object format (sha1 or sha256)
 
-    def write(self, files: dict[str, str], message: str) -> WriteResult:
-        """Makes ``status/`` on the status branch hold exactly ``files``; commits only on change."""
+    def write(self, files: dict[str, str], message: str, *, fence: Callable[[], None] | None = None,
+              describes: str | None = None) -> WriteResult:
+        """Makes ``status/`` on the status branch hold exactly ``files``; commits only on change.
+
+        ``fence`` raises ``NotLeader`` when this replica may no longer write: checked right before
+        each push. ``describes``: the config fingerprint of the revision ``files`` describe."""
         files = _checked(files)
         if SKIP_CI not in message:
             message = f"{message.rstrip()} {SKIP_CI}"
@@ -79,6 +93,11 @@ class StatusWriter:
             while True:
                 attempt += 1
                 base, exists = self._fetch_base()
+                if describes is not None and self.status_branch == self.branch and exists \
+                        and config_fingerprint(self.git, base) != describes:
+                    log.info("status for an older configuration not pushed: %s holds a newer config commit",
+                             self.status_branch)
+                    return WriteResult(False, False, None, attempt, None, superseded=True)
                 tree = self._tree_with(base, files)
                 unchanged = tree == self.git.out("rev-parse", base + "^{tree}")
                 if unchanged and exists:
@@ -86,6 +105,8 @@ class StatusWriter:
                 # Unchanged but absent: the new status branch is created at the watched head.
                 commit = base if unchanged else self._commit(tree, base, message)
                 try:
+                    if fence is not None:
+                        fence()  # leadership, checked right before the push (as every Kubernetes write)
                     self._push(commit)
                 except _Rejected:
                     if attempt >= self.max_attempts:
@@ -98,6 +119,9 @@ class StatusWriter:
                     continue
                 log.info("status commit %s pushed to %s", commit[:12], self.status_branch)
                 return WriteResult(commit != base, True, commit if commit != base else None, attempt, None)
+        except NotLeader as exc:
+            log.warning("status push refused: %s", exc)
+            return WriteResult(False, False, None, attempt, f"status push refused: {exc}")
         except GitError as exc:
             log.warning("status write-back to %s: %s", self.url, exc)
             return WriteResult(False, False, None, attempt, str(exc))

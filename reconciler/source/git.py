@@ -17,7 +17,6 @@ ever exposed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, split_credentials
+from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, config_fingerprint, split_credentials
 from reconciler.source.local import Checkout
 
 __all__ = ["GitAuth", "GitError", "GitSource", "PollResult"]
@@ -198,9 +197,13 @@ class GitSource:
 
     def _config_fingerprint(self, commit: str) -> str:
         """Identity of the commit's tree without ``status/``: equal trees, equal configuration."""
-        listing = self.git("ls-tree", "-z", "--full-tree", commit)[1]
-        entries = sorted(e for e in listing.split("\0") if e and e.split("\t", 1)[-1] != STATUS_DIR)
-        return hashlib.sha256("\0".join(entries).encode()).hexdigest()
+        return config_fingerprint(self.git, commit, STATUS_DIR)
+
+    def config_fingerprint(self, revision: str) -> str | None:
+        """The fingerprint of a fetched config revision (None when it is not here)."""
+        if self.git("cat-file", "-e", revision + "^{commit}", check=False)[0] != 0:
+            return None
+        return self._config_fingerprint(revision)
 
     def _export(self, commit: str) -> Checkout:
         """Writes the commit's complete tree into ``checkouts/<commit>`` (atomically: a rename)."""

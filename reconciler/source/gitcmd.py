@@ -8,6 +8,7 @@ every message leaving this module goes through ``scrub``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -172,6 +173,15 @@ class GitRunner:
 
     def out(self, *args: str, network: bool = False, input_env: dict[str, str] | None = None) -> str:
         return self(*args, network=network, input_env=input_env)[1].strip()
+
+
+def config_fingerprint(git: GitRunner, commit: str, status_dir: str = "status") -> str:
+    """Identity of ``commit``'s tree without ``status/``: equal fingerprints, equal configuration
+    (the source tells config commits from status commits by it; the status writer tells whether
+    the branch still holds the configuration a status describes)."""
+    listing = git("ls-tree", "-z", "--full-tree", commit)[1]
+    entries = sorted(e for e in listing.split("\0") if e and e.split("\t", 1)[-1] != status_dir)
+    return hashlib.sha256("\0".join(entries).encode()).hexdigest()
 
 
 def subcommand(args: tuple[str, ...] | list[str]) -> str:

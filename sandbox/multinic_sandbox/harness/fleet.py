@@ -171,14 +171,17 @@ def prepare(sandbox: Any, desired: DesiredState | None = None, *, namespace: str
 
 def write_config_repo(path: Path, nodes: int, *, max_parallel: int = 2, max_failures: int = 5) -> Path:
     """A small generated config repo: ``nodes`` Ubuntu nodes with one storage NIC, no Proxmox."""
+    if not 0 < nodes < 0xFFFE:
+        raise ValueError(f"{nodes} nodes do not fit in 10.9.0.0/16")
     (path / "nodes").mkdir(parents=True)
     (path / "reconciler.yaml").write_text(
         "apiVersion: multinic.io/v1alpha1\nkind: ReconcilerSettings\nmetadata:\n  name: reconciler\n"
         f"spec:\n  rollout:\n    maxParallel: {max_parallel}\n    maxFailures: {max_failures}\n")
     for i in range(nodes):
+        host = i + 1  # 10.9.0.1 up to 10.9.255.254: never the network or broadcast address
         (path / "nodes" / f"node-{i:02d}.yaml").write_text(
             f"apiVersion: multinic.io/v1alpha1\nkind: MultiNicNodeConfig\nmetadata:\n  name: node-{i:02d}\n"
             f"spec:\n  osFamily: ubuntu\n  interfaces:\n    - name: storage0\n"
             f"      macAddress: 02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}\n"
-            f"      addresses: [10.9.{i >> 8}.{(i & 0xFF) + 1}/16]\n      mtu: 9000\n")
+            f"      addresses: [10.9.{host >> 8}.{host & 0xFF}/16]\n      mtu: 9000\n")
     return path
