@@ -2,7 +2,10 @@
 # Real-node test tier: installs the host tools (systemd-nspawn, QEMU, debootstrap) from Debian's
 # packages and builds ONE Debian root file system with a real network stack (systemd, udev, D-Bus,
 # NetworkManager, netplan + systemd-networkd, a kernel), cached under .work/realnode/ keyed by a
-# hash of the package list and this script, so a CI run builds it once and reruns reuse it.
+# hash of the package list and the guest set-up below, so a CI run builds it once and reruns reuse
+# it. A fresh clone builds it again (about 2 minutes on an idle 2-core machine, 8 under load):
+# keep .work/realnode/ in the CI cache, or set MULTINIC_REALNODE_CACHE to a directory that
+# outlives checkouts (e.g. /var/cache/multinic-reconciler/realnode) to share one tree per machine.
 #
 #   scripts/realnode.sh           install + build (idempotent); prints the tree's path
 #   scripts/realnode.sh --path    print where the tree is (or would be), build nothing
@@ -18,7 +21,8 @@ GUEST_PKGS=(systemd systemd-sysv udev dbus libpam-systemd iproute2 iputils-ping 
             network-manager python3 linux-image-amd64 kmod)
 SUITE=bookworm
 key=$( (printf '%s\n' "$SUITE" "${GUEST_PKGS[@]}"; sed -n '/^# --- guest set-up/,$p' "$0") | sha256sum | cut -c1-16)
-TREE="$ROOT/.work/realnode/debian-$key"
+CACHE="${MULTINIC_REALNODE_CACHE:-$ROOT/.work/realnode}"
+TREE="$CACHE/debian-$key"
 
 if [ "${1:-}" = "--path" ]; then echo "$TREE"; exit 0; fi
 if [ "$(id -u)" != "0" ]; then echo "realnode: needs root" >&2; exit 1; fi
@@ -45,10 +49,10 @@ mkdir -p "$(dirname "$TREE")"
 start=$(date +%s)
 echo "realnode: debootstrap $SUITE into $TREE (a few minutes, once)" >&2
 debootstrap --variant=minbase --include="$(IFS=,; echo "${GUEST_PKGS[*]}")" "$SUITE" "$TREE.tmp" "$mirror" \
-  > "$ROOT/.work/realnode/debootstrap.log" 2>&1 || {
+  > "$CACHE/debootstrap.log" 2>&1 || {
   # polkitd's postinst needs logind; libpam-systemd in the chroot settles it (seen on bookworm)
-  chroot "$TREE.tmp" apt-get install -y -qq libpam-systemd >> "$ROOT/.work/realnode/debootstrap.log" 2>&1 || {
-    tail -20 "$ROOT/.work/realnode/debootstrap.log" >&2; exit 1; }
+  chroot "$TREE.tmp" apt-get install -y -qq libpam-systemd >> "$CACHE/debootstrap.log" 2>&1 || {
+    tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
 }
 
 # --- guest set-up (part of the cache key) ---

@@ -107,6 +107,9 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
     for n, addr in enumerate(v4 if len(v4) > 1 else []):
         assert ifcfg.pop(f"IPADDR{n}") == str(addr.ip)
         assert ifcfg.pop(f"PREFIX{n}") == str(addr.network.prefixlen)
+    # the device's route metric is explicit (NetworkManager's implicit one differs live and at boot)
+    assert ifcfg.pop("IPV4_ROUTE_METRIC", None) == ("100" if v4 else None)
+    assert ifcfg.pop("IPV6_ROUTE_METRIC", None) == ("100" if v6 else None)
     if v6:
         assert (ifcfg.pop("IPV6INIT"), ifcfg.pop("IPV6_AUTOCONF")) == ("yes", "no")
         assert ifcfg.pop("IPV6ADDR") == str(v6[0])
@@ -128,8 +131,7 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
             assert got.pop(f"ADDRESS{n}") == str(net.network_address)
             assert got.pop(f"NETMASK{n}") == str(net.netmask)
             assert got.pop(f"GATEWAY{n}") == route.via
-            if route.metric is not None:
-                assert got.pop(f"METRIC{n}") == str(route.metric)
+            assert got.pop(f"METRIC{n}") == str(route.metric if route.metric is not None else 100)
             if route.on_link:
                 assert got.pop(f"OPTIONS{n}") == "onlink"
         assert got == {}
@@ -139,9 +141,7 @@ def test_ifcfg_fields_mean_what_initscripts_documents(case: str, tmp_path: Path)
     if route6:
         lines = [x for x in route6.splitlines() if not x.startswith("#")]
         assert lines == [
-            f"{r.destination.network} via {r.via}"
-            + (f" metric {r.metric}" if r.metric is not None else "")
-            + f" dev {nic.name}"
+            f"{r.destination.network} via {r.via} metric {r.metric if r.metric is not None else 100} dev {nic.name}"
             + (" onlink" if r.on_link else "")
             for r in routes6
         ]
@@ -203,6 +203,7 @@ def test_an_on_link_route_reaches_network_manager_as_onlink() -> None:
     nic = iface("onlink")
     text = render_keyfile.render("worker-1", nic)[f"{render_keyfile.DIR}/{nic.name}.nmconnection"]
     back = keyfile_sections(nmcli_reads(text))
-    assert (back["ipv4"]["route1"], back["ipv4"]["route1_options"]) == ("0.0.0.0/0,172.31.1.1", "onlink=true")
+    # a route without a metric carries the device's explicit 100 (live equals boot)
+    assert (back["ipv4"]["route1"], back["ipv4"]["route1_options"]) == ("0.0.0.0/0,172.31.1.1,100", "onlink=true")
     assert (back["ipv6"]["route1"], back["ipv6"]["route1_options"]) == ("::/0,2001:db8:7::1,10", "onlink=true")
-    assert back["ipv6"]["route2"] == "2001:db8:9::/48,fe80::1" and "route2_options" not in back["ipv6"]
+    assert back["ipv6"]["route2"] == "2001:db8:9::/48,fe80::1,100" and "route2_options" not in back["ipv6"]

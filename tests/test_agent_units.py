@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from test_agent_support import OS_RELEASES, add_nic, make_root
 
-from reconciler.agent import devices, files, osdetect
+from reconciler.agent import activate, devices, files, osdetect, verify
+from reconciler.config.models import Route
 from reconciler.nodejob.result import MAX_BYTES, AgentResult, InterfaceResult
 
 
@@ -120,3 +121,50 @@ def test_a_small_result_is_not_shortened() -> None:
         interfaces=[InterfaceResult(name="a", mac="52:54:00:00:00:01", state="error", error="e" * 300)],
     )
     assert AgentResult.model_validate_json(result.to_json()) == result
+
+
+# --- routes: present, and actually the one the kernel uses ---------------------------------------
+
+def _target(*routes: dict[str, object]) -> activate.Target:
+    return activate.Target("storage0", "bc:24:11:00:00:01", "ens19", None, ("10.1.0.5/24",),
+                           tuple(Route.model_validate(r) for r in routes))
+
+
+# ``ip -j route show table main`` as a kernel prints it: ours, a prefix route, the operator's own
+OURS = {"dst": "10.8.0.0/16", "gateway": "10.1.0.1", "dev": "storage0", "protocol": "static", "metric": 50,
+        "flags": []}
+PREFIX = {"dst": "10.1.0.0/24", "dev": "storage0", "protocol": "kernel", "scope": "link", "prefsrc": "10.1.0.5",
+          "metric": 100, "flags": []}
+
+
+def test_a_route_in_the_table_with_its_gateway_and_metric_passes() -> None:
+    assert verify._check_routes(_target({"to": "10.8.0.0/16", "via": "10.1.0.1", "metric": 50}),
+                                [PREFIX, OURS]) is None
+
+
+def test_a_route_with_another_metric_or_on_another_nic_is_not_ours() -> None:
+    other_nic = {**OURS, "dev": "backup0"}
+    error = verify._check_routes(_target({"to": "10.8.0.0/16", "via": "10.1.0.1", "metric": 60}), [PREFIX, OURS])
+    assert error == "storage0: route 10.8.0.0/16 via 10.1.0.1 metric 60 is not in the main table"
+    assert verify._check_routes(_target({"to": "10.8.0.0/16", "via": "10.1.0.1", "metric": 50}),
+                                [PREFIX, other_nic]) is not None
+
+
+@pytest.mark.parametrize(("other", "shown"), [
+    ({"type": "blackhole", "dst": "10.8.0.0/16", "metric": 50, "flags": []}, "blackhole 10.8.0.0/16 metric 50"),
+    ({"dst": "10.8.0.0/16", "gateway": "10.2.0.1", "dev": "backup0", "metric": 50, "flags": []},
+     "10.8.0.0/16 via 10.2.0.1 dev backup0 metric 50"),
+])
+def test_a_route_shadowed_by_another_with_the_same_destination_and_metric_fails(
+        other: dict[str, object], shown: str) -> None:
+    # the kernel uses whichever came first: ours would be in the table and carry nothing
+    error = verify._check_routes(_target({"to": "10.8.0.0/16", "via": "10.1.0.1", "metric": 50}),
+                                 [PREFIX, other, OURS])
+    assert error == (f"storage0: route 10.8.0.0/16 via 10.1.0.1 metric 50 clashes with {shown} "
+                     "(same destination and metric: the kernel uses only one of them)")
+
+
+def test_the_same_destination_at_another_metric_is_a_deliberate_backup_and_passes() -> None:
+    backup = {"dst": "10.8.0.0/16", "gateway": "10.2.0.1", "dev": "backup0", "metric": 200, "flags": []}
+    assert verify._check_routes(_target({"to": "10.8.0.0/16", "via": "10.1.0.1", "metric": 50}),
+                                [PREFIX, OURS, backup]) is None

@@ -9,9 +9,10 @@ brings the live state back.
   ``nmcli connection load <file>`` (NetworkManager parses each file and refuses what it rejects);
   ``activate`` renames each live NIC found by MAC to its profile's interface-name (``ip``, the
   name the ``.link``/HWADDR rename gives it at boot), ``nmcli connection reload`` and
-  ``nmcli connection up uuid <profile>``; ``rollback`` reloads the restored files, renames the
-  NICs back and re-activates the connections that were active before (or disconnects a NIC
-  that had none), so the node is as it was.
+  ``nmcli connection up uuid <profile>``; ``rollback`` first takes our connections down on every
+  NIC, then reloads the restored files, renames the NICs back and re-activates the connections
+  that were active before (or leaves a NIC that had none disconnected), so the node is as it
+  was, route metrics included (NetworkManager reserves a default metric per active device).
 * ``netplan`` (Ubuntu): netplan's own D-Bus service on the node (``io.netplan.Netplan``, via
   ``dbus-send``): ``Generate`` validates, ``Apply`` activates through systemd-networkd or
   NetworkManager, exactly what a boot does; rollback = ``Apply`` on the restored file. With a
@@ -234,6 +235,17 @@ class NmcliActivator:
 
     def rollback(self, ctx: Context) -> None:
         errors: list[str] = []
+        if ctx.activated:
+            # Ours go down first, on every NIC, while their profiles still exist: once the reload
+            # drops them, NetworkManager keeps a still-active device as a generated connection
+            # that reserves the device type's default metric (100), and the operator's profile
+            # re-activated next would get 101 (not the node as before).
+            for target in ctx.targets:
+                live = target.name if Path("/sys/class/net", target.name).exists() else target.device
+                try:
+                    _disconnect(live)
+                except ActivationError as exc:
+                    errors.append(str(exc))
         try:
             run(["nmcli", "connection", "reload"])
         except ActivationError as exc:

@@ -22,7 +22,7 @@ from reconciler.agent import (
     verify,
 )
 from reconciler.config.models import NodeConfig
-from reconciler.nodejob.renderers import owned_files
+from reconciler.nodejob.renderers import REGISTRY, owned_files
 from reconciler.nodejob.result import AgentResult, InterfaceResult, Outcome, Step
 
 _MAC = re.compile(r"(?i)\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
@@ -83,6 +83,21 @@ def _desired(config: NodeConfig, renderer: str) -> dict[str, tuple[str, int, set
             for rel, text in render_keyfile.render(node, iface).items():
                 mode = render_keyfile.LINK_MODE if rel.endswith(".link") else render_keyfile.MODE
                 out[rel] = (text, mode, {iface.name})
+    return out
+
+
+def _targets(config: NodeConfig, renderer: str, device_of: Mapping[str, devices.Device],
+             names: set[str] | None = None) -> list[activate.Target]:
+    """What activation and verification work towards, per NIC (all, or those in ``names``): every
+    route with the metric the files give it (the renderer's explicit default where the spec has none)."""
+    default = REGISTRY[renderer].route_metric if renderer in REGISTRY else None
+    out = []
+    for i in config.spec.interfaces:
+        if names is not None and i.name not in names:
+            continue
+        routes = tuple(r if r.metric is not None or default is None else r.model_copy(update={"metric": default})
+                       for r in i.routes)
+        out.append(activate.Target(i.name, i.mac_address, device_of[i.name].name, i.mtu, i.addresses, routes))
     return out
 
 
@@ -221,8 +236,7 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
         if opts.verify != "live" or opts.dry_run:
             result.outcome = "unchanged"
             return result
-        everyone = [activate.Target(i.name, i.mac_address, device_of[i.name].name, i.mtu, i.addresses, i.routes)
-                    for i in config.spec.interfaces]
+        everyone = _targets(config, renderer, device_of)
         drifted = {n for n, err in verify.live(everyone, opts.verify_timeout).items() if err}
         if not drifted:
             result.outcome = "unchanged"
@@ -235,11 +249,7 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
         result.outcome = "applied"
         return result
 
-    targets = [
-        activate.Target(i.name, i.mac_address, device_of[i.name].name, i.mtu, i.addresses, i.routes)
-        for i in config.spec.interfaces
-        if i.name in changed_names
-    ]
+    targets = _targets(config, renderer, device_of, changed_names)
     ctx = activate.Context(root=opts.root, targets=targets, removed=removed_names,
                            written=[opts.config_root / c.rel for c in changes])
     activator = activate.make(opts.activate, opts.activate_command)

@@ -6,10 +6,13 @@ keyfiles others can read), one per NIC:
 * ``[connection]`` id=<name>, uuid (uuid5 of node and name, so a re-render is byte-identical and
   the profile keeps its identity), type=ethernet, interface-name=<name> (autoconnect is on by default);
 * ``[ethernet]`` mac-address, mtu (when set);
-* ``[ipv4]``/``[ipv6]`` method=manual with addressN=<cidr> and routeN=<to>,<via>[,<metric>]
-  (``routeN_options=onlink=true`` for an ``onLink`` route);
-  without addresses of a family: ipv4 method=disabled, ipv6 method=ignore (the kernel keeps its
-  link-local address, as with netplan).
+* ``[ipv4]``/``[ipv6]`` method=manual with addressN=<cidr>, route-metric=100 and
+  routeN=<to>,<via>,<metric> (the spec's metric, else 100; ``routeN_options=onlink=true`` for an
+  ``onLink`` route); without addresses of a family: ipv4 method=disabled, ipv6 method=ignore (the
+  kernel keeps its link-local address, as with netplan).
+  The metric is always explicit: left to NetworkManager, a route without one gets a per-device
+  metric reserved at activation (101 on the second NIC activated live, 100 after a boot), so the
+  live state would differ from the boot state.
 
 The profile is bound to the *name*; the NIC gets that name from a systemd ``.link`` file
 (``/etc/systemd/network/70-multinic-<name>.link``, applied by udev when the NIC appears) and, on
@@ -22,6 +25,7 @@ import uuid
 
 from reconciler.agent import MARKER
 from reconciler.config.models import Interface
+from reconciler.nodejob.renderers import NM_ROUTE_METRIC
 
 DIR = "etc/NetworkManager/system-connections"
 LINK_DIR = "etc/systemd/network"
@@ -45,9 +49,10 @@ def _ip_section(iface: Interface, version: int) -> list[str]:
     if not addrs:
         return ["method=disabled" if version == 4 else "method=ignore"]
     lines = [f"address{n}={a}" for n, a in enumerate(addrs, start=1)]
+    lines.append(f"route-metric={NM_ROUTE_METRIC}")
     for n, route in enumerate(routes, start=1):
-        metric = f",{route.metric}" if route.metric is not None else ""
-        lines.append(f"route{n}={route.to},{route.via}{metric}")
+        metric = route.metric if route.metric is not None else NM_ROUTE_METRIC
+        lines.append(f"route{n}={route.to},{route.via},{metric}")
         if route.on_link:
             lines.append(f"route{n}_options=onlink=true")
     return ["method=manual", *lines]

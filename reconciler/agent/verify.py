@@ -5,7 +5,11 @@ namespace) and checks, for each NIC found by MAC: its name, its MTU, that it is 
 (administratively UP, no ``NO-CARRIER``, operstate UP), that every address is configured and
 usable (IPv6 duplicate address detection finished and did not fail) and that every route of the
 spec is in the main table through that NIC with that gateway and, when the spec sets one, that
-metric. It polls until ``timeout`` because networkd and NetworkManager configure asynchronously.
+metric, and that no other route of the main table has the same destination and metric (a
+blackhole, or the same prefix through another NIC or gateway): the kernel then uses only one of
+them, whichever came first, so the route would be there and carry nothing, or carry traffic only
+until the next boot changes the order. It polls until ``timeout`` because networkd and
+NetworkManager configure asynchronously.
 ``sysfs`` is the check for roots that are not the running system (image builds, tests): MAC, MTU
 and operstate from ``<root>/sys/class/net``.
 """
@@ -34,13 +38,19 @@ def _carrier(target: Target, link: dict[str, Any]) -> str | None:
     return None
 
 
-def _route_matches(route: Route, live: dict[str, Any]) -> bool:
+def _destination(route: Route, live: dict[str, Any]) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     dst = str(live.get("dst", "default"))
     if dst == "default":
         dst = "::/0" if route.destination.version == 6 else "0.0.0.0/0"
     elif "/" not in dst:
         dst += "/128" if ":" in dst else "/32"
-    if ipaddress.ip_network(dst, strict=False) != ipaddress.ip_network(route.to, strict=False):
+    return ipaddress.ip_network(dst, strict=False)
+
+
+def _route_matches(route: Route, dev: str, live: dict[str, Any]) -> bool:
+    if live.get("dev") != dev or live.get("type", "unicast") != "unicast":
+        return False
+    if _destination(route, live) != ipaddress.ip_network(route.to, strict=False):
         return False
     if str(live.get("gateway", "")).lower() != route.via:
         return False
@@ -49,19 +59,39 @@ def _route_matches(route: Route, live: dict[str, Any]) -> bool:
     return route.metric is None or live.get("metric", 0) == route.metric
 
 
-def _check_routes(target: Target, routes: list[dict[str, Any]]) -> str | None:
+def _describe(live: dict[str, Any]) -> str:
+    kind = live.get("type", "unicast")
+    parts = [] if kind == "unicast" else [str(kind)]
+    parts.append(str(live.get("dst", "default")))
+    if live.get("gateway"):
+        parts += ["via", str(live["gateway"])]
+    if live.get("dev"):
+        parts += ["dev", str(live["dev"])]
+    return " ".join([*parts, "metric", str(live.get("metric", 0))])
+
+
+def _check_routes(target: Target, table: list[dict[str, Any]]) -> str | None:
     for route in target.routes:
-        if not any(_route_matches(route, live) for live in routes):
-            metric = f" metric {route.metric}" if route.metric is not None else ""
-            onlink = " onlink" if route.on_link else ""
-            return f"{target.name}: route {route.to} via {route.via}{metric}{onlink} is not in the main table"
+        metric = f" metric {route.metric}" if route.metric is not None else ""
+        metric += " onlink" if route.on_link else ""
+        ours = next((live for live in table if _route_matches(route, target.name, live)), None)
+        if ours is None:
+            return f"{target.name}: route {route.to} via {route.via}{metric} is not in the main table"
+        want = ipaddress.ip_network(route.to, strict=False)
+        for other in table:
+            if other is ours or other.get("metric", 0) != ours.get("metric", 0):
+                continue
+            if _destination(route, other) == want:
+                return (f"{target.name}: route {route.to} via {route.via}{metric} clashes with {_describe(other)} "
+                        "(same destination and metric: the kernel uses only one of them)")
     return None
 
 
-def _routes_of(name: str) -> list[dict[str, Any]]:
+def _main_table() -> list[dict[str, Any]]:
+    """Every route of the main table, both families (with their device, where they have one)."""
     routes: list[dict[str, Any]] = []
     for family in ("-4", "-6"):
-        routes += ip_json(family, "route", "show", "table", "main", "dev", name)
+        routes += ip_json(family, "route", "show", "table", "main")
     return routes
 
 
@@ -90,7 +120,7 @@ def _check_link(target: Target, link: dict[str, Any]) -> tuple[str | None, bool]
             return f"{target.name}: address {cidr} is still tentative (DAD)", False
     if target.routes:
         try:
-            routes = _routes_of(target.name)
+            routes = _main_table()
         except ActivationError as exc:
             return f"{target.name}: cannot read routes: {exc}", False
         missing = _check_routes(target, routes)

@@ -52,6 +52,16 @@ class Renderer:
     owned: tuple[OwnedFiles, ...]
     activation: Activation  # the node's own stack that reads these files
     validator: str  # how the node's tool checks the files before anything is activated
+    # The metric every route (and the NIC's prefix routes) gets when the spec sets none, written
+    # into the files so a live activation and a boot give the same one; None: the stack's own
+    # default is already the same live and at boot (networkd: the kernel's 0 / 1024).
+    route_metric: int | None = None
+
+
+# NetworkManager's default for Ethernet devices. Left implicit (ipv4.route-metric=-1) NM reserves
+# a distinct metric per device at activation time, so a profile activated live on the second NIC
+# gets 101 while the same profile gets 100 after a boot: the files always say 100, explicitly.
+NM_ROUTE_METRIC = 100
 
 
 NETPLAN_DIR = "etc/netplan"
@@ -71,13 +81,13 @@ REGISTRY: dict[RendererName, Renderer] = {
         ("/" + IFCFG_DIR,),
         (OwnedFiles(IFCFG_DIR, "ifcfg-", ""), OwnedFiles(IFCFG_DIR, "route-", ""),
          OwnedFiles(IFCFG_DIR, "route6-", "")),
-        "nmcli", "nmcli connection load (NetworkManager parses each file)",
+        "nmcli", "nmcli connection load (NetworkManager parses each file)", NM_ROUTE_METRIC,
     ),
     "keyfile": Renderer(
         "keyfile", "rhel", "NetworkManager keyfiles + systemd .link rename files (RHEL 9+, Fedora)",
         ("/" + KEYFILE_DIR, "/" + LINK_DIR),
         (OwnedFiles(KEYFILE_DIR, "", ".nmconnection"), OwnedFiles(LINK_DIR, "70-multinic-", ".link")),
-        "nmcli", "nmcli connection load (NetworkManager parses each file)",
+        "nmcli", "nmcli connection load (NetworkManager parses each file)", NM_ROUTE_METRIC,
     ),
 }
 

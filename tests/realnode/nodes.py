@@ -19,10 +19,12 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from multinic_sandbox.harness import podrun
+from multinic_sandbox.kube.node_model import Outcome, fail, succeed
 
 from reconciler.config.models import NodeConfig
 from reconciler.kube import jobs
@@ -66,6 +68,7 @@ class NspawnNode:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self._mounted = False
+        self.pod_runs: list[podrun.PodRun] = []  # every pod the kube sandbox ran here (``kubelet``)
 
     # -- set-up --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -204,6 +207,11 @@ class NspawnNode:
             }
         return state
 
+    def routes(self) -> list[str]:
+        """The node's whole main routing table, both families (blackholes and other devices too)."""
+        return sorted(line.strip() for family in ("-4", "-6")
+                      for line in sh("ip", "-n", self.netns, family, "route", "show", "table", "main").splitlines())
+
     def files(self, *dirs: str) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
         for d in dirs:
@@ -224,3 +232,12 @@ class NspawnNode:
         if not run.message:
             raise AssertionError(f"no termination message (exit {run.exit_code}): {run.stderr[-3000:]}")
         return run.exit_code, json.loads(run.message)
+
+    def kubelet(self) -> Callable[[dict[str, Any]], Outcome]:
+        """A node model for the kube sandbox: each pod its Job controller starts on this node runs
+        here (``podrun``, as above) and ends as the agent's exit code and termination message say."""
+        def run(pod: dict[str, Any]) -> Outcome:
+            done = podrun.run(pod, self.root, netns=self.netns, node_pid=self.pid, timeout=180)
+            self.pod_runs.append(done)
+            return succeed(done.message) if done.exit_code == 0 else fail(done.message, done.exit_code or 1)
+        return run

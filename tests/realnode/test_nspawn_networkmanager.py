@@ -2,18 +2,26 @@
 builds for a RHEL 9-family node (keyfiles + .link files), through the node's own D-Bus.
 
 Every test starts from a node where the operator's own profile ``pre-ens19`` is active on ens19
-(10.1.0.9/24) and ens20 is unconfigured; a failure must leave exactly that: the same files, the
-same active connections, the same names, MTUs, addresses and routes. (Debian's NetworkManager has
+(10.1.0.9/24) and ens20 is unconfigured; a failure (a missing NIC, a NIC without carrier, a wrong
+route, a failing probe) must leave exactly that: the same files, the same active connections, the
+same names, MTUs, addresses and routes; the failures run end to end through the reconciler and
+the kube sandbox and must be reported once, with one Job and no second run. (Debian's NetworkManager has
 no ifcfg-rh plugin, so ifcfg is covered by the fast suites only.)
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from nodes import NspawnNode
+from support.reconcile import NAMESPACE, git_repo, settings_doc, start_env, write_doc
+
+from reconciler.kube import jobs
 
 DIRS = ("/etc/NetworkManager/system-connections", "/etc/systemd/network")
 STORAGE: dict[str, Any] = {
@@ -43,8 +51,8 @@ def node(nspawn_node: NspawnNode) -> NspawnNode:
     return nspawn_node
 
 
-def snapshot(node: NspawnNode) -> tuple[dict[str, Any], dict[str, str], dict[str, bytes]]:
-    return node.live(), node.active(), node.files(*DIRS)
+def snapshot(node: NspawnNode) -> tuple[dict[str, Any], dict[str, str], dict[str, bytes], list[str]]:
+    return node.live(), node.active(), node.files(*DIRS), node.routes()
 
 
 def test_keyfiles_are_applied_by_networkmanager_verified_probed_and_a_rerun_changes_nothing(node: NspawnNode) -> None:
@@ -54,8 +62,8 @@ def test_keyfiles_are_applied_by_networkmanager_verified_probed_and_a_rerun_chan
     live = node.live()
     assert live["bc:24:11:00:00:01"] == {
         "name": "storage0", "mtu": 9000, "up": True, "addresses": ["10.1.0.5/24", "fd01::5/64"],
-        # NetworkManager's own metrics: 50 as specified; the IPv6 route without one gets NM's
-        # default for the device (100), not the kernel's 1024 that `ip route add` would give
+        # installed by NetworkManager: 50 as specified; the IPv6 route without one gets the 100 its
+        # keyfile states (what NM gives at boot), not the kernel's 1024 that `ip route add` would give
         "routes": sorted([("10.8.0.0/16", "10.1.0.1", 50), ("fd08::/48", "fd01::1", 100)], key=str),
     }
     assert live["bc:24:11:00:00:02"]["name"] == "backup0"
@@ -70,36 +78,78 @@ def test_keyfiles_are_applied_by_networkmanager_verified_probed_and_a_rerun_chan
     assert node.live() == live and node.files(*DIRS) == written
 
 
-def test_a_failing_probe_restores_the_previous_files_connections_and_live_state(node: NspawnNode) -> None:
+# -- failures, end to end: the controller's Job, run by the sandbox's Job controller on this node --
+#
+# Each case: the node file goes through the reconciler against the kube sandbox; the Job it builds
+# runs here (``NspawnNode.kubelet``); the agent rolls back; the controller reports it once. More
+# cycles later (past any backoff) there is still one Job, one pod, one Warning Event: the node is
+# never disrupted a second time, and files, active connections and live state are as before.
+
+GHOST = {"name": "tenant0", "macAddress": "bc:24:11:00:00:99", "addresses": ["10.3.0.5/24"]}
+FAILURES: dict[str, tuple[list[dict[str, Any]], str, int, str]] = {
+    # case: (interfaces, step, index of the NIC that names the error, what that error says)
+    "missing-nic": ([STORAGE, BACKUP, GHOST], "match", 2, "bc:24:11:00:00:99"),
+    "no-carrier": ([STORAGE, BACKUP], "verify", 1, "backup0: no carrier"),
+    # the node already routes 10.8.0.0/16 at metric 50 (a blackhole): NetworkManager adds ours next
+    # to it and the kernel keeps using the blackhole; the route is there but carries nothing
+    "wrong-route": ([STORAGE, BACKUP], "verify", 0,
+                     "route 10.8.0.0/16 via 10.1.0.1 metric 50 clashes with blackhole 10.8.0.0/16 metric 50"),
+    "failing-probe": ([{**STORAGE, "probes": [{"ping": "10.1.0.77", "timeoutSeconds": 2}]}, BACKUP], "probe", 0,
+                      "ping 10.1.0.77 failed"),
+}
+
+
+def config_repo(path: Path, interfaces: list[dict[str, Any]]) -> Path:
+    write_doc(path / "reconciler.yaml", settings_doc(max_parallel=1, max_failures=1))
+    node = doc(*interfaces)
+    node["spec"]["osFamily"] = "rhel"  # the sandbox's Node then says Rocky Linux 9.4: keyfiles
+    write_doc(path / "nodes" / "node-1.yaml", node)
+    return git_repo(None, path)
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_failure_rolls_the_node_back_and_is_reported_once(node: NspawnNode, tmp_path: Path, case: str) -> None:
+    interfaces, step, index, error = FAILURES[case]
+    if case == "no-carrier":
+        node.peer_link("ens20", "down")  # the cable of ens20 is pulled
+    if case == "wrong-route":
+        node.exec("ip", "route", "add", "blackhole", "10.8.0.0/16", "metric", "50")
     before = snapshot(node)
     assert before[1] == {"ens19": "pre-ens19"}
-    unreachable = {**STORAGE, "probes": [{"ping": "10.1.0.77", "timeoutSeconds": 2}]}
-    code, result = node.run_job(doc(unreachable, BACKUP))
-    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "probe", result
-    assert "ping 10.1.0.77 failed" in result["interfaces"][0]["error"]
+    with start_env(config_repo(tmp_path / "repo", interfaces), jobs="auto") as env:
+        env.sandbox.node_model.set_default(node.kubelet())
+
+        def failed() -> bool:
+            env.apply()
+            status = (env.cr("node-1") or {}).get("status") or {}
+            return status.get("phase") == "Failed"
+
+        env.sandbox.wait_until(failed, timeout=300, interval=0.5)
+        for _ in range(5):  # later cycles, well past any retry backoff: nothing runs again
+            env.sandbox.clock.advance(600)
+            env.apply()
+            time.sleep(0.2)
+        env.sandbox.jobs.step()
+
+        assert len(node.pod_runs) == 1
+        result = json.loads(node.pod_runs[0].message)
+        assert node.pod_runs[0].exit_code == 1
+        assert result["outcome"] == "rolled-back" and result["step"] == step, result
+        assert error in result["interfaces"][index]["error"]
+        jobs_run = [j for j in env.jobs() if j["metadata"]["labels"][jobs.LABEL_TYPE] == "apply"]
+        assert len(jobs_run) == 1 and jobs_run[0]["spec"]["backoffLimit"] == 0
+        status = env.cr("node-1")["status"]  # type: ignore[index]
+        assert status["phase"] == "Failed" and "nextRetry" not in status
+        assert error in next(i["error"] for i in status["interfaces"] if i["name"] == interfaces[index]["name"])
+        warnings = [e for e in env.sandbox.list("v1", "Event", NAMESPACE)
+                    if e["involvedObject"]["name"] == "node-1" and e["type"] == "Warning"]
+        assert [(e["reason"], e.get("count", 1)) for e in warnings] == [("ApplyFailed", 1)], warnings
     assert snapshot(node) == before
 
 
-def test_a_missing_nic_changes_nothing(node: NspawnNode) -> None:
-    before = snapshot(node)
-    ghost = {"name": "tenant0", "macAddress": "bc:24:11:00:00:99", "addresses": ["10.3.0.5/24"]}
-    code, result = node.run_job(doc(STORAGE, BACKUP, ghost))
-    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "match", result
-    assert "bc:24:11:00:00:99" in result["interfaces"][2]["error"]
-    assert snapshot(node) == before
-
-
-def test_a_nic_without_carrier_is_rolled_back_with_the_others(node: NspawnNode) -> None:
-    node.peer_link("ens20", "down")  # the cable of ens20 is pulled
-    before = snapshot(node)
-    code, result = node.run_job(doc(STORAGE, BACKUP))
-    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "verify", result
-    assert "no carrier" in result["interfaces"][1]["error"]
-    assert snapshot(node) == before
-
-
-def test_a_wrong_route_is_refused_before_anything_changes(node: NspawnNode) -> None:
-    # NetworkManager would "install" it by inventing a host route to the gateway; the agent refuses
+def test_an_off_link_gateway_is_refused_by_the_agent_before_anything_changes(node: NspawnNode) -> None:
+    # The config repo refuses such a file (it never reaches a node through the controller); the
+    # agent refuses it too: NetworkManager would "install" it by inventing a host route to the gateway.
     before = snapshot(node)
     wrong = {**STORAGE, "routes": [{"to": "10.8.0.0/16", "via": "10.66.0.1", "metric": 50}], "probes": []}
     code, result = node.run_job(doc(wrong, BACKUP))

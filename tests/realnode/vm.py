@@ -1,5 +1,6 @@
 """QEMU nodes for the realnode tier (helpers, no tests): the cached Debian tree as a disk image,
-booted with ``qemu-system-x86_64 -accel tcg`` (no KVM here) with virtio NICs carrying the spec's
+booted with ``qemu-system-x86_64`` (``-accel kvm`` where the CPU has VMX/SVM and ``/dev/kvm`` opens,
+else ``-accel tcg``: a ``/dev/kvm`` without VMX stalls at boot) with virtio NICs carrying the spec's
 MACs on isolated user-mode networks (``restrict=on,ipv6=off``: nothing leaves the machine).
 
 Each ``QemuNode`` has its own copy-on-write disk (qcow2 over the cached raw image), so a reboot
@@ -79,6 +80,17 @@ def disk_image(tree: Path) -> Path:
     return image
 
 
+def accelerator() -> str:
+    """``kvm`` when hardware virtualisation is really there, else ``tcg`` (software emulation)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return "tcg"
+    os.close(fd)
+    return "kvm" if (" vmx" in flags or " svm" in flags) else "tcg"
+
+
 def python_prefix() -> Path:
     """The Python installation the .venv links to (shared into the guest at the same path)."""
     return Path(os.path.realpath(REPO / ".venv" / "bin" / "python")).parents[1]
@@ -97,7 +109,7 @@ class QemuNode:
     def _argv(self) -> list[str]:
         kernel = sorted((self.tree / "boot").glob("vmlinuz-*"))[-1]
         initrd = sorted((self.tree / "boot").glob("initrd.img-*"))[-1]
-        argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none",
+        argv = ["qemu-system-x86_64", "-accel", accelerator(), "-m", "1024", "-smp", "1", "-display", "none",
                 "-monitor", "none", "-no-reboot", "-serial", f"file:{self.dir / f'console-{self.boots}.log'}",
                 "-kernel", str(kernel), "-initrd", str(initrd),
                 "-append", "console=ttyS0 root=/dev/vda rw panic=-1 net.ifnames=1",
