@@ -136,11 +136,70 @@ def _stop(result: AgentResult, by_name: dict[str, InterfaceResult], step: Step, 
     return result
 
 
+@dataclass
+class _FileChanges:
+    """What the files on the node need: the changes, the NICs they touch, the NICs they remove."""
+
+    changes: list[files.Change]
+    changed: set[str]
+    removed: list[str]
+
+
 def apply(config: NodeConfig, opts: Options) -> AgentResult:
-    node = config.spec.node_name
+    """Detect, match, check, diff; then (unless nothing changed, or a dry or check-only run) write,
+    validate, activate, verify and probe as one transaction."""
     by_name: dict[str, InterfaceResult] = {
         i.name: InterfaceResult(name=i.name, mac=i.mac_address, state="unchanged") for i in config.spec.interfaces
     }
+    started = _start(config, opts, by_name)
+    if isinstance(started, AgentResult):
+        return started
+    result, renderer = started
+
+    # MAC -> device. All or nothing: one NIC missing (or ambiguous) stops the run before any change.
+    device_of, missing = _match(config, opts, by_name)
+    if missing:
+        return _stop(result, by_name, "match", f"{', '.join(missing)} not found; nothing was changed", missing)
+    desired = _desired(config, renderer)
+    refused = _refusal(config, opts, desired)
+    if refused is not None:
+        reason, per_name = refused
+        return _stop(result, by_name, "plan", reason, per_name)
+
+    diff = _file_changes(opts, desired, set(by_name))
+    for name in diff.changed:
+        by_name[name].state = "applied"
+    result.files = [c.node_path for c in diff.changes if c.new is not None]
+
+    if opts.check_only:
+        return _drift(config, renderer, opts, result, by_name, device_of, diff)
+    if not diff.changes:
+        # "unchanged" is a claim about the node, not only its files: check the live state too. A
+        # node whose files are right but whose live state is not (an agent killed between write
+        # and activation, someone's manual change) is activated again from the same files.
+        if opts.verify != "live" or opts.dry_run:
+            result.outcome = "unchanged"
+            return result
+        everyone = _targets(config, renderer, device_of)
+        drifted = {n for n, err in verify.live(everyone, opts.verify_timeout).items() if err}
+        if not drifted:
+            result.outcome = "unchanged"
+            return result
+        diff.changed = drifted
+        for name in drifted:
+            by_name[name].state = "applied"
+    if opts.dry_run:
+        _show_diffs(diff.changes, opts.out)
+        result.outcome = "applied"
+        return result
+    return _transaction(config, opts, result, by_name, _targets(config, renderer, device_of, diff.changed), diff)
+
+
+def _start(config: NodeConfig, opts: Options,
+           by_name: dict[str, InterfaceResult]) -> tuple[AgentResult, str] | AgentResult:
+    """The result to fill and the renderer, or a failed result when the OS is unknown and the Job
+    named no renderer."""
+    node = config.spec.node_name
     try:
         osinfo: osdetect.OSInfo | None = osdetect.detect(opts.root, config.spec.os_family)
     except osdetect.UnknownOSError as exc:
@@ -155,8 +214,12 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
     result = AgentResult(node=node, os=osinfo.label if osinfo else "", renderer=renderer,
                          outcome="unchanged", dry_run=opts.dry_run)
     result.interfaces = list(by_name.values())
+    return result, renderer
 
-    # MAC -> device. All or nothing: one NIC missing (or ambiguous) stops the run before any change.
+
+def _match(config: NodeConfig, opts: Options, by_name: dict[str, InterfaceResult]) -> tuple[
+        dict[str, devices.Device], dict[str, str | None]]:
+    """Each NIC's device by MAC, and the NICs that have none (with why)."""
     found = devices.scan(opts.root)
     device_of: dict[str, devices.Device] = {}
     missing: dict[str, str | None] = {}
@@ -168,9 +231,12 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
             continue
         device_of[iface.name] = dev
         by_name[iface.name].device = dev.name
-    if missing:
-        return _stop(result, by_name, "match", f"{', '.join(missing)} not found; nothing was changed", missing)
+    return device_of, missing
 
+
+def _refusal(config: NodeConfig, opts: Options, desired: Mapping[str, tuple[str, int, set[str]]]) -> tuple[
+        str, dict[str, str | None]] | None:
+    """Why this spec must not touch the node (reason, per NIC), or None."""
     # A route whose gateway is on none of the NIC's own prefixes would only "work" through a host
     # route the stack invents (NetworkManager does): the config repo refuses it, so does the agent,
     # unless the route says the gateway is on the link (onLink) or it is IPv6 link-local.
@@ -183,11 +249,9 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
                                        f"{iface.name}'s prefixes ({', '.join(iface.addresses) or 'none'})")
                 break
     if offlink:
-        return _stop(result, by_name, "plan", "a route's gateway is not on its NIC's link; nothing was changed",
-                     offlink)
+        return "a route's gateway is not on its NIC's link; nothing was changed", offlink
 
     # A file at one of our paths without our marker belongs to someone else: never touch it.
-    desired = _desired(config, renderer)
     foreign: dict[str, str | None] = {}
     for rel, (text, _mode, owners) in desired.items():
         old = files.read_bytes(opts.config_root / rel)
@@ -195,63 +259,41 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
             for name in owners:
                 foreign[name] = f"/{rel} exists and is not managed by multinic-reconciler; left untouched"
     if foreign:
-        return _stop(result, by_name, "plan", "a file in the way is not ours; nothing was changed", foreign)
+        return "a file in the way is not ours; nothing was changed", foreign
+    return None
 
-    # Changes: desired content that differs, plus our files nobody wants any more.
-    in_spec = set(by_name)
-    changes: list[files.Change] = []
-    changed_names: set[str] = set()
-    removed_names: list[str] = []
-    existing = our_files(opts.config_root)
+
+def _file_changes(opts: Options, desired: Mapping[str, tuple[str, int, set[str]]], in_spec: set[str]) -> _FileChanges:
+    """Desired content that differs, plus our files nobody wants any more."""
+    diff = _FileChanges([], set(), [])
     for rel, (text, mode, owners) in desired.items():
         old = files.read_bytes(opts.config_root / rel)
         new = text.encode() if text else None
         if old == new or (new is None and (old is None or not files.is_ours(old))):
             continue
-        changes.append(files.Change(rel, old, new, mode))
+        diff.changes.append(files.Change(rel, old, new, mode))
         if rel == render_netplan.PATH:
             before, after = _netplan_blocks(old), _netplan_blocks(new)
-            changed_names |= {n for n in owners if before.get(f'"{n}"') != after.get(f'"{n}"')}
+            diff.changed |= {n for n in owners if before.get(f'"{n}"') != after.get(f'"{n}"')}
             if old is not None and files.is_ours(old):
                 gone = [b.strip('"') for b in before if b.strip('"') not in in_spec]
-                removed_names += [n for n in gone if n not in removed_names]
+                diff.removed += [n for n in gone if n not in diff.removed]
         else:
-            changed_names |= owners
-    for rel, (content, owner) in existing.items():
+            diff.changed |= owners
+    for rel, (content, owner) in our_files(opts.config_root).items():
         if rel in desired or (owner is not None and owner in in_spec):
             continue
-        changes.append(files.Change(rel, content, None, 0))
-        if owner is not None and owner not in removed_names:
-            removed_names.append(owner)
-    for name in changed_names:
-        by_name[name].state = "applied"
-    result.files = [c.node_path for c in changes if c.new is not None]
+        diff.changes.append(files.Change(rel, content, None, 0))
+        if owner is not None and owner not in diff.removed:
+            diff.removed.append(owner)
+    return diff
 
-    if opts.check_only:
-        return _drift(config, opts, result, by_name, device_of, changes, changed_names)
-    if not changes:
-        # "unchanged" is a claim about the node, not only its files: check the live state too. A
-        # node whose files are right but whose live state is not (an agent killed between write
-        # and activation, someone's manual change) is activated again from the same files.
-        if opts.verify != "live" or opts.dry_run:
-            result.outcome = "unchanged"
-            return result
-        everyone = _targets(config, renderer, device_of)
-        drifted = {n for n, err in verify.live(everyone, opts.verify_timeout).items() if err}
-        if not drifted:
-            result.outcome = "unchanged"
-            return result
-        changed_names = drifted
-        for name in drifted:
-            by_name[name].state = "applied"
-    if opts.dry_run:
-        _show_diffs(changes, opts.out)
-        result.outcome = "applied"
-        return result
 
-    targets = _targets(config, renderer, device_of, changed_names)
-    ctx = activate.Context(root=opts.root, targets=targets, removed=removed_names,
-                           written=[opts.config_root / c.rel for c in changes])
+def _transaction(config: NodeConfig, opts: Options, result: AgentResult, by_name: dict[str, InterfaceResult],
+                 targets: list[activate.Target], diff: _FileChanges) -> AgentResult:
+    """Write, validate, activate, verify, probe; any failure restores every file and NIC."""
+    ctx = activate.Context(root=opts.root, targets=targets, removed=diff.removed,
+                           written=[opts.config_root / c.rel for c in diff.changes])
     activator = activate.make(opts.activate, opts.activate_command)
     tx = files.Transaction(opts.config_root)
 
@@ -273,7 +315,7 @@ def apply(config: NodeConfig, opts: Options) -> AgentResult:
         return _stop(result, by_name, "prepare", f"cannot read the live state before activating: {exc}; "
                      "nothing was changed", {})
     try:
-        for change in changes:
+        for change in diff.changes:
             tx.apply(change)
     except OSError as exc:
         return roll_back("write", f"writing files failed: {exc}", {}, live=False)
@@ -312,26 +354,25 @@ def verify_only(config: NodeConfig, opts: Options) -> AgentResult:
     return result
 
 
-def _drift(config: NodeConfig, opts: Options, result: AgentResult, by_name: dict[str, InterfaceResult],
-           device_of: Mapping[str, devices.Device], changes: list[files.Change],
-           changed_names: set[str]) -> AgentResult:
-    """The check-only end of ``apply``: ``changes`` are the files that differ (nothing is written)."""
-    result.files = [c.node_path for c in changes]
+def _drift(config: NodeConfig, renderer: str, opts: Options, result: AgentResult,
+           by_name: dict[str, InterfaceResult], device_of: Mapping[str, devices.Device],
+           diff: _FileChanges) -> AgentResult:
+    """The check-only end of ``apply``: ``diff`` holds the files that differ (nothing is written);
+    the live state is checked against the same targets an apply verifies (metrics included)."""
+    result.files = [c.node_path for c in diff.changes]
     for item in by_name.values():
         item.state, item.error = "unchanged", None
-    for name in changed_names:
+    for name in diff.changed:
         by_name[name].state = "drifted"
         by_name[name].error = "files differ from the spec"
     if opts.verify == "live":
-        everyone = [activate.Target(i.name, i.mac_address, device_of[i.name].name, i.mtu, i.addresses, i.routes)
-                    for i in config.spec.interfaces]
-        for name, err in verify.live(everyone, opts.verify_timeout).items():
+        for name, err in verify.live(_targets(config, renderer, device_of), opts.verify_timeout).items():
             if err:
                 item = by_name[name]
                 item.state = "drifted"
                 item.error = f"{item.error}; live: {err}" if item.error else f"live: {err}"
     result.interfaces = list(by_name.values())
-    drifted = changes or any(i.state == "drifted" for i in by_name.values())
+    drifted = diff.changes or any(i.state == "drifted" for i in by_name.values())
     result.outcome = "drifted" if drifted else "unchanged"
     return result
 
