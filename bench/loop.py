@@ -161,8 +161,8 @@ def _command(sandbox: Any, watcher: _Watcher, command: str, *args: Any) -> Any:
 def _mark_ready(sandbox: Any, namespace: str) -> int:
     """Every node not Ready gets the status its successful Job would leave (the reconciler's own
     status model, at the CR's current spec hash and revision)."""
-    from reconciler.apply.rollout import NodeState
-    from reconciler.kube import objects
+    from reconciler.apply.rollout import LiveNode, NodeState, identity
+    from reconciler.kube import jobs, objects
     from reconciler.report import status
 
     marked = 0
@@ -172,7 +172,14 @@ def _mark_ready(sandbox: Any, namespace: str) -> int:
         name = obj["metadata"]["name"]
         revision = obj["metadata"]["annotations"].get(objects.SOURCE_REVISION)
         digest = objects.spec_hash(obj["spec"])
-        state = NodeState(name, "applied", digest, f"simulated-{name}", revision,
+        # The name of the Job the rollout would have run for this spec: a Ready status counts only
+        # for the Job it records.
+        meta = obj["metadata"]
+        cr = LiveNode(name, obj["spec"], meta.get("generation"), obj.get("status") or {}, meta.get("uid"),
+                      dict(meta.get("annotations") or {}), dict(meta.get("labels") or {}))
+        host = obj["spec"].get("nodeName") or name
+        job = jobs.job_name("apply", host, identity(cr, digest))
+        state = NodeState(name, "applied", digest, job, revision, host=host, rollout=revision,
                           message=f"applied at revision {(revision or '')[:12]}")
         live = status.LiveCR.from_manifest(obj)
         valid = status.Validity(True, obj["metadata"]["annotations"][objects.SOURCE_PATH])
