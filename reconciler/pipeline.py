@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from reconciler.apply.rollout import RolloutReport
     from reconciler.kube.client import Kube
     from reconciler.kube.jobs import JobSettings
-    from reconciler.report.status import Reported
+    from reconciler.report.status import Reported, StatusMemo
 
 Connect = Callable[[str], "Kube"]  # namespace -> adapter; known only after reconciler.yaml is read
 
@@ -90,7 +90,7 @@ def _nic_notes(cycle: Cycle) -> tuple[str, ...]:
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
                now: datetime | None = None, proxmox: bool = True, check_nics: bool = True,
                validation: ValidationResult | None = None, writers: int | None = None,
-               vm_reads: VmReads | None = None) -> Cycle:
+               vm_reads: VmReads | None = None, status_memo: StatusMemo | None = None) -> Cycle:
     """One full cycle: CRs, cluster registration (when due), the VM NIC check, one rollout step
     (nodes whose VM NICs differ are held under ``nicCheck: enforce``), then every object's status,
     computed once from all of that and written with one patch (through a pool of ``writers``,
@@ -98,6 +98,7 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
 
     ``vm_reads``: the loop's long-lived VM read cache; the check then never waits for Proxmox.
     Without it (one-shot ``apply --once``) VMs are read now, waiting up to their timeouts.
+    ``status_memo``: the loop's memo of last cycle's statuses (unchanged nodes are not recomputed).
     ``check_nics=False`` skips the check: nodes with ``nicCheck: enforce`` then wait."""
     from reconciler.apply import rollout
     from reconciler.apply.crs import WRITERS, apply_changes
@@ -131,7 +132,7 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
         revision=checkout.revision, now=now, held=held)
-    _report(kube, cycle, live, now, writers)
+    _report(kube, cycle, live, now, writers, status_memo)
     return cycle
 
 
@@ -175,7 +176,8 @@ def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
     return list(objects.values())
 
 
-def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers: int) -> None:
+def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers: int,
+            memo: StatusMemo | None = None) -> None:
     from reconciler.report import status
 
     assert cycle.rollout is not None
@@ -191,5 +193,5 @@ def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers:
                 crs.setdefault(kind, []).append(cr)
     cycle.reported = status.report(kube, cycle.validation, crs, rollout=cycle.rollout.nodes,
                                    nic_checks=cycle.nic_checks, clusters=cycle.clusters, removed=removed, now=now,
-                                   writers=writers)
+                                   writers=writers, memo=memo)
     cycle.status_writes = cycle.reported.writes
