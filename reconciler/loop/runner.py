@@ -74,6 +74,9 @@ class Runner:
         from reconciler.report.status import StatusMemo
 
         self.status_memo = StatusMemo()  # last cycle's statuses: unchanged nodes are not recomputed
+        from reconciler.config.validation import FileMemo
+
+        self.file_memo = FileMemo()  # each file's own check: a new commit re-checks only changed files
         self._caches: dict[str, Any] = {}  # namespace -> KubeCache
         self._watching = False  # caches serve reads only while run() runs (a bare cycle() LISTs)
         self._desired: dict[tuple[str, str], Any] = {}  # (kind, name) -> spec Git wants (last cycle)
@@ -250,14 +253,15 @@ class Runner:
     def _validation(self, checkout: Checkout) -> Any:
         """The validation of ``checkout``, reused while the same clean commit is polled: a Git
         checkout of a commit never changes, and re-reading thousands of files every interval only
-        burns CPU. A work tree without a commit, or with local edits, is validated every time."""
+        burns CPU. A work tree without a commit, or with local edits, is validated every time.
+        Either way only the files whose bytes changed are parsed and checked again (``FileMemo``)."""
         from reconciler.config.validation import validate_repo
 
         if checkout.revision is None or checkout.dirty:
-            return validate_repo(checkout.path)
+            return validate_repo(checkout.path, memo=self.file_memo)
         key = (str(checkout.path), checkout.revision)
         if self._validated is None or self._validated[0] != key:
-            self._validated = (key, validate_repo(checkout.path))
+            self._validated = (key, validate_repo(checkout.path, memo=self.file_memo))
         return self._validated[1]
 
     def _record(self, cycle: pipeline.Cycle) -> None:
