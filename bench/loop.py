@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -69,6 +70,7 @@ class _Watcher:
         self.added: dict[str, list[float]] = {}  # namespace -> [first, last, count]
         self.seen: dict[tuple[str, ...], float] = {}
         self.changes: list[tuple[float, str, str, str]] = []  # (when, namespace, name, new MTU)
+        self.ready_at: dict[tuple[str, str, str], tuple[float, str]] = {}  # (ns, name, MTU) -> (when, revision)
 
     def __call__(self, event: Any) -> None:
         if not event.bucket.startswith("multinicnodeconfigs."):
@@ -88,6 +90,14 @@ class _Watcher:
             status = obj.get("status") or {}
             if status.get("phase") == "Ready":
                 self.seen.setdefault(("ready", namespace, name, str(status.get("appliedRevision"))), now)
+                if status.get("specHash") == _spec_hash(obj.get("spec") or {}):  # Ready for this very spec
+                    self.ready_at.setdefault((namespace, name, mtu), (now, str(status.get("appliedRevision"))))
+
+
+def _spec_hash(spec: dict[str, Any]) -> str:
+    from reconciler.kube.objects import spec_hash
+
+    return spec_hash(spec)
 
 
 def _mtu(obj: dict[str, Any]) -> str:
@@ -137,6 +147,9 @@ def _command(sandbox: Any, watcher: _Watcher, command: str, *args: Any) -> Any:
         with watcher.lock:
             return next((t for t, ns, n, m in watcher.changes if t > after and (ns, n, m) == (namespace, name, mtu)),
                         None)
+    if command == "ready_at":  # when the node was first Ready for a spec with this MTU, and at which revision
+        with watcher.lock:
+            return watcher.ready_at.get(tuple(args))
     if command == "mark":
         return len(sandbox.request_log.records)
     if command == "requests_since":
@@ -161,8 +174,8 @@ def _command(sandbox: Any, watcher: _Watcher, command: str, *args: Any) -> Any:
 def _mark_ready(sandbox: Any, namespace: str) -> int:
     """Every node not Ready gets the status its successful Job would leave (the reconciler's own
     status model, at the CR's current spec hash and revision)."""
-    from reconciler.apply.rollout import NodeState
-    from reconciler.kube import objects
+    from reconciler.apply.rollout import LiveNode, NodeState, identity
+    from reconciler.kube import jobs, objects
     from reconciler.report import status
 
     marked = 0
@@ -172,7 +185,14 @@ def _mark_ready(sandbox: Any, namespace: str) -> int:
         name = obj["metadata"]["name"]
         revision = obj["metadata"]["annotations"].get(objects.SOURCE_REVISION)
         digest = objects.spec_hash(obj["spec"])
-        state = NodeState(name, "applied", digest, f"simulated-{name}", revision,
+        # The name of the Job the rollout would have run for this spec: a Ready status counts only
+        # for the Job it records.
+        meta = obj["metadata"]
+        cr = LiveNode(name, obj["spec"], meta.get("generation"), obj.get("status") or {}, meta.get("uid"),
+                      dict(meta.get("annotations") or {}), dict(meta.get("labels") or {}))
+        host = obj["spec"].get("nodeName") or name
+        job = jobs.job_name("apply", host, identity(cr, digest))
+        state = NodeState(name, "applied", digest, job, revision, host=host, rollout=revision,
                           message=f"applied at revision {(revision or '')[:12]}")
         live = status.LiveCR.from_manifest(obj)
         valid = status.Validity(True, obj["metadata"]["annotations"][objects.SOURCE_PATH])
@@ -270,6 +290,12 @@ def main() -> int:
     parser.add_argument("--interval", default="2s", help="the loop's --interval (quiet cycles are timed ones)")
     parser.add_argument("--quiet-cycles", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, repos)")
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="cProfile the run process's main thread over the quiet cycles (DIR/quiet.pstats) "
+                             "and from the push to the CR change (DIR/commit-to-cr.pstats)")
+    parser.add_argument("--tracemalloc", metavar="DIR", type=Path,
+                        help="trace the run process's allocations (slow) and write DIR/end.tracemalloc "
+                             "where rss-mb is read")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="multinic-loop-bench-"))
     remote, user = work / "remote.git", work / "user"
@@ -285,6 +311,7 @@ def main() -> int:
     sandbox = Sandbox(args.nodes)
     run: subprocess.Popen[bytes] | None = None
     figures: dict[str, str] = {}
+    failed = False
     try:
         kube = ["--kubeconfig", sandbox.kubeconfig]
         # 1. the single-writer baseline, same run, same sandbox
@@ -298,10 +325,17 @@ def main() -> int:
             settings.write_text(settings.read_text().replace("spec:\n", f"spec:\n  namespace: {namespace}\n", 1))
             once = subprocess.Popen(reconciler("apply", "--once", "--repo", str(baseline), "--writers", writers, *kube),
                                     stdout=subprocess.DEVNULL, stderr=(work / f"apply-{namespace}.log").open("wb"))
+            wait(f"apply --once --writers {writers} started", lambda ns=namespace: sandbox("added", ns)[2] >= 1,
+                 900, 0.05)
+            client0, server0 = cpu_seconds(once.pid), cpu_seconds(sandbox.process.pid)
             wait(f"apply --once --writers {writers}", lambda ns=namespace: sandbox("added", ns)[2] >= args.nodes,
                  900, 0.2)
+            client1, server1 = cpu_seconds(once.pid), cpu_seconds(sandbox.process.pid)
             first, last, _ = sandbox("added", namespace)
             spans[namespace] = last - first
+            # Where the time goes: both ends are Python; CPU seconds per side over the span.
+            print(f"# apply --once --writers {writers}: {last - first:.1f}s, CPU: client {client1 - client0:.1f}s, "
+                  f"sandbox {server1 - server0:.1f}s", flush=True)
             once.send_signal(signal.SIGTERM)
             once.wait(30)
         single_seconds = spans[SINGLE]
@@ -309,11 +343,27 @@ def main() -> int:
 
         # 2. the loop
         port = free_port()
-        run = subprocess.Popen(reconciler(
-            "run", "--repo", remote.as_uri(), "--branch", "main", *kube, "--interval", args.interval,
+        profiled = args.profile or args.tracemalloc
+        launcher = [sys.executable, str(ROOT / "bench" / "profiled.py"), str(profiled)] if profiled else reconciler()
+        env = {**os.environ, "PYTHONTRACEMALLOC": "10"} if args.tracemalloc else None
+        run = subprocess.Popen([
+            *launcher, "run", "--repo", remote.as_uri(), "--branch", "main", *kube, "--interval", args.interval,
             "--listen", f"127.0.0.1:{port}", "--webhook-secret-file", str(work / "secret"), "--identity", "bench",
             "--lease-namespace", NAMESPACE, "--cache-dir", str(work / "cache"), "--status-author-email",
-            "bench@example.net"), stdout=(work / "run.log").open("wb"), stderr=subprocess.STDOUT)
+            "bench@example.net"], stdout=(work / "run.log").open("wb"), stderr=subprocess.STDOUT, env=env)
+
+        dumps = [0]
+
+        def profiling(name: str | None) -> None:
+            """Start (None) or stop cProfile in the run process; stopping writes DIR/name.pstats."""
+            if args.profile is None:
+                return
+            run.send_signal(signal.SIGUSR1)
+            if name is not None:
+                dumps[0] += 1
+                dump = args.profile / f"{dumps[0]}.pstats"
+                wait(f"profile {dump}", dump.exists, 60, 0.1)
+                dump.rename(args.profile / f"{name}.pstats")
         wait("initial apply by the loop", lambda: sandbox("added", NAMESPACE)[2] >= args.nodes, 900, 0.2)
         first, last, _ = sandbox("added", NAMESPACE)
         figures["initial-apply-seconds"] = f"{last - first:.1f}"
@@ -330,9 +380,11 @@ def main() -> int:
         # 4. quiet cycles
         cycles0, _ = metrics(port)
         wait("a cycle after the status commit", lambda: metrics(port)[0] >= cycles0 + 2, 120, 0.2)
+        profiling(None)
         mark, (cycles0, seconds0), cpu0 = sandbox("mark"), metrics(port), cpu_seconds(run.pid)
-        wait("quiet cycles", lambda: metrics(port)[0] >= cycles0 + args.quiet_cycles, 600, 0.1)
+        wait("quiet cycles", lambda: metrics(port)[0] >= cycles0 + args.quiet_cycles, 600, 0.5)
         requests, (cycles1, seconds1), cpu1 = sandbox("requests_since", mark), metrics(port), cpu_seconds(run.pid)
+        profiling("quiet")
         cycles = cycles1 - cycles0
         figures["quiet-cycle-requests"] = f"{sum(requests.values()) / cycles:g}"
         figures["quiet-cycle-seconds"] = f"{(seconds1 - seconds0) / cycles:.3f}"
@@ -351,9 +403,16 @@ def main() -> int:
         path = user / "nodes" / f"{target}.yaml"
         path.write_text(path.read_text().replace("mtu: 9000", "mtu: 1500"))
         git("commit", "-q", "-am", f"{target}: MTU 1500", cwd=user)
-        git("pull", "-q", "--rebase", str(remote), "main", cwd=user)
-        git("push", "-q", str(remote), "HEAD:main", cwd=user)
+        for attempt in range(10):  # the loop's status commits may land between our pull and push
+            git("pull", "-q", "--rebase", str(remote), "main", cwd=user)
+            try:
+                git("push", "-q", str(remote), "HEAD:main", cwd=user)
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 9:
+                    raise
         revision = git("rev-parse", "HEAD", cwd=user)
+        profiling(None)
         pushed = time.monotonic()
         body = json.dumps({"ref": "refs/heads/main"}).encode()
         urllib.request.urlopen(urllib.request.Request(
@@ -362,19 +421,31 @@ def main() -> int:
                      "Content-Type": "application/json"}), timeout=10).close()
         applied = wait("commit reached the CR", lambda: sandbox("changed_to", NAMESPACE, target, "1500", pushed), 60)
         figures["commit-to-cr-seconds"] = f"{applied - pushed:.2f}"
-        ready = wait("node Ready at the new revision", lambda: sandbox("seen", "ready", NAMESPACE, target, revision),
-                     120)
+        profiling("commit-to-cr")
+        # Ready for the new spec; its appliedRevision is the remote head the loop fetched, which holds
+        # our commit (a status commit of the loop's may have landed on top of it first).
+        ready, applied_revision = wait("node Ready for the new spec",
+                                       lambda: sandbox("ready_at", NAMESPACE, target, "1500"), 300)
+        git("--git-dir", str(remote), "merge-base", "--is-ancestor", revision, applied_revision)  # holds our commit
 
         def committed() -> float | None:
             shown = subprocess.run(["git", "--git-dir", str(remote), "show", f"main:status/nodes/{target}.yaml"],
                                    capture_output=True, text=True).stdout
-            return time.monotonic() if f"appliedRevision: {revision}" in shown else None
+            return time.monotonic() if f"appliedRevision: {applied_revision}" in shown else None
         status_at = wait("status commit of the new revision", committed, 120, 0.02)
         figures["status-commit-seconds"] = f"{status_at - ready:.2f}"
 
         # 7. memory
+        if args.tracemalloc is not None:
+            run.send_signal(signal.SIGUSR2)
+            snapshot = args.tracemalloc / "1.tracemalloc"
+            wait("tracemalloc snapshot", snapshot.exists, 300, 0.5)
+            snapshot.rename(args.tracemalloc / "end.tracemalloc")
         figures["rss-mb"] = f"{memory_mb(run.pid, 'VmRSS'):.0f}"
         figures["rss-peak-mb"] = f"{memory_mb(run.pid, 'VmHWM'):.0f}"
+    except Exception:  # a step that timed out: the figures so far still print, the work dir is kept
+        traceback.print_exc()
+        failed = True
     finally:
         if run is not None:
             run.send_signal(signal.SIGTERM)
@@ -389,10 +460,12 @@ def main() -> int:
                 "rss-peak-mb"):
         print(f"{key}: {figures.get(key, 'n/a')}")
     print(f"# load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if failed:
+        print(f"# FAILED; work dir kept: {work}")
+        return 1
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from reconciler.apply.rollout import RolloutReport
     from reconciler.kube.client import Kube
     from reconciler.kube.jobs import JobSettings
-    from reconciler.report.status import Reported
+    from reconciler.report.status import Reported, StatusMemo
 
 Connect = Callable[[str], "Kube"]  # namespace -> adapter; known only after reconciler.yaml is read
 
@@ -93,7 +93,7 @@ def _nic_notes(cycle: Cycle) -> tuple[str, ...]:
 def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSettings | None = None,
                now: datetime | None = None, proxmox: bool = True, check_nics: bool = True,
                validation: ValidationResult | None = None, writers: int | None = None,
-               vm_reads: VmReads | None = None) -> Cycle:
+               vm_reads: VmReads | None = None, status_memo: StatusMemo | None = None) -> Cycle:
     """One full cycle: CRs, cluster registration (when due), the VM NIC check, one rollout step
     (nodes whose VM NICs differ are held under ``nicCheck: enforce``), then every object's status,
     computed once from all of that and written with one patch (through a pool of ``writers``,
@@ -101,6 +101,7 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
 
     ``vm_reads``: the loop's long-lived VM read cache; the check then never waits for Proxmox.
     Without it (one-shot ``apply --once``) VMs are read now, waiting up to their timeouts.
+    ``status_memo``: the loop's memo of last cycle's statuses (unchanged nodes are not recomputed).
     ``check_nics=False`` skips the check: nodes with ``nicCheck: enforce`` then wait."""
     from reconciler.apply import rollout
     from reconciler.apply.crs import WRITERS, apply_changes
@@ -140,7 +141,7 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
 
         just_failed = [n for n, s in cycle.rollout.nodes.items() if s.state == "failed" and s.changed]
         crosscheck.restore_failed(desired, vm_reads, kube.read_secret, just_failed)
-    _report(kube, cycle, live, now, writers)
+    _report(kube, cycle, live, now, writers, status_memo)
     return cycle
 
 
@@ -184,7 +185,8 @@ def _freshest(kind: str, live: Live, cycle: Cycle) -> list[dict[str, Any]]:
     return list(objects.values())
 
 
-def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers: int) -> None:
+def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers: int,
+            memo: StatusMemo | None = None) -> None:
     from reconciler.report import status
 
     assert cycle.rollout is not None
@@ -200,5 +202,5 @@ def _report(kube: Kube, cycle: Cycle, live: Live, now: datetime | None, writers:
                 crs.setdefault(kind, []).append(cr)
     cycle.reported = status.report(kube, cycle.validation, crs, rollout=cycle.rollout.nodes,
                                    nic_checks=cycle.nic_checks, clusters=cycle.clusters, removed=removed, now=now,
-                                   writers=writers)
+                                   writers=writers, memo=memo)
     cycle.status_writes = cycle.reported.writes

@@ -25,6 +25,7 @@ from support.reconcile import (
 
 from reconciler.kube.cache import KubeCache
 from reconciler.loop.runner import LoopSettings, Runner
+from reconciler.plan.planner import LiveObject
 from reconciler.source.opening import LocalSource
 
 WATCHED = ("MultiNicNodeConfig", "ProxmoxCluster", "Job", "Node")
@@ -95,6 +96,31 @@ def test_the_cache_holds_what_the_server_holds_and_a_quiet_period_makes_no_reque
         env.sandbox.wait_until(lambda: _mtu(_cached(cache, name)) == 1400, timeout=10)
         assert recorder.seen(NODE_KIND, "MODIFIED", name)
         assert env.sandbox.request_log.records == []  # the change arrived on the open watch
+    finally:
+        cache.stop()
+
+
+def test_the_cache_keeps_only_the_managed_fields_the_planner_reads_and_plans_as_a_list_does(applied):
+    env, recorder = applied, Recorder()
+    cache = _cache(env, recorder)
+    try:
+        name = sorted(env.crs())[0]
+        _hand_edit(env, name, 1400)  # a second field manager on the object
+        env.sandbox.wait_until(lambda: _mtu(_cached(cache, name)) == 1400, timeout=10)
+        listed = {o["metadata"]["name"]: o for o in env.kube().list_collection(NODE_KIND)[0]}
+        assert any(e["manager"] == "kubectl-edit" for e in listed[name]["metadata"]["managedFields"])
+        cached = cache.items(NODE_KIND) or []
+        assert sorted(o["metadata"]["name"] for o in cached) == sorted(listed)
+        for obj in cached:
+            full = listed[obj["metadata"]["name"]]
+            assert LiveObject.from_manifest(obj) == LiveObject.from_manifest(full)  # the same plan
+            kept = obj["metadata"].get("managedFields") or []
+            assert kept and all((e["manager"], e["operation"]) == ("multinic-reconciler", "Apply") for e in kept)
+            assert {k: v for k, v in obj["metadata"].items() if k != "managedFields"} == {
+                k: v for k, v in full["metadata"].items() if k != "managedFields"}
+            assert {k: v for k, v in obj.items() if k != "metadata"} == {
+                k: v for k, v in full.items() if k != "metadata"}
+        assert all("managedFields" not in n["metadata"] for n in cache.items("Node") or [])
     finally:
         cache.stop()
 

@@ -399,6 +399,11 @@ def parse(text: str, warnings: list[Warning] | None = None) -> Any:
 def read(absolute: str) -> tuple[str, Any, list[Warning]]:
     """Text, data and YAML 1.1 warnings of one regular file, or ``LoadError`` (size cap, UTF-8,
     YAML, not a regular file) / ``OSError``."""
+    return load(read_bytes(absolute))
+
+
+def read_bytes(absolute: str) -> bytes:
+    """The bytes of one regular file, or ``LoadError`` (size cap, not a regular file) / ``OSError``."""
     # O_NONBLOCK: a FIFO put where a file should be must not hang the reader.
     fd = os.open(absolute, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as handle:
@@ -407,6 +412,11 @@ def read(absolute: str) -> tuple[str, Any, list[Warning]]:
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
         raise LoadError(f"file is larger than the limit of {MAX_FILE_BYTES} bytes")
+    return raw
+
+
+def load(raw: bytes) -> tuple[str, Any, list[Warning]]:
+    """Text, data and YAML 1.1 warnings of a file's bytes, or ``LoadError`` (UTF-8, YAML)."""
     text = decode(raw)
     warnings: list[Warning] = []
     return text, parse(text, warnings), warnings

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -88,25 +89,72 @@ class _Collector:
     def add(self, diagnostic: Diagnostic) -> None:
         if "@" in diagnostic.message:  # a value shown in a message may carry URL user info
             diagnostic = dataclasses.replace(diagnostic, message=redact.scrub(diagnostic.message))
+        self.keep(diagnostic)
+
+    def keep(self, diagnostic: Diagnostic) -> None:
+        """A diagnostic already scrubbed (from this file's own check)."""
         self.diagnostics.append(diagnostic)
         if diagnostic.severity == "error":
             self.failed.add(diagnostic.path)
 
 
-def validate_repo(root: Path | str, *, jobs: int = 1) -> ValidationResult:
+@dataclass(frozen=True)
+class _Checked:
+    """One file checked on its own: YAML, JSON Schema, model (the cross-file rules come after)."""
+
+    doc: Document | None  # None: not readable as one YAML document
+    diagnostics: tuple[Diagnostic, ...]
+    model: BaseModel | None  # None: the file failed one of those stages
+
+
+class FileMemo:
+    """Each file's own check from the last validation, by path and content: a validation of the
+    next commit re-reads every file (its bytes decide) but parses and checks again only the files
+    whose bytes changed, as a GitOps controller loads only the blobs that changed. The cross-file
+    rules and the desired state are always computed from all files, so the result is exactly that
+    of a fresh validation."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[tuple[str, bytes], _Checked]] = {}
+        self.reused = 0  # files of the last validation whose check was reused
+
+    def check_all(self, files: list[repo.RepoFile]) -> list[_Checked]:
+        kept, self._files, self.reused = self._files, {}, 0
+        out = []
+        for item in files:
+            try:
+                raw = documents.read_bytes(item.absolute)
+            except Exception as exc:
+                out.append(_checked(item, _unreadable(item, exc)))
+                continue
+            key = (item.kind, hashlib.blake2b(raw, digest_size=20).digest())
+            previous = kept.get(item.path)
+            if previous is not None and previous[0] == key:
+                self.reused += 1
+                checked = previous[1]
+            else:
+                checked = _checked(item, _load(item, raw))
+            self._files[item.path] = (key, checked)
+            out.append(checked)
+        return out
+
+
+def validate_repo(root: Path | str, *, jobs: int = 1, memo: FileMemo | None = None) -> ValidationResult:
+    """``memo``: carried from one validation to the next (the loop), so unchanged files are not
+    parsed and checked again."""
     # Validation allocates millions of small acyclic objects (YAML nodes, dicts, models) and keeps
     # many of them: the cyclic garbage collector would rescan them over and over (a third of the
     # run time on a 10,000-node repo) and find nothing to free. It is paused for the run.
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _validate(root, jobs)
+        return _validate(root, jobs, memo)
     finally:
         if paused:
             gc.enable()
 
 
-def _validate(root: Path | str, jobs: int) -> ValidationResult:
+def _validate(root: Path | str, jobs: int, memo: FileMemo | None) -> ValidationResult:
     root = Path(root)
     if not root.is_dir():
         raise RepoUnreadable(f"{root}: not a directory")
@@ -121,22 +169,15 @@ def _validate(root: Path | str, jobs: int) -> ValidationResult:
 
     loaded: dict[str, Document] = {}
     valid: dict[str, list[tuple[Document, Any]]] = {kind: [] for kind in schemas.SCHEMA_FILES}
-    for item, outcome in zip(files, _read_all(files, jobs), strict=True):
-        if isinstance(outcome, Diagnostic):
-            out.add(outcome)
-            continue
-        text, data, warnings = outcome
-        doc = Document(item.path, text, data)
-        loaded[item.path] = doc
-        for line, column, message in warnings:
-            out.add(Diagnostic(item.path, message, "yaml-1.1", "", line, column, "warning"))
-        try:
-            model = _model(item, doc, out)
-        except Exception as exc:  # one file's surprise is that file's diagnostic
-            out.add(Diagnostic(item.path, f"cannot check this file: {type(exc).__name__}", "internal"))
-            model = None
-        if model is not None:
-            valid[item.kind].append((doc, model))
+    checked = memo.check_all(files) if memo is not None else [
+        _checked(item, outcome) for item, outcome in zip(files, _read_all(files, jobs), strict=True)]
+    for item, result in zip(files, checked, strict=True):
+        for diagnostic in result.diagnostics:
+            out.keep(diagnostic)
+        if result.doc is not None:
+            loaded[item.path] = result.doc
+            if result.model is not None:
+                valid[item.kind].append((result.doc, result.model))
 
     clusters: list[tuple[Document, ProxmoxCluster]] = valid[repo.KIND_CLUSTER]
     for finding in crossfile.check_clusters(clusters):
@@ -154,15 +195,45 @@ def _validate(root: Path | str, jobs: int) -> ValidationResult:
 _Loaded = tuple[str, Any, list[documents.Warning]] | Diagnostic
 
 
+def _unreadable(item: repo.RepoFile, exc: Exception) -> Diagnostic:
+    if isinstance(exc, LoadError):
+        return Diagnostic(item.path, exc.message, "yaml", "", exc.line, exc.column)
+    if isinstance(exc, OSError):
+        return Diagnostic(item.path, f"cannot read file: {exc.strerror or exc}", "io")
+    return Diagnostic(item.path, f"cannot read file: {type(exc).__name__}", "internal")  # never stop the others
+
+
 def _read_one(item: repo.RepoFile) -> _Loaded:
     try:
         return documents.read(item.absolute)
-    except LoadError as exc:
-        return Diagnostic(item.path, exc.message, "yaml", "", exc.line, exc.column)
-    except OSError as exc:
-        return Diagnostic(item.path, f"cannot read file: {exc.strerror or exc}", "io")
-    except Exception as exc:  # never let one file stop the others
-        return Diagnostic(item.path, f"cannot read file: {type(exc).__name__}", "internal")
+    except Exception as exc:
+        return _unreadable(item, exc)
+
+
+def _load(item: repo.RepoFile, raw: bytes) -> _Loaded:
+    try:
+        return documents.load(raw)
+    except Exception as exc:
+        return _unreadable(item, exc)
+
+
+def _checked(item: repo.RepoFile, outcome: _Loaded) -> _Checked:
+    """The file's own stages after reading: its YAML 1.1 warnings, the schema, the model."""
+    if isinstance(outcome, Diagnostic):
+        own = _Collector([])
+        own.add(outcome)
+        return _Checked(None, tuple(own.diagnostics), None)
+    text, data, warnings = outcome
+    doc = Document(item.path, text, data)
+    own = _Collector([])
+    for line, column, message in warnings:
+        own.add(Diagnostic(item.path, message, "yaml-1.1", "", line, column, "warning"))
+    try:
+        model = _model(item, doc, own)
+    except Exception as exc:  # one file's surprise is that file's diagnostic
+        own.add(Diagnostic(item.path, f"cannot check this file: {type(exc).__name__}", "internal"))
+        model = None
+    return _Checked(doc, tuple(own.diagnostics), model)
 
 
 def _read_chunk(items: list[repo.RepoFile]) -> list[_Loaded]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from typing import Any
 
 from reconciler.config.models import NodeConfig, ProxmoxCluster
@@ -29,11 +30,33 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def manifest(model: NodeConfig | ProxmoxCluster, *, namespace: str, path: str, revision: str | None) -> dict[str, Any]:
-    """The object we apply for one valid document."""
-    labels = {**model.metadata.labels, MANAGED_BY: MANAGED_BY_VALUE}
+# id(model) -> (weak reference to it, its spec as we apply it, that spec's hash). Models are frozen
+# and live as long as their validation, which the loop keeps while the revision stays: every cycle
+# of a revision plans from the same models, and their specs are dumped and hashed once.
+_SPECS: dict[int, tuple[weakref.ref[Any], dict[str, Any], str]] = {}
+
+
+def _applied_spec(model: NodeConfig | ProxmoxCluster) -> tuple[dict[str, Any], str]:
+    """The model's spec (shared: read it, never change it) and its hash, computed once per model."""
+    key = id(model)
+    kept = _SPECS.get(key)
+    if kept is not None and kept[0]() is model:
+        return kept[1], kept[2]
     spec = model.spec_dict()
-    annotations = {**model.metadata.annotations, SOURCE_PATH: path, SPEC_HASH: spec_hash(spec)}
+    digest = spec_hash(spec)
+    def forget(_: object) -> None:  # the entry goes with the model (its id may then be reused)
+        _SPECS.pop(key, None)
+
+    _SPECS[key] = (weakref.ref(model, forget), spec, digest)
+    return spec, digest
+
+
+def manifest(model: NodeConfig | ProxmoxCluster, *, namespace: str, path: str, revision: str | None) -> dict[str, Any]:
+    """The object we apply for one valid document (its ``spec`` is shared between calls for the
+    same model: read it, never change it)."""
+    labels = {**model.metadata.labels, MANAGED_BY: MANAGED_BY_VALUE}
+    spec, digest = _applied_spec(model)
+    annotations = {**model.metadata.annotations, SOURCE_PATH: path, SPEC_HASH: digest}
     if revision:
         annotations[SOURCE_REVISION] = revision
     return {

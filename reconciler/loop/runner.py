@@ -13,6 +13,7 @@ the current cycle finish, then the Lease is released so a standby takes over at 
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -70,6 +71,12 @@ class Runner:
 
         self.vm_reads = VmReads(max_age=settings.nic_check_interval, on_update=self.state.trigger.set)
         self._validated: tuple[tuple[str, str], Any] | None = None
+        from reconciler.report.status import StatusMemo
+
+        self.status_memo = StatusMemo()  # last cycle's statuses: unchanged nodes are not recomputed
+        from reconciler.config.validation import FileMemo
+
+        self.file_memo = FileMemo()  # each file's own check: a new commit re-checks only changed files
         self._caches: dict[str, Any] = {}  # namespace -> KubeCache
         self._watching = False  # caches serve reads only while run() runs (a bare cycle() LISTs)
         self._desired: dict[tuple[str, str], Any] = {}  # (kind, name) -> spec Git wants (last cycle)
@@ -176,6 +183,7 @@ class Runner:
         renewer.start()
         self.state.alive = renewer.is_alive
         next_due = 0.0
+        heap = _Heap(self.settings.resync)
         try:
             while not self.stop.is_set():
                 if not self.elector.is_leader:
@@ -183,13 +191,18 @@ class Runner:
                     continue
                 if self.state.trigger.is_set() or time.monotonic() >= next_due:
                     self.state.trigger.clear()
-                    in_flight = self.cycle()
+                    heap.begin()
+                    try:
+                        in_flight = self.cycle()
+                    finally:
+                        heap.settle()
                     self.cycles += 1
                     if self.settings.max_cycles is not None and self.cycles >= self.settings.max_cycles:
                         break
                     next_due = time.monotonic() + (self.settings.requeue if in_flight else self.settings.interval)
                 self.state.trigger.wait(max(0.0, min(self.settings.retry_period, next_due - time.monotonic())))
         finally:
+            heap.release()
             self.stop.set()
             self.vm_reads.close()
             renewer.join(timeout=self.settings.retry_period + 5)
@@ -213,7 +226,7 @@ class Runner:
                 cycle = pipeline.apply_once(poll.checkout, self.connect, job_settings=self.settings.job_settings,
                                             vm_reads=self.vm_reads,
                                             validation=self._validation(poll.checkout),
-                                            writers=self.settings.writers)
+                                            writers=self.settings.writers, status_memo=self.status_memo)
                 self.last_cycle = cycle
                 self._desired = {(c.kind, c.name): c.desired.get("spec") for c in cycle.changes.changes
                                  if c.desired is not None}
@@ -240,14 +253,15 @@ class Runner:
     def _validation(self, checkout: Checkout) -> Any:
         """The validation of ``checkout``, reused while the same clean commit is polled: a Git
         checkout of a commit never changes, and re-reading thousands of files every interval only
-        burns CPU. A work tree without a commit, or with local edits, is validated every time."""
+        burns CPU. A work tree without a commit, or with local edits, is validated every time.
+        Either way only the files whose bytes changed are parsed and checked again (``FileMemo``)."""
         from reconciler.config.validation import validate_repo
 
         if checkout.revision is None or checkout.dirty:
-            return validate_repo(checkout.path)
+            return validate_repo(checkout.path, memo=self.file_memo)
         key = (str(checkout.path), checkout.revision)
         if self._validated is None or self._validated[0] != key:
-            self._validated = (key, validate_repo(checkout.path))
+            self._validated = (key, validate_repo(checkout.path, memo=self.file_memo))
         return self._validated[1]
 
     def _record(self, cycle: pipeline.Cycle) -> None:
@@ -274,6 +288,44 @@ def object_counts(cycle: pipeline.Cycle) -> dict[tuple[str, str], int]:
     """``multinic_objects{kind,phase}``: the phases the cycle's statuses show (the state table's,
     what ``kubectl get`` shows and the documented alerts match), never a rollout-internal name."""
     return cycle.reported.phase_counts() if cycle.reported is not None else {}
+
+
+class _Heap:
+    """Keeps the cyclic garbage collector off the long-lived heap (the caches, the validated
+    config: a million acyclic objects at 5,000 nodes). Without this, every other quiet cycle paid a
+    full collection that scanned all of them and freed nothing (about 40% of its CPU).
+
+    Automatic collection is paused during a cycle (it allocates hundreds of thousands of objects
+    and keeps most of them until the next one, like ``validate_repo``); after it, one young-
+    generation collection frees the cycle's own cyclic garbage and the survivors are frozen
+    (``gc.freeze``): collections then scan only what was allocated since. Objects freed by
+    reference counting are freed as usual, frozen or not; cyclic garbage among frozen objects waits
+    until the heap is unfrozen and fully collected, once every ``every`` seconds (the caches'
+    resync period) and when the loop ends."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._collected = time.monotonic()
+        self._enabled = gc.isenabled()
+
+    def begin(self) -> None:
+        self._enabled = gc.isenabled()
+        gc.disable()
+
+    def settle(self) -> None:
+        if time.monotonic() - self._collected >= self.every:
+            gc.unfreeze()
+            gc.collect()
+            self._collected = time.monotonic()
+        else:
+            gc.collect(0)
+        gc.freeze()
+        if self._enabled:
+            gc.enable()
+
+    def release(self) -> None:
+        gc.unfreeze()
+        gc.collect()
 
 
 def _warm_up() -> None:

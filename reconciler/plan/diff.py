@@ -14,6 +14,8 @@ _MISSING = object()
 
 
 def diff(before: Any, after: Any, path: str = "spec") -> list[FieldChange]:
+    if before is not _MISSING and before == after:
+        return []  # the common case, an unchanged spec: one comparison, no walk
     if isinstance(before, dict) and isinstance(after, dict):
         out: list[FieldChange] = []
         for key in sorted(set(before) | set(after)):

@@ -221,6 +221,52 @@ def cluster_status(cr: LiveCR, *, outcome: ClusterOutcome | None, validity: Vali
     return base.model_copy(update=update)
 
 
+# -- memo -----------------------------------------------------------------------------------------
+
+
+class StatusMemo:
+    """Each node's status from the last cycle, with everything it was computed from.
+
+    A node whose inputs all equal the last cycle's (its live status, generation and the spec facts
+    the status records, its rollout state, VM NIC check and file validity) and whose status then
+    needed no patch gets the same status again without recomputing it: no model is validated, no
+    condition rebuilt, no merge patch diffed. So a quiet cycle validates nothing, and only the
+    nodes that changed pay. Equal inputs give an equal status (``node_status`` is a function of
+    them; the clock matters only when a condition's status flips, and a flip needs a patch, which is
+    never remembered), so the outcome is exactly what recomputing would give.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, tuple[tuple[Any, ...], NodeStatus]] = {}
+        self._next: dict[str, tuple[tuple[Any, ...], NodeStatus]] = {}
+        self.hits = 0  # nodes served from the memo in the last report
+
+    def begin(self) -> None:
+        self._next, self.hits = {}, 0
+
+    def get(self, name: str, inputs: tuple[Any, ...]) -> NodeStatus | None:
+        kept = self._nodes.get(name)
+        if kept is not None and kept[0] == inputs:
+            self._next[name] = kept
+            self.hits += 1
+            return kept[1]
+        return None
+
+    def put(self, name: str, inputs: tuple[Any, ...], status: NodeStatus) -> None:
+        self._next[name] = (inputs, status)
+
+    def end(self) -> None:
+        self._nodes, self._next = self._next, {}  # nodes gone from the cycle are forgotten
+
+
+def _node_inputs(cr: LiveCR, state: NodeState | None, check: NodeCheck | None,
+                 validity: Validity | None, cluster_files: frozenset[str]) -> tuple[Any, ...]:
+    """Everything ``node_status`` reads (but the clock)."""
+    proxmox = cr.spec.get("proxmox") or {}
+    return (cr.status, cr.generation, len(cr.spec.get("interfaces") or []), bool(proxmox), proxmox.get("cluster"),
+            state, check, validity, cluster_files)
+
+
 # -- writing --------------------------------------------------------------------------------------
 
 
@@ -242,12 +288,13 @@ def merge_patch(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[
 def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[LiveCR]], *,
            rollout: Mapping[str, NodeState], nic_checks: Mapping[str, NodeCheck],
            clusters: Iterable[ClusterOutcome], removed: Iterable[LiveCR] = (),
-           now: datetime | None = None, writers: int = 1) -> Reported:
+           now: datetime | None = None, writers: int = 1, memo: StatusMemo | None = None) -> Reported:
     """Compute every object's status, write each with one patch (``writers`` at a time), then
     record Events on transitions.
 
     ``crs``: kind -> live objects after this cycle's writes (deleted ones left out);
-    ``removed``: node objects deleted this cycle (an Event says why, no status is left to write).
+    ``removed``: node objects deleted this cycle (an Event says why, no status is left to write);
+    ``memo``: carried from one cycle to the next, so unchanged nodes are not recomputed.
     """
     from reconciler.apply.crs import in_parallel
 
@@ -259,15 +306,27 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
     # Clusters that still have a file (valid or blocked): a check against any other one is stale.
     cluster_files = (frozenset(validation.desired.clusters)
                      | (validation.desired.blocked.get(KIND_CLUSTER) or frozenset()))
+    if memo is not None:
+        memo.begin()
     for cr in sorted(crs.get(KIND_NODE, ()), key=lambda c: c.name):
-        state = rollout.get(cr.name)
-        wanted = node_status(cr, state=state, check=nic_checks.get(cr.name), validity=node_validity.get(cr.name),
-                             now=now, cluster_files=cluster_files)
+        state, check, valid = rollout.get(cr.name), nic_checks.get(cr.name), node_validity.get(cr.name)
+        inputs = _node_inputs(cr, state, check, valid, cluster_files) if memo is not None else ()
+        kept = memo.get(cr.name, inputs) if memo is not None else None
+        if kept is not None:
+            # The same status as last cycle, which equalled the live one: no patch, no transition,
+            # so no Event either (each event below needs a written patch or a changed condition).
+            done.nodes[cr.name] = kept
+            continue
+        wanted = node_status(cr, state=state, check=check, validity=valid, now=now, cluster_files=cluster_files)
         done.nodes[cr.name] = wanted
         patch = merge_patch(cr.status, wanted.dump())
         if patch is not None:
             pending.append((cr, patch))
+        elif memo is not None:
+            memo.put(cr.name, inputs, wanted)
         node_events.append((cr, state, wanted))
+    if memo is not None:
+        memo.end()
     cluster_validity = validity(validation, KIND_CLUSTER)
     outcomes = {o.name: o for o in clusters}
     for cr in sorted(crs.get(KIND_CLUSTER, ()), key=lambda c: c.name):
