@@ -135,7 +135,7 @@ def apply_once(checkout: Checkout, connect: Connect, *, job_settings: JobSetting
     cycle.rollout = rollout.step(
         kube, wanted, nodes, cycle.changes.by_action(Action.DELETE),
         settings=desired.settings.spec.rollout, job_settings=job_settings or JobSettings(),
-        revision=checkout.revision, now=now, held=held)
+        revision=checkout.revision, now=now, held=held, drift=desired.settings.spec.drift)
     if vm_reads is not None and cycle.nic_checks:
         from reconciler.apply.proxmox import crosscheck
 

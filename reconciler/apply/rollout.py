@@ -21,12 +21,20 @@ One ``step`` per reconcile cycle, never blocking:
 - a removed node first gets a cleanup Job (``reconciler agent remove``) and its CR is deleted once
   that succeeded, unless its spec said ``onRemove: orphan``, the Kubernetes node is gone, or
   another node file now names the same host (a rename: the host is handed over, not wiped). A
-  ``spec.nodeName`` change cleans the old host before the new one is configured.
+  ``spec.nodeName`` change cleans the old host before the new one is configured;
+- host drift (``drift.interval`` in ``reconciler.yaml``): a node applied at its current spec gets a
+  verify Job (``reconciler agent verify``, the apply Job's spec and mounts) once per interval, at a
+  stable per-node offset within it, after the apply Jobs in the same ``maxParallel`` slots and
+  never while another Job runs on its host. Its result is read once: in sync (the time is
+  recorded), or drifted: the node shows Drifted (``drift.policy: report``) or gets a new apply Job
+  whose identity names the verify Job that found the drift (``repair``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +42,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from reconciler.config.models import NodeConfig, RolloutSettings
+from reconciler.config.models import DriftSettings, NodeConfig, RolloutSettings
 from reconciler.kube import jobs, objects
 from reconciler.kube.client import Kube, KubeError
 from reconciler.nodejob.renderers import RendererName, select
@@ -68,6 +76,18 @@ class Hold:
     waiting: bool = False
 
 
+@dataclass(frozen=True)
+class DriftFound:
+    """What a finished verify Job reported (read once, then recorded in ``status.drift``)."""
+
+    job: str
+    at: str  # when it checked (the Job's completion, RFC 3339)
+    outcome: Literal["in-sync", "drifted", "failed"]
+    message: str  # what differs (drifted) or why the check failed
+    files: tuple[str, ...] = ()
+    result: AgentResult | None = None
+
+
 @dataclass
 class NodeState:
     name: str  # CR name (= file stem)
@@ -82,6 +102,8 @@ class NodeState:
     attempt: int = 0  # automatic retries of the current change so far
     next_retry: str | None = None  # when a transient failure is retried (RFC 3339)
     rollout: str | None = None  # the revision whose rollout this state belongs to
+    drift: DriftFound | None = None  # a verify Job's result read in this step
+    repair: str | None = None  # the verify Job whose drift this node's apply Job repairs (status.drift.repair)
 
     @property
     def transient(self) -> bool:
@@ -117,10 +139,18 @@ class LiveNode:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def identity(cr: LiveNode, digest: str, attempt: int = 0) -> str:
-    """What makes a desired change distinct: the Job's name is derived from it."""
+def identity(cr: LiveNode, digest: str, attempt: int = 0, repair: str | None = None) -> str:
+    """What makes a desired change distinct: the Job's name is derived from it. ``repair``: the
+    verify Job whose drift this apply Job repairs (default: the one ``status.drift.repair`` names)."""
     retry = cr.annotations.get(ANNOTATION_RETRY, "")
-    return f"{cr.uid or cr.name}/{cr.generation}/{digest}/{retry}/{attempt}"
+    repair = _repair_of(cr) if repair is None else repair
+    base = f"{cr.uid or cr.name}/{cr.generation}/{digest}/{retry}/{attempt}"
+    return f"{base}/repair:{repair}" if repair else base
+
+
+def _repair_of(cr: LiveNode) -> str:
+    drift = cr.status.get("drift")
+    return str(drift.get("repair") or "") if isinstance(drift, dict) else ""
 
 
 @dataclass
@@ -167,7 +197,8 @@ class _Step:
 
 def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], removals: Iterable[Change], *,
          settings: RolloutSettings, job_settings: jobs.JobSettings, revision: str | None,
-         now: datetime | None = None, held: Mapping[str, Hold] | None = None) -> RolloutReport:
+         now: datetime | None = None, held: Mapping[str, Hold] | None = None,
+         drift: DriftSettings | None = None) -> RolloutReport:
     report = RolloutReport(revision=revision, suspended=settings.suspend)
     existing = {j["metadata"]["name"]: j for j in kube.list_jobs(jobs.JOB_SELECTOR)}
     busy: dict[str, str] = {}
@@ -180,34 +211,51 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
     # Which desired object names each host (renames hand a host over instead of wiping it).
     claimed = {node.spec.node_name: name for name, node in nodes.items() if name in live}
 
+    checking = drift is not None and drift.interval_seconds is not None
     candidates: list[Candidate] = []
+    verify: list[tuple[float, NodeConfig, LiveNode, str]] = []  # (last check, ...) of nodes due a drift check
     for name in sorted(nodes):
         node, cr = nodes[name], live.get(name)
         if cr is None:
             continue  # its CR could not be applied this cycle; nothing to roll out
         digest = objects.spec_hash(cr.spec)
-        state, attempt, retry = _known_state(run, node, cr, digest)
+        state, attempt, retry, repairing = _known_state(run, node, cr, digest)
+        if state is not None and drift is not None and state.state in ("applied", "drifted") and not state.changed:
+            found = _verified(run, node, cr, digest) if checking else None
+            if found is not None:
+                state = _after_check(state, found)
+            if state.state == "drifted" and drift.policy == "repair":
+                token = found.job if found is not None else str((cr.status.get("drift") or {}).get("job") or "")
+                if token and token != _repair_of(cr) and not (held and name in held):
+                    candidates.append((node, cr, digest, 0, True, token, found))
+                    continue
+            if checking and found is None:
+                last = _due(drift, cr, run.now)
+                if last is not None:
+                    verify.append((last, node, cr, digest))
         if state is None and held and name in held:
             hold = held[name]
             report.nodes[name] = NodeState(name, "waiting" if hold.waiting else "held", digest, message=hold.message,
                                            rollout=revision)
         elif state is None:
-            candidates.append((node, cr, digest, attempt, retry))
+            candidates.append((node, cr, digest, attempt, retry, _repair_of(cr) if repairing else None, None))
         else:
             report.nodes[name] = state
     report.failures = sum(1 for s in report.nodes.values() if s.state == "failed" and s.rollout == revision)
     canaries = _canaries(settings, report, candidates, live)
 
-    for node, cr, digest, attempt, retry in candidates:
+    for node, cr, digest, attempt, retry, repair, found in candidates:
         name = node.name
         host = node.spec.node_name
-        ident = identity(cr, digest, attempt)
+        ident = identity(cr, digest, attempt, repair)
         job_name = jobs.job_name("apply", host, ident)
         kept_host = cr.status.get("nodeName") or None
+        # A repair re-applies the spec the node already had: it keeps that rollout, its budget and canaries.
+        node_rollout = (cr.status.get("appliedRevision") or revision) if repair else revision
 
         def waiting(state: State, message: str, *, job: str | None = None, changed: bool = False) -> NodeState:
             return NodeState(name, state, digest, job, message=message, changed=changed, host=kept_host,  # noqa: B023
-                             attempt=attempt, rollout=revision)  # noqa: B023
+                             attempt=attempt, rollout=node_rollout, drift=found, repair=repair)  # noqa: B023
         if settings.suspend or cr.annotations.get(ANNOTATION_SUSPEND, "").lower() == "true":
             why = ("rollout.suspend in reconciler.yaml" if settings.suspend
                    else f"annotation {ANNOTATION_SUSPEND} on this node")
@@ -219,7 +267,7 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
                 f"rollout of revision {_short(revision)} stopped after {report.failures} failed node(s) "
                 f"(maxFailures {settings.max_failures})"))
             continue
-        behind_canary = canaries.get(name)
+        behind_canary = None if repair else canaries.get(name)
         if behind_canary is not None:
             state_name: State = "stalled" if behind_canary.startswith("canary") else "pending"
             report.stalled = report.stalled or state_name == "stalled"
@@ -246,8 +294,8 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
             report.nodes[name] = waiting("unschedulable", problem, changed=True)
             continue
         job = jobs.node_job("apply", node, namespace=kube.namespace, identity=ident, spec_hash=digest,
-                            generation=cr.generation, revision=revision, renderer=renderer, settings=job_settings,
-                            owner_uid=cr.uid)
+                            generation=cr.generation, revision=node_rollout if repair else revision,
+                            renderer=renderer, settings=job_settings, owner_uid=cr.uid)
         try:
             created = run.start(job, host)
         except KubeError as exc:
@@ -255,10 +303,12 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
             continue
         # The same words as a later cycle's "running": the status must not change just because a
         # cycle passed (that would be one needless status write per started Job).
-        report.nodes[name] = NodeState(name, "running", digest, job_name, revision,
+        report.nodes[name] = NodeState(name, "running", digest, job_name, node_rollout,
                                        message=f"Job {job_name} running", changed=created, host=host,
-                                       attempt=attempt, rollout=revision)
+                                       attempt=attempt, rollout=node_rollout, drift=found, repair=repair)
 
+    if drift is not None and verify:
+        _start_checks(run, drift, sorted(verify, key=lambda item: (item[0], item[1].name)))
     for change in removals:
         if change.kind == "MultiNicNodeConfig":
             report.nodes[change.name] = _remove(run, change, live.get(change.name), claimed)
@@ -269,9 +319,11 @@ def _short(revision: str | None) -> str:
     return revision[:12] if revision else "(working tree)"
 
 
-def _known_state(run: _Step, node: NodeConfig, cr: LiveNode, digest: str) -> tuple[NodeState | None, int, bool]:
-    """The node's state when no new Job is needed, else None with the attempt to run and whether
-    it is a retry (a retry is not held back by the failure budget)."""
+def _known_state(run: _Step, node: NodeConfig, cr: LiveNode,
+                 digest: str) -> tuple[NodeState | None, int, bool, bool]:
+    """The node's state when no new Job is needed, else None with the attempt to run, whether it
+    is a retry (a retry is not held back by the failure budget) and whether it is a drift repair
+    (``status.drift.repair`` names a verify Job whose repair has not run yet)."""
     name = node.name
     status = cr.status
     host = node.spec.node_name
@@ -282,30 +334,31 @@ def _known_state(run: _Step, node: NodeConfig, cr: LiveNode, digest: str) -> tup
     job_name = jobs.job_name("apply", host, ident)
     recorded = status.get("job") == job_name
     on = status.get("nodeName") or host
-    if recorded and status.get("phase") in ("Ready", "Failed"):
+    if recorded and status.get("phase") in ("Ready", "Failed", "Drifted"):
         ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         message = ready.get("message") or status.get("lastError") or ""
-        if status["phase"] == "Ready":
-            return NodeState(name, "applied", digest, job_name, status.get("appliedRevision"), message=message,
-                             rollout=status.get("attemptedRevision"), host=on, attempt=attempt), attempt, False
+        if status["phase"] in ("Ready", "Drifted"):
+            known: State = "applied" if status["phase"] == "Ready" else "drifted"
+            return NodeState(name, known, digest, job_name, status.get("appliedRevision"), message=message,
+                             rollout=status.get("attemptedRevision"), host=on, attempt=attempt), attempt, False, False
         next_retry = status.get("nextRetry")
         if next_retry and _parse(next_retry) <= run.now:
-            return None, attempt + 1, True  # transient failure, backoff over: the next attempt
+            return None, attempt + 1, True, False  # transient failure, backoff over: the next attempt
         return NodeState(name, "failed", digest, job_name, status.get("attemptedRevision"), message=message,
                          next_retry=next_retry, rollout=status.get("attemptedRevision"),
-                         host=on, attempt=attempt), attempt, False
+                         host=on, attempt=attempt), attempt, False, False
     job = run.existing.get(job_name)
     if job is not None:
         revision = (job["metadata"].get("labels") or {}).get(jobs.LABEL_REVISION)
         phase = jobs.job_state(job)
         if phase == "running":
             return NodeState(name, "running", digest, job_name, revision, message=f"Job {job_name} running",
-                             rollout=revision, host=on, attempt=attempt), attempt, False
+                             rollout=revision, host=on, attempt=attempt), attempt, False, False
         result, problem, transient = _outcome(run.kube, job, job_name)
         if phase == "succeeded" and result is not None and result.outcome in ("applied", "unchanged"):
             message = f"applied at revision {revision[:12]}" if revision else "applied"
             return NodeState(name, "applied", digest, job_name, revision, result, message, changed=True,
-                             rollout=revision, host=on, attempt=attempt), attempt, False
+                             rollout=revision, host=on, attempt=attempt), attempt, False, False
         message = problem or _failure_message(job, result)
         next_retry = None
         if transient and attempt < run.settings.retries:
@@ -313,11 +366,130 @@ def _known_state(run: _Step, node: NodeConfig, cr: LiveNode, digest: str) -> tup
             next_retry = (run.now + delay).strftime("%Y-%m-%dT%H:%M:%SZ")
             message += f" (transient; retry {attempt + 1}/{run.settings.retries} at {next_retry})"
         return NodeState(name, "failed", digest, job_name, revision, result, message, changed=True,
-                         next_retry=next_retry, rollout=revision, host=on, attempt=attempt), attempt, False
+                         next_retry=next_retry, rollout=revision, host=on, attempt=attempt), attempt, False, False
     # No Job of the current identity: a candidate. A request on the retry annotation (or a
     # retried attempt) is a retry of a node that failed.
     retry = attempt > 0 or (status.get("phase") == "Failed" and status.get("specHash") == digest)
-    return None, attempt, retry
+    # A repair decided in an earlier cycle whose Job has not started yet: same spec, same generation.
+    repair = (bool(_repair_of(cr)) and status.get("specHash") == digest
+              and status.get("observedGeneration") == cr.generation)
+    return None, attempt, retry or repair, repair
+
+
+# -- host drift ----------------------------------------------------------------------------------
+
+def _offset(cr: LiveNode, interval: int) -> int:
+    """The node's stable place within the drift interval (so a fleet's checks are spread over it)."""
+    return int(hashlib.sha256((cr.uid or cr.name).encode()).hexdigest()[:12], 16) % interval
+
+
+def _period(drift: DriftSettings, cr: LiveNode, now: datetime) -> tuple[int, float]:
+    """(index, start) of the node's current drift period: periods start at its offset."""
+    interval = drift.interval_seconds or 0
+    offset = _offset(cr, interval)
+    index = math.floor((now.timestamp() - offset) / interval)
+    return index, index * interval + offset
+
+
+def _due(drift: DriftSettings, cr: LiveNode, now: datetime) -> float | None:
+    """When the node was last checked (verified, or applied: an apply verifies too), if that is
+    before the start of its current drift period (a check is due); else None."""
+    last = None
+    recorded = cr.status.get("drift")
+    if isinstance(recorded, dict) and recorded.get("lastVerified"):
+        last = _parse(str(recorded["lastVerified"])).timestamp()
+    ready: dict[str, Any] = next((c for c in cr.status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if ready.get("lastTransitionTime"):
+        applied = _parse(str(ready["lastTransitionTime"])).timestamp()
+        last = applied if last is None else max(last, applied)
+    _, start = _period(drift, cr, now)
+    if last is not None and last >= start:
+        return None
+    return last if last is not None else 0.0
+
+
+def _verify_identity(drift: DriftSettings, cr: LiveNode, digest: str, now: datetime) -> str:
+    index, _ = _period(drift, cr, now)
+    return f"{cr.uid or cr.name}/verify/{cr.generation}/{digest}/{drift.interval_seconds}/{index}"
+
+
+def _verified(run: _Step, node: NodeConfig, cr: LiveNode, digest: str) -> DriftFound | None:
+    """The result of this node's newest verify Job (for its current spec) if it finished and its
+    result is not recorded yet; read once."""
+    host = node.spec.node_name
+    owner = jobs.label_value(cr.uid or cr.name)
+    mine = [j for j in run.existing.values()
+            if (j["metadata"].get("labels") or {}).get(jobs.LABEL_TYPE) == "verify"
+            and (j["metadata"].get("annotations") or {}).get(jobs.ANNOTATION_NODE) == host
+            and (j["metadata"].get("labels") or {}).get(jobs.LABEL_OWNER_UID) == owner
+            and (j["metadata"].get("labels") or {}).get(jobs.LABEL_SPEC_HASH) == digest
+            and (j["metadata"].get("labels") or {}).get(jobs.LABEL_GENERATION) == str(cr.generation)]
+    if not mine:
+        return None
+    job = max(mine, key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"]))
+    name = job["metadata"]["name"]
+    recorded = cr.status.get("drift")
+    if (isinstance(recorded, dict) and recorded.get("job") == name) or jobs.job_state(job) == "running":
+        return None
+    status = job.get("status") or {}
+    at = status.get("completionTime") or next(
+        (c.get("lastTransitionTime") for c in status.get("conditions") or []
+         if c.get("type") in ("Complete", "Failed") and c.get("status") == "True" and c.get("lastTransitionTime")),
+        None) or run.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    result, problem, _ = _outcome(run.kube, job, name)
+    if jobs.job_state(job) == "succeeded" and result is not None and result.outcome in ("unchanged", "drifted"):
+        if result.outcome == "unchanged":
+            return DriftFound(name, at, "in-sync", "in sync with its spec", result=result)
+        differs = [f"{i.name}: {i.error or 'differs'}" for i in result.interfaces if i.state == "drifted"]
+        if result.files:
+            differs.insert(0, "files differ: " + ", ".join(result.files))
+        # No Job name or time in the words: a drift that persists reads the same at every check.
+        message = "drift found: " + ("; ".join(differs) or "no details")
+        return DriftFound(name, at, "drifted", message, tuple(result.files), result)
+    why = problem or _failure_message(job, result)
+    return DriftFound(name, at, "failed", f"the drift check could not run: {why}", result=result)
+
+
+def _after_check(state: NodeState, found: DriftFound) -> NodeState:
+    """The node's state once a verify Job's result is read: Drifted, or applied (in sync again)."""
+    if found.outcome == "drifted":
+        return NodeState(state.name, "drifted", state.spec_hash, state.job, state.revision, message=found.message,
+                         changed=state.state != "drifted", host=state.host, attempt=state.attempt,
+                         rollout=state.rollout, drift=found)
+    if found.outcome == "in-sync":
+        message = f"applied at revision {state.revision[:12]}" if state.revision else "applied"
+        return NodeState(state.name, "applied", state.spec_hash, state.job, state.revision, message=message,
+                         changed=False, host=state.host, attempt=state.attempt, rollout=state.rollout, drift=found)
+    return NodeState(state.name, state.state, state.spec_hash, state.job, state.revision, message=state.message,
+                     host=state.host, attempt=state.attempt, rollout=state.rollout, drift=found)
+
+
+def _start_checks(run: _Step, drift: DriftSettings, due: list[tuple[float, NodeConfig, LiveNode, str]]) -> None:
+    """Verify Jobs for the nodes due a drift check (longest unchecked first), in the slots the
+    apply Jobs left, never on a host with a Job running, never while suspended."""
+    if run.settings.suspend:
+        return
+    for _, node, cr, digest in due:
+        if not run.slot_free():
+            return
+        host = node.spec.node_name
+        if host in run.busy or cr.annotations.get(ANNOTATION_SUSPEND, "").lower() == "true":
+            continue
+        if (cr.status.get("nodeName") or host) != host:
+            continue  # a nodeName move is under way
+        renderer, _ = _renderer(run, node)
+        if renderer is None:
+            continue
+        ident = _verify_identity(drift, cr, digest, run.now)
+        if jobs.job_name("verify", host, ident) in run.existing:
+            continue  # this period's check ran already (its result was read)
+        manifest = jobs.node_job("verify", node, namespace=run.kube.namespace, identity=ident, spec_hash=digest,
+                                 generation=cr.generation, revision=cr.status.get("appliedRevision"),
+                                 renderer=renderer, settings=run.job_settings, owner_uid=cr.uid or cr.name)
+        try:
+            run.start(manifest, host)
+        except KubeError as exc:
+            log.warning("%s: could not create the verify Job: %s", node.name, exc)
 
 
 def _parse(stamp: str) -> datetime:
@@ -328,7 +500,8 @@ def _parse(stamp: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-Candidate = tuple[NodeConfig, LiveNode, str, int, bool]  # node, CR, spec hash, attempt, is a retry
+# node, CR, spec hash, attempt, is a retry, the verify Job whose drift it repairs, that Job's result
+Candidate = tuple[NodeConfig, LiveNode, str, int, bool, str | None, DriftFound | None]
 
 
 def _canaries(settings: RolloutSettings, report: RolloutReport, candidates: list[Candidate],
@@ -339,7 +512,7 @@ def _canaries(settings: RolloutSettings, report: RolloutReport, candidates: list
     if settings.canary <= 0 or not candidates:
         return {}
     revision = report.revision
-    members = {n.name for n, *_ in candidates}
+    members = {c[0].name for c in candidates if not c[5]}  # a drift repair is no member of a rollout
     members |= {name for name, s in report.nodes.items()
                 if s.rollout == revision and s.state in ("applied", "running", "failed")}
 
@@ -357,7 +530,7 @@ def _canaries(settings: RolloutSettings, report: RolloutReport, candidates: list
         why = f"waiting for the canary node(s) {', '.join(waiting)} to be Ready"
     else:
         return {}
-    return {n.name: why for n, *_ in candidates if n.name not in canaries}
+    return {c[0].name: why for c in candidates if c[0].name not in canaries}
 
 
 def _outcome(kube: Kube, job: dict[str, Any], job_name: str) -> tuple[AgentResult | None, str, bool]:

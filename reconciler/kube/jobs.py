@@ -5,6 +5,9 @@ hash, the ``multinic.io/retry`` request and the automatic attempt. A change back
 spec is a new generation, so it gets a new Job: an old Job's result never stands for the current
 spec, and a restart still finds the Jobs it started (same identity, same name).
 
+A verify Job (host drift, ``drift.interval``) is the apply Job with ``agent verify``: same
+mounts and capabilities, named ``mnnc-vf-…``, its identity the node's drift period.
+
 Pure: builds manifests and reads them back. The agent in the Job never talks to the Kubernetes
 API (no service-account token); the node's document travels in the env var ``MULTINIC_CONFIG``
 and the result comes back through the container's termination message.
@@ -30,7 +33,7 @@ from reconciler.kube import objects
 from reconciler.nodejob import container as agent_container
 from reconciler.nodejob.renderers import RendererName, select
 
-JobType = Literal["apply", "remove"]
+JobType = Literal["apply", "remove", "verify"]  # verify: ``agent verify`` (drift), same mounts as apply
 LABEL_TYPE = "multinic.io/job-type"
 LABEL_NODE = "multinic.io/node"
 LABEL_SPEC_HASH = "multinic.io/spec-hash"
@@ -54,7 +57,7 @@ class JobSettings:
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
-def _label_value(text: str) -> str:
+def label_value(text: str) -> str:
     """A label-safe form of ``text``: kept when it fits, else a prefix plus a short hash."""
     if len(text) <= 63 and re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", text):
         return text
@@ -65,7 +68,7 @@ def _label_value(text: str) -> str:
 def job_name(job_type: JobType, node: str, identity: str) -> str:
     """Deterministic: the same node and identity always give the same name (so a restart never
     starts a duplicate), and it stays a DNS label of at most 63 characters."""
-    prefix = "mnnc" if job_type == "apply" else "mnnc-rm"
+    prefix = {"apply": "mnnc", "remove": "mnnc-rm", "verify": "mnnc-vf"}[job_type]
     digest = hashlib.sha256(f"{job_type}/{node}/{identity}".encode()).hexdigest()[:10]
     stem = re.sub(r"[^a-z0-9-]", "-", node.lower())[: 63 - len(prefix) - len(digest) - 2].strip("-")
     return f"{prefix}-{stem}-{digest}"
@@ -84,15 +87,15 @@ def node_job(job_type: JobType, node: NodeConfig, *, namespace: str, identity: s
         **settings.extra_labels,
         objects.MANAGED_BY: objects.MANAGED_BY_VALUE,
         LABEL_TYPE: job_type,
-        LABEL_NODE: _label_value(node.spec.node_name),
+        LABEL_NODE: label_value(node.spec.node_name),
         LABEL_SPEC_HASH: spec_hash,
     }
     if generation is not None:
         labels[LABEL_GENERATION] = str(generation)
     if revision:
-        labels[LABEL_REVISION] = _label_value(revision)
+        labels[LABEL_REVISION] = label_value(revision)
     if owner_uid:
-        labels[LABEL_OWNER_UID] = _label_value(owner_uid)
+        labels[LABEL_OWNER_UID] = label_value(owner_uid)
     document = {"apiVersion": node.api_version, "kind": node.kind,
                 "metadata": {"name": node.name}, "spec": node.spec_dict()}
     mounts = agent_container.mounts(renderer, settings.activate)

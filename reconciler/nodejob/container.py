@@ -25,7 +25,7 @@ TERMINATION_LOG = "/dev/termination-log"
 DBUS_SOCKET = "/run/dbus/system_bus_socket"
 ACTIVATIONS = ("auto", "iproute2")  # auto: the renderer's own stack; iproute2: explicit fallback
 
-JobAction = Literal["apply", "remove"]
+JobAction = Literal["apply", "remove", "verify"]  # verify: report drift, change nothing
 HostPathType = Literal["DirectoryOrCreate", "Directory", "File", "Socket"]
 
 

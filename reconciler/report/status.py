@@ -30,6 +30,7 @@ from reconciler.status import conditions, states
 from reconciler.status.models import (
     ClusterStatus,
     ConditionStatus,
+    DriftCheck,
     InterfaceStatus,
     NodeStatus,
     ProxmoxCheck,
@@ -164,6 +165,7 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
             update["interfaces"] = tuple(
                 InterfaceStatus(name=i.name, mac_address=i.mac, device=i.device, state=i.state, error=i.error)
                 for i in state.result.interfaces)
+        _drift(previous, state, update, wanted)
     if check is not None:
         update["proxmox_check"] = ProxmoxCheck(checked=check.checked, vm_node=check.vm_node,
                                                mismatches=tuple(check.mismatches), error=check.error,
@@ -186,6 +188,34 @@ def node_status(cr: LiveCR, *, state: NodeState | None, check: NodeCheck | None,
     kept = tuple(c for c in previous.conditions if c.type not in drop)
     update["conditions"] = conditions.merge(kept, wanted, generation=cr.generation, now=now)
     return previous.model_copy(update=update)
+
+
+def _drift(previous: NodeStatus, state: NodeState, update: dict[str, Any],
+           wanted: dict[str, tuple[ConditionStatus, str, str]]) -> None:
+    """status.drift and condition Drifted: what a verify Job found this cycle, the repair it
+    started, or that an apply Job repaired the drift the last check found."""
+    recorded = previous.drift or DriftCheck()
+    found = state.drift
+    if found is not None:
+        recorded = recorded.model_copy(update={"last_verified": found.at, "job": found.job,
+                                               "files": found.files or None})
+        if found.outcome == "drifted":
+            wanted[states.DRIFTED] = (*states.DRIFT_FOUND, found.message)
+        elif found.outcome == "in-sync":
+            wanted[states.DRIFTED] = (*states.IN_SYNC, "the node's files and live state match its spec")
+        else:
+            wanted[states.DRIFTED] = (*states.VERIFY_FAILED, found.message)
+        if found.result is not None and found.outcome != "failed":
+            update["interfaces"] = tuple(
+                InterfaceStatus(name=i.name, mac_address=i.mac, device=i.device, state=i.state, error=i.error)
+                for i in found.result.interfaces)
+    if state.repair and state.repair != recorded.repair:
+        recorded = recorded.model_copy(update={"repair": state.repair})
+    if found is not None or recorded != (previous.drift or DriftCheck()):
+        update["drift"] = recorded
+    before = conditions.get(previous.conditions, states.DRIFTED)
+    if state.state == "applied" and state.changed and before is not None and before.status == "True":
+        wanted[states.DRIFTED] = (*states.DRIFT_REPAIRED, f"repaired by apply Job {state.job}")
 
 
 # -- clusters -----------------------------------------------------------------------------------
@@ -350,6 +380,7 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         if (cr.kind, cr.name) in written:
             _vm_nics_event(kube, cr, node.conditions, now, done)
             _vm_write_event(kube, cr, node, now, done)
+            _drift_event(kube, cr, node.conditions, now, done)
     for cr, outcome, cluster in cluster_events:
         if outcome is not None and outcome.due_reason is not None:  # verified (or tried) this cycle
             _cluster_event(kube, cr, parse(ClusterStatus, cr.status), cluster, now, done)
@@ -425,6 +456,20 @@ def _vm_nics_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime |
         _event(kube, cr, states.EVENT_VM_NICS_DIFFER, new.message, True, now, done)
     elif new.status == "True" and old is not None and old.status == "False":
         _event(kube, cr, states.EVENT_VM_NICS_MATCH, new.message, False, now, done)
+
+
+def _drift_event(kube: Kube, cr: LiveCR, after: Iterable[Any], now: datetime | None, done: Reported) -> None:
+    """Drifted turned True (what differs, a Warning; again when that changes), or False after True:
+    repaired by an apply Job, or found in sync by a later check."""
+    old = conditions.get(cr.status.get("conditions"), states.DRIFTED)
+    new = conditions.get(after, states.DRIFTED)
+    if new is None or (old is not None and (old.status, old.message) == (new.status, new.message)):
+        return
+    if new.status == "True":
+        _event(kube, cr, states.EVENT_DRIFT_DETECTED, new.message, True, now, done)
+    elif new.status == "False" and old is not None and old.status == "True":
+        reason = states.EVENT_DRIFT_REPAIRED if new.reason == states.DRIFT_REPAIRED[1] else states.EVENT_DRIFT_RESOLVED
+        _event(kube, cr, reason, new.message, False, now, done)
 
 
 def _cluster_event(kube: Kube, cr: LiveCR, before: ClusterStatus, after: ClusterStatus, now: datetime | None,

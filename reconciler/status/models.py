@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-NodePhase = Literal["Pending", "Applying", "Ready", "Failed", "Stalled", "Removing", "Suspended", "Held"]
+NodePhase = Literal["Pending", "Applying", "Ready", "Failed", "Stalled", "Removing", "Suspended", "Held", "Drifted"]
 ClusterPhase = Literal["Pending", "Ready", "Failed"]
 Health = Literal["Healthy", "Degraded", "Unreachable", "AuthenticationFailed", "TLSFailure", "CredentialsMissing",
                  "PermissionDenied", "Timeout", "APIError", "InvalidConfiguration"]
@@ -35,11 +35,11 @@ class _Status(BaseModel):
 
 
 class Condition(_Status):
-    """A metav1.Condition. Nodes: Ready, Reconciling, Stalled, ConfigValid, VMNicsMatch; clusters: Ready,
-    ConfigValid."""
+    """A metav1.Condition. Nodes: Ready, Reconciling, Stalled, ConfigValid, VMNicsMatch, Drifted; clusters:
+    Ready, ConfigValid."""
 
     type: Annotated[str, Field(max_length=316)]
-    """Condition type: Ready, Reconciling, Stalled, ConfigValid or VMNicsMatch."""
+    """Condition type: Ready, Reconciling, Stalled, ConfigValid, VMNicsMatch or Drifted."""
     status: ConditionStatus
     """True, False or Unknown."""
     observed_generation: Annotated[int | None, Field(ge=0, json_schema_extra=INT64)] = None
@@ -87,6 +87,21 @@ class ProxmoxCheck(_Status):
     """spec.proxmox.manageNics: the last change the reconciler made to the VM's NICs, and its outcome."""
 
 
+class DriftCheck(_Status):
+    """The last host drift check (spec.drift in reconciler.yaml): a verify-only node Job compared the
+    node's files and live state with its spec. Condition Drifted says what it found."""
+
+    last_verified: Annotated[str | None, Field(json_schema_extra=DATE_TIME)] = None
+    """When the last verify Job checked the node (the Drifted condition says what it found)."""
+    job: str | None = None
+    """Name of the last verify Job whose result is recorded here."""
+    files: tuple[str, ...] | None = None
+    """Node files that differed from the spec at the last check."""
+    repair: str | None = None
+    """The verify Job whose drift the node's current apply Job repairs (drift.policy: repair); part of
+    that Job's identity."""
+
+
 class _Common(_Status):
     observed_generation: Annotated[int | None, Field(ge=0, json_schema_extra=INT64)] = None
     """metadata.generation last reconciled to Ready."""
@@ -110,8 +125,9 @@ class NodeStatus(_Common):
     """Status of a MultiNicNodeConfig, written by the reconciler only (never by the node agent)."""
 
     phase: NodePhase | None = None
-    """Summary: Pending, Applying, Ready, Failed, Stalled, Removing, Suspended or Held (no Job: the VM's NICs
-    differ from the file under spec.proxmox.nicCheck: enforce)."""
+    """Summary: Pending, Applying, Ready, Failed, Stalled, Removing, Suspended, Held (no Job: the VM's NICs
+    differ from the file under spec.proxmox.nicCheck: enforce) or Drifted (the last drift check found the
+    node's files or live state differing from the applied spec)."""
     spec_hash: str | None = None
     """Hash of the spec the last node Job applied (or failed to apply)."""
     job: str | None = None
@@ -130,6 +146,8 @@ class NodeStatus(_Common):
     """Per-interface outcome reported by the node agent."""
     proxmox_check: ProxmoxCheck | None = None
     """Result of checking the interfaces against the Proxmox VM's netN devices."""
+    drift: DriftCheck | None = None
+    """The last host drift check (spec.drift in reconciler.yaml)."""
 
 
 class ClusterStatus(_Common):

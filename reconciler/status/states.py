@@ -20,7 +20,7 @@ KIND_NODE = "MultiNicNodeConfig"
 KIND_CLUSTER = "ProxmoxCluster"
 
 NodeStateName = Literal["applied", "running", "pending", "failed", "stalled", "unschedulable", "removing",
-                        "removed", "remove-failed", "suspended", "held", "waiting"]
+                        "removed", "remove-failed", "suspended", "held", "waiting", "drifted"]
 ClusterStateName = Literal["pending", "verified", "degraded", "failed"]
 
 Condition = tuple[ConditionStatus, str]  # (status, reason)
@@ -64,7 +64,23 @@ NODE_STATES: dict[NodeStateName, Row] = {
     "held": Row("Held", ("False", "VMNicsMismatch"), ("False", "VMNicsMismatch"), ("True", "VMNicsMismatch"), None),
     "waiting": Row("Pending", ("False", "WaitingForVMNicCheck"), ("True", "WaitingForVMNicCheck"),
                    ("False", "WaitingForVMNicCheck"), None),
+    # Applied, but the last drift check found the node's files or live state differing (drift.policy:
+    # report leaves it so; repair starts an apply Job instead). The Drifted condition (and its
+    # Events, below) says what differs.
+    "drifted": Row("Drifted", ("False", "DriftDetected"), ("False", "DriftDetected"), ("False", "DriftDetected"),
+                   None, warning=True),
 }
+
+# Condition Drifted (spec.drift in reconciler.yaml): what the last verify Job found, and the Events
+# on its transitions.
+DRIFTED = "Drifted"
+DRIFT_FOUND: Condition = ("True", "DriftDetected")
+IN_SYNC: Condition = ("False", "InSync")
+DRIFT_REPAIRED: Condition = ("False", "Repaired")  # an apply Job re-activated the spec after drift was found
+VERIFY_FAILED: Condition = ("Unknown", "VerificationFailed")
+EVENT_DRIFT_DETECTED = "DriftDetected"  # Warning, when Drifted turns True (or what differs changes)
+EVENT_DRIFT_REPAIRED = "DriftRepaired"  # Normal, when an apply Job repaired it
+EVENT_DRIFT_RESOLVED = "DriftResolved"  # Normal, when a check finds it in sync again without a repair
 
 # Condition VMNicsMatch (nodes naming a Proxmox VM): its reasons, and the Events on its transitions.
 VM_NICS_MATCH = "VMNicsMatch"

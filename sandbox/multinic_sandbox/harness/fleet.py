@@ -9,7 +9,9 @@ pod's own command line (``reconciler agent …`` with the Job's args and env) th
 capabilities. A mount the Job forgot therefore fails here as on a node. The one substitution:
 a fake node has no network stack, so ``--activate <stack>`` becomes ``--activate none`` (files
 only; the real-node tiers in tests/realnode run the stacks). Nodes can be scripted to lose a NIC
-(the agent then reports a real error).
+(the agent then reports a real error). A node given a network namespace (``netns[node] = name``,
+as root) is a real network stack instead: its pods run inside that namespace with the Job's own
+``--activate`` (``iproute2``), so live state can be applied, flushed by hand and verified.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class AgentHosts:
         the controller does with many results (hundreds of pods), never for the Job spec itself."""
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="multinic-hosts-"))
         self.missing_macs: dict[str, set[str]] = {}
+        self.netns: dict[str, str] = {}  # node -> network namespace its pods run in (a real stack)
         self.runs: list[tuple[str, podrun.PodRun]] = []  # (node, run) per pod, for tests to inspect
         # Without root or user namespaces (a laptop demo) the agent runs in-process on a root that
         # is writable everywhere, which cannot catch a mount mistake; CI always has podrun.
@@ -111,9 +114,13 @@ class AgentHosts:
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         node = NodeConfig.model_validate(json.loads(env.get("MULTINIC_CONFIG") or "{}"))
         root = self.root_for(node)
-        if self.in_process:
+        namespace = self.netns.get(node.spec.node_name)
+        if namespace is not None:
+            run = podrun.run(pod, root, netns=namespace)  # the Job's own activation, in that namespace
+        elif self.in_process:
             return self._in_process(node, root, pod)
-        run = podrun.run(self.fake_stack(pod), root)
+        else:
+            run = podrun.run(self.fake_stack(pod), root)
         self.runs.append((node.spec.node_name, run))
         # As the kubelet: the message is the termination-message file, nothing else.
         if run.exit_code == 0:
@@ -130,7 +137,12 @@ class AgentHosts:
         renderer = args[args.index("--renderer") + 1] if "--renderer" in args else None
         opts = engine.Options(root=root, config_root=root, renderer=renderer, activate="none", verify="none",
                               out=io.StringIO())
-        result = engine.remove(opts, node.spec.node_name) if args[1] == "remove" else engine.apply(node, opts)
+        if args[1] == "remove":
+            result = engine.remove(opts, node.spec.node_name)
+        elif args[1] == "verify":
+            result = engine.verify_only(node, opts)
+        else:
+            result = engine.apply(node, opts)
         message = result.to_json()
         return succeed(message, delay=0.5) if result.exit_code() == 0 else fail(message, result.exit_code(), delay=0.5)
 
