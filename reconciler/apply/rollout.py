@@ -211,6 +211,26 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
     # Which desired object names each host (renames hand a host over instead of wiping it).
     claimed = {node.spec.node_name: name for name, node in nodes.items() if name in live}
 
+    candidates, verify = _sort(run, nodes, live, held, drift)
+    report.failures = sum(1 for s in report.nodes.values() if s.state == "failed" and s.rollout == revision)
+    canaries = _canaries(settings, report, candidates, live)
+
+    for candidate in candidates:
+        report.nodes[candidate[0].name] = _advance(run, candidate, canaries, claimed, busy)
+
+    if drift is not None and verify:
+        _start_checks(run, drift, sorted(verify, key=lambda item: (item[0], item[1].name)))
+    for change in removals:
+        if change.kind == "MultiNicNodeConfig":
+            report.nodes[change.name] = _remove(run, change, live.get(change.name), claimed)
+    return report
+
+
+def _sort(run: _Step, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], held: Mapping[str, Hold] | None,
+          drift: DriftSettings | None) -> tuple[list[Candidate], list[tuple[float, NodeConfig, LiveNode, str]]]:
+    """Each node's state when it needs no Job (into the report), else a candidate for one; and the
+    nodes due a drift check."""
+    report, revision = run.report, run.revision
     checking = drift is not None and drift.interval_seconds is not None
     candidates: list[Candidate] = []
     verify: list[tuple[float, NodeConfig, LiveNode, str]] = []  # (last check, ...) of nodes due a drift check
@@ -241,78 +261,68 @@ def step(kube: Kube, nodes: dict[str, NodeConfig], live: dict[str, LiveNode], re
             candidates.append((node, cr, digest, attempt, retry, _repair_of(cr) if repairing else None, None))
         else:
             report.nodes[name] = state
-    report.failures = sum(1 for s in report.nodes.values() if s.state == "failed" and s.rollout == revision)
-    canaries = _canaries(settings, report, candidates, live)
+    return candidates, verify
 
-    for node, cr, digest, attempt, retry, repair, found in candidates:
-        name = node.name
-        host = node.spec.node_name
-        ident = identity(cr, digest, attempt, repair)
-        job_name = jobs.job_name("apply", host, ident)
-        kept_host = cr.status.get("nodeName") or None
-        # A repair re-applies the spec the node already had: it keeps that rollout, its budget and canaries.
-        node_rollout = (cr.status.get("appliedRevision") or revision) if repair else revision
 
-        def waiting(state: State, message: str, *, job: str | None = None, changed: bool = False) -> NodeState:
-            return NodeState(name, state, digest, job, message=message, changed=changed, host=kept_host,  # noqa: B023
-                             attempt=attempt, rollout=node_rollout, drift=found, repair=repair)  # noqa: B023
-        if settings.suspend or cr.annotations.get(ANNOTATION_SUSPEND, "").lower() == "true":
-            why = ("rollout.suspend in reconciler.yaml" if settings.suspend
-                   else f"annotation {ANNOTATION_SUSPEND} on this node")
-            report.nodes[name] = waiting("suspended", f"rollout suspended ({why})", changed=True)
-            continue
-        if not retry and report.failures >= max(1, settings.max_failures):  # 0: stop at the first failure
-            report.stalled = True
-            report.nodes[name] = waiting("stalled", (
-                f"rollout of revision {_short(revision)} stopped after {report.failures} failed node(s) "
-                f"(maxFailures {settings.max_failures})"))
-            continue
-        behind_canary = None if repair else canaries.get(name)
-        if behind_canary is not None:
-            state_name: State = "stalled" if behind_canary.startswith("canary") else "pending"
-            report.stalled = report.stalled or state_name == "stalled"
-            report.nodes[name] = waiting(state_name, behind_canary)
-            continue
-        # A nodeName change: the old host is cleaned first (unless another node file names it now).
-        old_host = cr.status.get("nodeName")
-        if old_host and old_host != host and claimed.get(old_host) in (None, name):
-            report.nodes[name] = _move(run, node, cr, digest, old_host, attempt)
-            if report.nodes[name].state != "removed":
-                continue
-            kept_host = None
-        other = busy.get(host)
-        if other is not None and other != job_name:
-            report.nodes[name] = waiting("pending", f"waiting for the running Job {other} on node {host} to finish",
-                                         job=other)
-            continue
-        if not run.slot_free():
-            report.nodes[name] = waiting("pending", (
-                f"waiting for a rollout slot ({report.running}/{settings.max_parallel} node Jobs running)"))
-            continue
-        renderer, problem = _renderer(run, node)
-        if renderer is None:
-            report.nodes[name] = waiting("unschedulable", problem, changed=True)
-            continue
-        job = jobs.node_job("apply", node, namespace=kube.namespace, identity=ident, spec_hash=digest,
-                            generation=cr.generation, revision=node_rollout if repair else revision,
-                            renderer=renderer, settings=job_settings, owner_uid=cr.uid)
-        try:
-            created = run.start(job, host)
-        except KubeError as exc:
-            report.nodes[name] = waiting("pending", f"could not create Job: {exc}")
-            continue
-        # The same words as a later cycle's "running": the status must not change just because a
-        # cycle passed (that would be one needless status write per started Job).
-        report.nodes[name] = NodeState(name, "running", digest, job_name, node_rollout,
-                                       message=f"Job {job_name} running", changed=created, host=host,
-                                       attempt=attempt, rollout=node_rollout, drift=found, repair=repair)
+def _advance(run: _Step, candidate: Candidate, canaries: Mapping[str, str], claimed: Mapping[str, str],
+             busy: Mapping[str, str]) -> NodeState:
+    """What happens to a node that needs a Job this cycle: held back (suspended, stalled, canary,
+    a busy host, no slot, no renderer), its old host cleaned first, or its Job started."""
+    kube, settings, job_settings, report, revision = run.kube, run.settings, run.job_settings, run.report, run.revision
+    node, cr, digest, attempt, retry, repair, found = candidate
+    name = node.name
+    host = node.spec.node_name
+    ident = identity(cr, digest, attempt, repair)
+    job_name = jobs.job_name("apply", host, ident)
+    kept_host = cr.status.get("nodeName") or None
+    # A repair re-applies the spec the node already had: it keeps that rollout, its budget and canaries.
+    node_rollout = (cr.status.get("appliedRevision") or revision) if repair else revision
 
-    if drift is not None and verify:
-        _start_checks(run, drift, sorted(verify, key=lambda item: (item[0], item[1].name)))
-    for change in removals:
-        if change.kind == "MultiNicNodeConfig":
-            report.nodes[change.name] = _remove(run, change, live.get(change.name), claimed)
-    return report
+    def waiting(state: State, message: str, *, job: str | None = None, changed: bool = False) -> NodeState:
+        return NodeState(name, state, digest, job, message=message, changed=changed, host=kept_host,
+                         attempt=attempt, rollout=node_rollout, drift=found, repair=repair)
+    if settings.suspend or cr.annotations.get(ANNOTATION_SUSPEND, "").lower() == "true":
+        why = ("rollout.suspend in reconciler.yaml" if settings.suspend
+               else f"annotation {ANNOTATION_SUSPEND} on this node")
+        return waiting("suspended", f"rollout suspended ({why})", changed=True)
+    if not retry and report.failures >= max(1, settings.max_failures):  # 0: stop at the first failure
+        report.stalled = True
+        return waiting("stalled", (
+            f"rollout of revision {_short(revision)} stopped after {report.failures} failed node(s) "
+            f"(maxFailures {settings.max_failures})"))
+    behind_canary = None if repair else canaries.get(name)
+    if behind_canary is not None:
+        state_name: State = "stalled" if behind_canary.startswith("canary") else "pending"
+        report.stalled = report.stalled or state_name == "stalled"
+        return waiting(state_name, behind_canary)
+    # A nodeName change: the old host is cleaned first (unless another node file names it now).
+    old_host = cr.status.get("nodeName")
+    if old_host and old_host != host and claimed.get(old_host) in (None, name):
+        moved = _move(run, node, cr, digest, old_host, attempt)
+        if moved.state != "removed":
+            return moved
+        kept_host = None
+    other = busy.get(host)
+    if other is not None and other != job_name:
+        return waiting("pending", f"waiting for the running Job {other} on node {host} to finish", job=other)
+    if not run.slot_free():
+        return waiting("pending", (
+            f"waiting for a rollout slot ({report.running}/{settings.max_parallel} node Jobs running)"))
+    renderer, problem = _renderer(run, node)
+    if renderer is None:
+        return waiting("unschedulable", problem, changed=True)
+    job = jobs.node_job("apply", node, namespace=kube.namespace, identity=ident, spec_hash=digest,
+                        generation=cr.generation, revision=node_rollout if repair else revision,
+                        renderer=renderer, settings=job_settings, owner_uid=cr.uid)
+    try:
+        created = run.start(job, host)
+    except KubeError as exc:
+        return waiting("pending", f"could not create Job: {exc}")
+    # The same words as a later cycle's "running": the status must not change just because a
+    # cycle passed (that would be one needless status write per started Job).
+    return NodeState(name, "running", digest, job_name, node_rollout, message=f"Job {job_name} running",
+                     changed=created, host=host, attempt=attempt, rollout=node_rollout, drift=found, repair=repair)
+
 
 
 def _short(revision: str | None) -> str:
