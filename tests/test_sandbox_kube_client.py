@@ -567,5 +567,7 @@ def test_deleting_a_namespace_deletes_what_is_in_it(sandbox: KubeSandbox,
                                                     core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(NS, {"metadata": {"name": "a"}})
     core.delete_namespace(NS)
+    # As on a real apiserver the namespace controller empties it asynchronously (Terminating first).
+    sandbox.wait_until(lambda: sandbox.get("v1", "Namespace", NS) is None, timeout=30,
+                       message="the namespace was not deleted within 30 s")
     assert sandbox.get("v1", "ConfigMap", "a", NS) is None
-    assert sandbox.get("v1", "Namespace", NS) is None

@@ -173,12 +173,18 @@ def test_a_stalled_rollout_says_why(tmp_path: Path) -> None:
         text = (world.user / "reconciler.yaml").read_text()
         revision = world.push("one failure stalls",
                               {"reconciler.yaml": text.replace("maxFailures: 5", "maxFailures: 1")})
-        for _ in range(30):
+        # Until the rollout has stopped: stalled, and the Jobs already running have finished (while
+        # any runs, status commits keep to minInterval, 60 s by default). Bounded by time: real
+        # agent pods take longer on a loaded machine.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
             world.cycle()
             rollout = world.runner.last_cycle.rollout if world.runner.last_cycle else None
-            if rollout and rollout.stalled:
+            if rollout and rollout.stalled and not rollout.in_flight:
                 break
             time.sleep(0.2)
+        else:
+            raise AssertionError("the rollout did not stop within 180 s")
         world.cycle()
         readme = world.readme()
         # The stall names the rollout it belongs to (its revision): a new revision starts a new budget.
