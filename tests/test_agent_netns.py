@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.netns import require_root_and_ip, veth_pair
 from test_agent_support import IP, REPO, node_doc, write_doc
 
 pytestmark = pytest.mark.root
@@ -82,29 +83,13 @@ class Netns:
 
 @pytest.fixture
 def netns() -> Iterator[Netns]:
-    if IP is None or os.geteuid() != 0:
-        reason = "needs root and iproute2 to create network namespaces"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI runs as root, so this must run there")
-        pytest.skip(reason)
+    ip = require_root_and_ip(IP)
     ns = Netns()
-    try:
-        sh(str(IP), "netns", "add", ns.node)
-        sh(str(IP), "netns", "add", ns.peer)
-        # Created inside the node namespace with its peer end placed straight into the peer
-        # namespace: neither end ever exists in the host's namespace.
-        ns.ip("link", "add", ns.dev, "type", "veth", "peer", "name", "vp0", "netns", ns.peer)
-        ns.ip("link", "set", "dev", ns.dev, "address", MAC)
-        sh(str(IP), "-n", ns.peer, "link", "set", "vp0", "up")
-        sh(str(IP), "-n", ns.peer, "addr", "add", "10.77.0.1/24", "dev", "vp0")
-        sh(str(IP), "-n", ns.peer, "addr", "add", "fd77::1/64", "dev", "vp0", "nodad")
+    with veth_pair(ip, ns.node, ns.peer, ns.dev, MAC, ["10.77.0.1/24", "fd77::1/64"]):
         # The "before" state the agent finds (and a rollback must bring back).
         ns.ip("link", "set", "dev", ns.dev, "up")
         ns.ip("addr", "add", "10.99.0.2/24", "dev", ns.dev)
         yield ns
-    finally:
-        for name in (ns.node, ns.peer):
-            subprocess.run([str(IP), "netns", "del", name], capture_output=True, check=False)
 
 
 def test_apply_in_a_namespace_renames_sets_mtu_addresses_and_routes_then_changes_nothing(

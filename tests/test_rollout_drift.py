@@ -12,7 +12,6 @@ The drift interval is 1m (the schema's minimum); the reconcile cycles run on the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from multinic_sandbox.harness.fleet import AgentHosts
+from support.netns import require_root_and_ip, veth_pair
 from support.reconcile import NAMESPACE, NODE_KIND, ReconcileEnv, git_repo, start_env, write_doc
 from test_agent_support import IP
 
@@ -63,24 +63,11 @@ class Host:
 
 @pytest.fixture
 def host() -> Iterator[Host]:
-    if IP is None or os.geteuid() != 0:
-        reason = "needs root and iproute2 to create network namespaces"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI runs as root, so this must run there")
-        pytest.skip(reason)
+    ip = require_root_and_ip(IP)
     ns = Host()
-    try:
-        sh(str(IP), "netns", "add", ns.node)
-        sh(str(IP), "netns", "add", ns.peer)
-        ns.ip("link", "add", ns.dev, "type", "veth", "peer", "name", "vp0", "netns", ns.peer)
-        ns.ip("link", "set", "dev", ns.dev, "address", MAC)
-        sh(str(IP), "-n", ns.peer, "link", "set", "vp0", "up")
-        sh(str(IP), "-n", ns.peer, "addr", "add", "10.77.10.1/24", "dev", "vp0")
+    with veth_pair(ip, ns.node, ns.peer, ns.dev, MAC, ["10.77.10.1/24"]):
         ns.ip("link", "set", "dev", ns.dev, "up")
         yield ns
-    finally:
-        for name in (ns.node, ns.peer):
-            subprocess.run([str(IP), "netns", "del", name], capture_output=True, check=False)
 
 
 def make_env(tmp_path: Path, host: Host, policy: str) -> Iterator[ReconcileEnv]:
