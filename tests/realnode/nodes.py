@@ -31,6 +31,14 @@ from reconciler.kube import jobs
 
 ROCKY_9 = ('NAME="Rocky Linux"\nVERSION="9.4 (Blue Onyx)"\nID="rocky"\nID_LIKE="rhel centos fedora"\n'
            'VERSION_ID="9.4"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n')
+ROCKY_8 = ('NAME="Rocky Linux"\nVERSION="8.10 (Green Obsidian)"\nID="rocky"\nID_LIKE="rhel centos fedora"\n'
+           'VERSION_ID="8.10"\nPRETTY_NAME="Rocky Linux 8.10 (Green Obsidian)"\n')
+RHEL8_LAYER = "opt/rhel8"  # in the tree: NetworkManager with ifcfg-rh (scripts/realnode.sh)
+
+
+def os_image(release: str) -> str:
+    """What the kubelet reports as ``osImage`` for this os-release (its PRETTY_NAME)."""
+    return next(line.split("=", 1)[1].strip('"') for line in release.splitlines() if line.startswith("PRETTY_NAME="))
 
 
 def sh(*argv: str, timeout: float = 60, check: bool = True) -> str:
@@ -57,11 +65,17 @@ def job_pod(doc: dict[str, Any], job_type: str = "apply", os_image: str = "Rocky
 
 
 class NspawnNode:
-    """One booted node. ``add_nic`` before ``boot``; ``stop`` tears everything down."""
+    """One booted node. ``add_nic`` before ``boot``; ``stop`` tears everything down.
 
-    def __init__(self, tree: Path, tmp: Path, name: str = "node-1") -> None:
+    ``release`` is its /etc/os-release (RHEL 9 by default: NetworkManager with keyfiles);
+    ``rhel8`` lays the tree's RHEL 8 layer over it (NetworkManager with ifcfg-rh and keyfile,
+    ``plugins=ifcfg-rh,keyfile``), as on RHEL 8."""
+
+    def __init__(self, tree: Path, tmp: Path, name: str = "node-1", release: str = ROCKY_9,
+                 rhel8: bool = False) -> None:
         tag = uuid.uuid4().hex[:6]
-        self.tree, self.name = tree, name
+        self.tree, self.name, self.release, self.rhel8 = tree, name, release, rhel8
+        self.os_image = os_image(release)
         self.netns, self.peer = f"mnr-node-{tag}", f"mnr-peer-{tag}"
         self.dir = tmp / f"nspawn-{tag}"
         self.merged = self.dir / "merged"
@@ -80,9 +94,13 @@ class NspawnNode:
         sh("mount", "-t", "overlay", "overlay", "-o",
            f"lowerdir={self.tree},upperdir={self.dir / 'upper'},workdir={self.dir / 'work'}", str(self.merged))
         self._mounted = True
+        if self.rhel8:  # laid over / on the node's overlay (as the QEMU tier does in the guest)
+            if not (self.tree / RHEL8_LAYER / "usr/sbin/NetworkManager").is_file():
+                raise RuntimeError(f"the tree has no RHEL 8 layer ({RHEL8_LAYER}): rebuild it with scripts/realnode.sh")
+            sh("cp", "-a", f"{self.tree / RHEL8_LAYER}/.", f"{self.merged}/")
         etc = self.merged / "etc"
         (etc / "os-release").unlink()
-        (etc / "os-release").write_text(ROCKY_9)  # NetworkManager + keyfiles, as on RHEL 9
+        (etc / "os-release").write_text(self.release)
         (etc / "hostname").write_text(self.name + "\n")
         # the node's /run/dbus, shared with the host side so the Job's hostPath of the D-Bus socket exists
         (self.dir / "dbus").mkdir()
@@ -221,9 +239,9 @@ class NspawnNode:
         return out
 
     # -- the Job -------------------------------------------------------------------------------
-    def job_pod(self, doc: dict[str, Any], job_type: str = "apply", os_image: str = "Rocky Linux 9.4 (Blue Onyx)",
-                **settings: Any) -> dict[str, Any]:
-        return job_pod(doc, job_type, os_image, **settings)
+    def job_pod(self, doc: dict[str, Any], job_type: str = "apply", **settings: Any) -> dict[str, Any]:
+        """The pod of the Job the controller builds for this node (its Node's osImage is ours)."""
+        return job_pod(doc, job_type, self.os_image, **settings)
 
     def run_job(self, doc: dict[str, Any], job_type: str = "apply", **settings: Any) -> tuple[int, dict[str, Any]]:
         """Run the Job's pod on this node; (exit code, the agent's result from the termination message)."""

@@ -1,12 +1,13 @@
 """nspawn tier: a booted node with a real NetworkManager, configured by the Job the controller
-builds for a RHEL 9-family node (keyfiles + .link files), through the node's own D-Bus.
+builds for a RHEL 9-family node (keyfiles + .link files), through the node's own D-Bus; and an
+RHEL 8 node (ifcfg files read by NetworkManager's ifcfg-rh plugin, the tree's RHEL 8 layer).
 
 Every test starts from a node where the operator's own profile ``pre-ens19`` is active on ens19
 (10.1.0.9/24) and ens20 is unconfigured; a failure (a missing NIC, a NIC without carrier, a wrong
 route, a failing probe) must leave exactly that: the same files, the same active connections, the
 same names, MTUs, addresses and routes; the failures run end to end through the reconciler and
-the kube sandbox and must be reported once, with one Job and no second run. (Debian's NetworkManager has
-no ifcfg-rh plugin, so ifcfg is covered by the fast suites only.)
+the kube sandbox and must be reported once, with one Job and no second run. The RHEL 8 node starts
+from the installer's ``ifcfg-ens19`` active on ens19 and must come back to it the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NspawnNode
+from nodes import ROCKY_8, NspawnNode
 from support.reconcile import NAMESPACE, git_repo, settings_doc, start_env, write_doc
 
 from reconciler.kube import jobs
@@ -165,3 +167,87 @@ def test_the_remove_job_takes_our_profiles_away_and_leaves_the_operators(node: N
     assert set(node.files(*DIRS)) == {"/etc/NetworkManager/system-connections/pre-ens19.nmconnection"}
     assert "storage0" not in node.active().values() and "backup0" not in node.active().values()
     assert node.live()["bc:24:11:00:00:02"]["addresses"] == []
+
+
+# -- RHEL 8: ifcfg files, read by NetworkManager's ifcfg-rh plugin ------------------------------
+
+IFCFG_DIRS = ("/etc/sysconfig/network-scripts", "/etc/NetworkManager/system-connections")
+INSTALLER_IFCFG = ("# written by the installer\nTYPE=Ethernet\nBOOTPROTO=none\nNAME=ens19\nDEVICE=ens19\n"
+                   "ONBOOT=yes\nIPADDR=10.1.0.9\nPREFIX=24\nIPV6INIT=no\n")
+
+
+@pytest.fixture
+def rhel8(debian_tree: Path, tmp_path: Path) -> Iterator[NspawnNode]:
+    node = NspawnNode(debian_tree, tmp_path, release=ROCKY_8, rhel8=True)
+    try:
+        node.start()
+        node.add_nic("ens19", "bc:24:11:00:00:01", ("10.1.0.1/24", "fd01::1/64"), peer_mtu=9000)
+        node.add_nic("ens20", "bc:24:11:00:00:02", ("10.2.0.1/24",))
+        (node.root / "etc/sysconfig/network-scripts/ifcfg-ens19").write_text(INSTALLER_IFCFG)
+        node.boot()
+        node.nmcli("connection", "up", "id", "ens19")
+        yield node
+    finally:
+        node.stop()
+
+
+def profile_files(node: NspawnNode) -> dict[str, str]:
+    """connection id -> the file NetworkManager loaded it from (which plugin read it)."""
+    out = {}
+    for line in node.nmcli("-g", "NAME,FILENAME", "connection", "show").splitlines():
+        name, _, filename = line.partition(":")
+        out[name] = filename
+    return out
+
+
+def test_rhel8_ifcfg_files_are_read_by_ifcfg_rh_verified_probed_and_a_rerun_changes_nothing(rhel8: NspawnNode) -> None:
+    assert rhel8.active() == {"ens19": "ens19"}
+    code, result = rhel8.run_job(doc(STORAGE, BACKUP))
+    assert code == 0 and result["outcome"] == "applied", result
+    assert result["renderer"] == "ifcfg" and result["os"] == "rocky 8.10"
+    live = rhel8.live()
+    assert live["bc:24:11:00:00:01"] == {
+        "name": "storage0", "mtu": 9000, "up": True, "addresses": ["10.1.0.5/24", "fd01::5/64"],
+        # route-storage0 (METRIC0=50) and route6-storage0 (metric 100, as the renderer states it)
+        "routes": sorted([("10.8.0.0/16", "10.1.0.1", 50), ("fd08::/48", "fd01::1", 100)], key=str),
+    }
+    assert live["bc:24:11:00:00:02"]["name"] == "backup0"
+    assert live["bc:24:11:00:00:02"]["addresses"] == ["10.2.0.5/24"]
+    assert rhel8.active() == {"storage0": "storage0", "backup0": "backup0"}
+    # NetworkManager read them through ifcfg-rh (the keyfile plugin cannot read these files)
+    files = profile_files(rhel8)
+    assert files["storage0"] == "/etc/sysconfig/network-scripts/ifcfg-storage0"
+    assert files["backup0"] == "/etc/sysconfig/network-scripts/ifcfg-backup0"
+    written = rhel8.files(*IFCFG_DIRS)
+    assert set(written) == {f"/etc/sysconfig/network-scripts/{f}" for f in
+                            ("ifcfg-ens19", "ifcfg-storage0", "route-storage0", "route6-storage0", "ifcfg-backup0")}
+    assert written["/etc/sysconfig/network-scripts/ifcfg-ens19"] == INSTALLER_IFCFG.encode()
+
+    code, again = rhel8.run_job(doc(STORAGE, BACKUP))
+    assert code == 0 and again["outcome"] == "unchanged", again
+    assert rhel8.live() == live and rhel8.files(*IFCFG_DIRS) == written
+
+
+def test_rhel8_a_missing_nic_rolls_back_to_the_installers_profile(rhel8: NspawnNode) -> None:
+    before = rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()
+    code, result = rhel8.run_job(doc(STORAGE, BACKUP, GHOST))
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "match", result
+    assert "bc:24:11:00:00:99" in result["interfaces"][2]["error"]
+    assert (rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()) == before
+
+
+def test_rhel8_a_failing_probe_after_activation_restores_the_node(rhel8: NspawnNode) -> None:
+    before = rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()
+    failing = {**STORAGE, "probes": [{"ping": "10.1.0.77", "timeoutSeconds": 2}]}
+    code, result = rhel8.run_job(doc(failing, BACKUP))
+    assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "probe", result
+    assert "ping 10.1.0.77 failed" in result["interfaces"][0]["error"]
+    assert (rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()) == before
+
+
+def test_rhel8_the_remove_job_takes_our_ifcfg_files_away_and_leaves_the_installers(rhel8: NspawnNode) -> None:
+    assert rhel8.run_job(doc(STORAGE, BACKUP))[0] == 0
+    code, result = rhel8.run_job(doc(STORAGE, BACKUP), "remove")
+    assert code == 0 and result["outcome"] == "removed", result
+    assert set(rhel8.files(*IFCFG_DIRS)) == {"/etc/sysconfig/network-scripts/ifcfg-ens19"}
+    assert "storage0" not in rhel8.active().values() and "backup0" not in rhel8.active().values()

@@ -8,8 +8,12 @@ equal live state after the apply (names, MTUs, addresses, routes with their metr
   keyfiles into NetworkManager over D-Bus and activates them; the ``.link`` files rename at boot.
   backup0's route has no metric in the spec: its keyfile says 100, live and after the boot (left
   to NetworkManager it would be 101 live on the second NIC and 100 after the boot).
+* ``ifcfg``: an RHEL 8-style node (the tree's RHEL 8 layer laid over it: NetworkManager with
+  ifcfg-rh, ``plugins=ifcfg-rh,keyfile``, networkd off); NetworkManager reads the ifcfg and route
+  files; at boot udev renames each NIC to the DEVICE of the ifcfg file with its HWADDR, as
+  initscripts' ``60-net.rules`` does on RHEL 8.
 
-Both VMs boot twice (apply, then reboot) and run side by side: about a minute per boot on an idle
+The VMs boot twice each (apply, then reboot) and run side by side: about a minute per boot on an idle
 2-core machine, so this module adds about two to three minutes to CI (5 min 48 s measured with a
 load average of 10-15 from other work on 2 cores, including the one-off disk image).
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import job_pod
+from nodes import ROCKY_8, job_pod
 from vm import ROCKY, UBUNTU, QemuNode, available
 
 NICS: list[dict[str, Any]] = [
@@ -41,6 +45,12 @@ STACKS = {
     "keyfile": ("Rocky Linux 9.4 (Blue Onyx)", ROCKY,
                 "systemctl disable --now systemd-networkd.service systemd-networkd.socket\n"
                 "nm-online -s -q -t 60\n"),
+    "ifcfg": ("Rocky Linux 8.10 (Green Obsidian)", ROCKY_8,
+              "systemctl disable --now systemd-networkd.service systemd-networkd.socket\n"
+              "cp -a /opt/rhel8/. /\n"  # NetworkManager with ifcfg-rh, the udev rename of RHEL 8
+              "udevadm control --reload\n"
+              "systemctl restart NetworkManager.service\n"
+              "nm-online -s -q -t 60\n"),
 }
 
 
@@ -94,13 +104,13 @@ def test_the_job_configures_the_vm_through_its_own_stack(vms: dict[str, Any], st
         assert state["addresses"] == sorted(nic["addresses"])
         assert state["mtu"] == nic.get("mtu", 1500)
         for route in nic["routes"]:
-            # keyfile: a route without a metric gets the 100 its keyfile states (on every NIC)
-            metric = route.get("metric", 100 if stack == "keyfile" else None)
+            # keyfile, ifcfg: a route without a metric gets the 100 its file states (on every NIC)
+            metric = route.get("metric", 100 if stack in ("keyfile", "ifcfg") else None)
             assert any(r[0] == route["to"] and r[1] == route["via"] and (metric is None or r[2] == metric)
                        for r in state["routes"]), (route, state["routes"])
 
 
-# For keyfile this holds because the files state every metric: a route without one would get
+# For keyfile and ifcfg this holds because the files state every metric: a route without one would get
 # NetworkManager's per-device default, reserved at activation (101 live on the second NIC, 100 at boot).
 @pytest.mark.parametrize("stack", sorted(STACKS))
 def test_after_a_reboot_the_live_state_equals_the_state_after_apply(vms: dict[str, Any], stack: str) -> None:
