@@ -47,9 +47,12 @@ STACKS = {
                 "nm-online -s -q -t 60\n"),
     "ifcfg": ("Rocky Linux 8.10 (Green Obsidian)", ROCKY_8,
               "systemctl disable --now systemd-networkd.service systemd-networkd.socket\n"
-              "cp -a /opt/rhel8/. /\n"  # NetworkManager with ifcfg-rh, the udev rename of RHEL 8
+              # NetworkManager with ifcfg-rh, the udev rename of RHEL 8 (the daemon stopped first:
+              # a running executable cannot be overwritten)
+              "systemctl stop NetworkManager.service\n"
+              "cp -a /opt/rhel8/. / || exit 1\n"
               "udevadm control --reload\n"
-              "systemctl restart NetworkManager.service\n"
+              "systemctl start NetworkManager.service\n"
               "nm-online -s -q -t 60\n"),
 }
 
