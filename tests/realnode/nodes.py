@@ -26,19 +26,16 @@ from typing import Any
 from multinic_sandbox.harness import podrun
 from multinic_sandbox.kube.node_model import Outcome, fail, succeed
 
+from reconciler.agent.osdetect import read_os_release
 from reconciler.config.models import NodeConfig
 from reconciler.kube import jobs
+from reconciler.nodejob.renderers import os_image_from_release
 
 ROCKY_9 = ('NAME="Rocky Linux"\nVERSION="9.4 (Blue Onyx)"\nID="rocky"\nID_LIKE="rhel centos fedora"\n'
            'VERSION_ID="9.4"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n')
 ROCKY_8 = ('NAME="Rocky Linux"\nVERSION="8.10 (Green Obsidian)"\nID="rocky"\nID_LIKE="rhel centos fedora"\n'
            'VERSION_ID="8.10"\nPRETTY_NAME="Rocky Linux 8.10 (Green Obsidian)"\n')
 RHEL8_LAYER = "opt/rhel8"  # in the tree: NetworkManager with ifcfg-rh (scripts/realnode.sh)
-
-
-def os_image(release: str) -> str:
-    """What the kubelet reports as ``osImage`` for this os-release (its PRETTY_NAME)."""
-    return next(line.split("=", 1)[1].strip('"') for line in release.splitlines() if line.startswith("PRETTY_NAME="))
 
 
 def sh(*argv: str, timeout: float = 60, check: bool = True) -> str:
@@ -75,7 +72,6 @@ class NspawnNode:
                  rhel8: bool = False) -> None:
         tag = uuid.uuid4().hex[:6]
         self.tree, self.name, self.release, self.rhel8 = tree, name, release, rhel8
-        self.os_image = os_image(release)
         self.netns, self.peer = f"mnr-node-{tag}", f"mnr-peer-{tag}"
         self.dir = tmp / f"nspawn-{tag}"
         self.merged = self.dir / "merged"
@@ -239,6 +235,11 @@ class NspawnNode:
         return out
 
     # -- the Job -------------------------------------------------------------------------------
+    @property
+    def os_image(self) -> str:
+        """What the kubelet reports as this node's ``status.nodeInfo.osImage`` (from its os-release)."""
+        return os_image_from_release(read_os_release(self.root))
+
     def job_pod(self, doc: dict[str, Any], job_type: str = "apply", **settings: Any) -> dict[str, Any]:
         """The pod of the Job the controller builds for this node (its Node's osImage is ours)."""
         return job_pod(doc, job_type, self.os_image, **settings)

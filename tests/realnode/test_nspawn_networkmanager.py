@@ -53,8 +53,10 @@ def node(nspawn_node: NspawnNode) -> NspawnNode:
     return nspawn_node
 
 
-def snapshot(node: NspawnNode) -> tuple[dict[str, Any], dict[str, str], dict[str, bytes], list[str]]:
-    return node.live(), node.active(), node.files(*DIRS), node.routes()
+def snapshot(node: NspawnNode, dirs: tuple[str, ...] = DIRS) -> tuple[dict[str, Any], dict[str, str],
+                                                                      dict[str, bytes], list[str]]:
+    """Everything a rollback must restore: live state, active connections, files, routing table."""
+    return node.live(), node.active(), node.files(*dirs), node.routes()
 
 
 def test_keyfiles_are_applied_by_networkmanager_verified_probed_and_a_rerun_changes_nothing(node: NspawnNode) -> None:
@@ -229,20 +231,20 @@ def test_rhel8_ifcfg_files_are_read_by_ifcfg_rh_verified_probed_and_a_rerun_chan
 
 
 def test_rhel8_a_missing_nic_rolls_back_to_the_installers_profile(rhel8: NspawnNode) -> None:
-    before = rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()
+    before = snapshot(rhel8, IFCFG_DIRS)
     code, result = rhel8.run_job(doc(STORAGE, BACKUP, GHOST))
     assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "match", result
     assert "bc:24:11:00:00:99" in result["interfaces"][2]["error"]
-    assert (rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()) == before
+    assert snapshot(rhel8, IFCFG_DIRS) == before
 
 
 def test_rhel8_a_failing_probe_after_activation_restores_the_node(rhel8: NspawnNode) -> None:
-    before = rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()
+    before = snapshot(rhel8, IFCFG_DIRS)
     failing = {**STORAGE, "probes": [{"ping": "10.1.0.77", "timeoutSeconds": 2}]}
     code, result = rhel8.run_job(doc(failing, BACKUP))
     assert code == 1 and result["outcome"] == "rolled-back" and result["step"] == "probe", result
     assert "ping 10.1.0.77 failed" in result["interfaces"][0]["error"]
-    assert (rhel8.live(), rhel8.active(), rhel8.files(*IFCFG_DIRS), rhel8.routes()) == before
+    assert snapshot(rhel8, IFCFG_DIRS) == before
 
 
 def test_rhel8_the_remove_job_takes_our_ifcfg_files_away_and_leaves_the_installers(rhel8: NspawnNode) -> None:
