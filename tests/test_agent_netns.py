@@ -147,6 +147,30 @@ def test_a_rollback_brings_back_the_original_name_mtu_and_addresses(netns: Netns
     assert not (tmp_path / "etc-root/etc/netplan/90-multinic.yaml").exists()
 
 
+def test_a_nic_is_renamed_to_a_name_it_holds_as_an_alternative_name(netns: Netns, tmp_path: Path) -> None:
+    # udev gives a NIC its other predictable names as altnames (ens6 also answers to enp0s6), and
+    # after a rename its old name too; the kernel refuses a name any NIC holds, its own altnames
+    # included. A spec naming the NIC by one of them, and every rollback after a rename on a node
+    # with udev, needs that altname dropped first.
+    netns.ip("link", "property", "add", "dev", netns.dev, "altname", "multinic0")
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 0 and result["outcome"] == "applied", result
+    assert netns.link()["ifname"] == "multinic0" and "multinic0" not in netns.link().get("altnames", [])
+
+
+def test_a_name_another_nic_holds_as_an_altname_is_refused_and_rolled_back(netns: Netns, tmp_path: Path) -> None:
+    netns.ip("link", "add", "other0", "type", "veth", "peer", "name", "other1")
+    netns.ip("link", "property", "add", "dev", "other0", "altname", "multinic0")
+    before = netns.state()
+    config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
+    code, result = netns.agent(config, tmp_path / "etc-root")
+    assert code == 1 and result["outcome"] == "rolled-back", result
+    assert "File exists" in result["error"], result["error"]
+    assert netns.state() == before
+    assert "multinic0" in json.loads(netns.ip("-j", "link", "show", "dev", "other0"))[0]["altnames"]
+
+
 def test_remove_deletes_our_file_and_flushes_the_addresses_it_gave(netns: Netns, tmp_path: Path) -> None:
     config = write_doc(tmp_path / "node.yaml", node_doc([NIC], osFamily="ubuntu"))
     assert netns.agent(config, tmp_path / "etc-root")[0] == 0

@@ -15,7 +15,8 @@ brings the live state back.
   was, route metrics included (NetworkManager reserves a default metric per active device).
 * ``netplan`` (Ubuntu): netplan's own D-Bus service on the node (``io.netplan.Netplan``, via
   ``dbus-send``): ``Generate`` validates, ``Apply`` activates through systemd-networkd or
-  NetworkManager, exactly what a boot does; rollback = ``Apply`` on the restored file. With a
+  NetworkManager, exactly what a boot does; rollback gives each NIC its name and MTU back (netplan
+  leaves a NIC its files no longer name as it is) and then ``Apply``s the restored files. With a
   ``--root`` other than ``/`` (image builds, tests) it runs ``chroot <root> netplan …`` instead.
 * ``iproute2``: explicit fallback, no daemon: sets name, MTU, addresses and routes with ``ip``
   directly from the spec (the files are still written, for the next boot). The node's daemon does
@@ -135,7 +136,7 @@ class NetplanActivator:
             run(["netplan", verb], ctx.root)
 
     def prepare(self, ctx: Context) -> None:
-        pass
+        ctx.snapshot["links"] = {t.device: _link_state(t.device) for t in ctx.targets}
 
     def validate(self, ctx: Context) -> None:
         self._netplan(ctx, "generate")
@@ -145,18 +146,73 @@ class NetplanActivator:
         self._netplan(ctx, "apply")
 
     def rollback(self, ctx: Context) -> None:
-        if ctx.activated:
-            self._netplan(ctx, "apply")
-        else:
+        if not ctx.activated:
             self._netplan(ctx, "generate")  # /run's generated config back to the restored files
+            return
+        # netplan apply renames and sets the MTU of the NICs its files name, but leaves a NIC they
+        # no longer name as it is: it would stay renamed (storage0, MTU 9000) until the next boot.
+        # So the names and MTUs go back first, then the restored files are applied to them.
+        errors: list[str] = []
+        before: dict[str, dict[str, Any]] = ctx.snapshot.get("links", {})
+        for target in ctx.targets:
+            try:
+                _restore_link(target, before.get(target.device))
+            except ActivationError as exc:
+                errors.append(str(exc))
+        try:
+            self._netplan(ctx, "apply")
+        except ActivationError as exc:
+            errors.append(str(exc))
+        for target in ctx.targets:
+            try:
+                if before.get(target.device, {}).get("up") and not _is_up(target.device):
+                    run(["ip", "link", "set", "dev", target.device, "up"])
+            except ActivationError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ActivationError("; ".join(errors))
 
 
 def _rename(device: str, name: str) -> None:
-    """Rename a live NIC (it must be down for the kernel to allow it)."""
+    """Rename a live NIC (it must be down for the kernel to allow it).
+
+    udev (systemd 245 and later) gives a NIC its other predictable names as alternative names, and
+    after a rename its old name too (``ens6`` renamed ``storage0`` keeps ``ens6`` as an altname).
+    The kernel refuses a name that any NIC holds, altnames included, so a NIC taking back a name it
+    holds itself drops that altname first; udev may add it a moment after a rename, hence the
+    retries. A name held by another NIC is left alone and the rename fails."""
     if device == name:
         return
     run(["ip", "link", "set", "dev", device, "down"])
-    run(["ip", "link", "set", "dev", device, "name", name])
+    for attempt in range(3):
+        links = ip_json("link", "show", "dev", device)
+        if links and name in links[0].get("altnames", []):
+            run(["ip", "link", "property", "del", "dev", device, "altname", name])
+        try:
+            run(["ip", "link", "set", "dev", device, "name", name])
+            return
+        except ActivationError as exc:
+            if "File exists" not in str(exc) or attempt == 2:
+                raise
+
+
+def _link_state(device: str) -> dict[str, Any]:
+    """What a rollback restores of a NIC the node's daemon may leave as we changed it."""
+    if not Path("/sys/class/net", device).exists():
+        return {"mtu": None, "up": False}
+    links = ip_json("link", "show", "dev", device)
+    link = links[0] if links else {}
+    return {"mtu": link.get("mtu"), "up": "UP" in link.get("flags", [])}
+
+
+def _restore_link(target: Target, before: dict[str, Any] | None) -> None:
+    """Give the NIC of ``target`` back its name (``target.device``) and its MTU from before."""
+    live = target.name if Path("/sys/class/net", target.name).exists() else target.device
+    if not Path("/sys/class/net", live).exists():
+        return  # the NIC is gone (unplugged): nothing live to restore
+    _rename(live, target.device)
+    if before and before.get("mtu") and _link_state(target.device).get("mtu") != before["mtu"]:
+        run(["ip", "link", "set", "dev", target.device, "mtu", str(before["mtu"])])
 
 
 def _nm_profile_file(path: Path) -> bool:
@@ -189,7 +245,7 @@ class NmcliActivator:
             if len(parts) >= 2 and parts[1]:
                 active[parts[1]] = parts[0]
         ctx.snapshot["active"] = {t.device: active.get(t.device, "") for t in ctx.targets}
-        ctx.snapshot["up"] = {t.device: _is_up(t.device) for t in ctx.targets}
+        ctx.snapshot["links"] = {t.device: _link_state(t.device) for t in ctx.targets}
         ctx.snapshot["removed-active"] = {n: active.get(n, "") for n in ctx.removed}
 
     def validate(self, ctx: Context) -> None:
@@ -254,14 +310,13 @@ class NmcliActivator:
             previous: dict[str, str] = ctx.snapshot.get("active", {})
             for target in ctx.targets:
                 try:
-                    if Path("/sys/class/net", target.name).exists() and target.name != target.device:
-                        run(["ip", "link", "set", "dev", target.name, "down"])
-                        run(["ip", "link", "set", "dev", target.name, "name", target.device])
+                    before = ctx.snapshot.get("links", {}).get(target.device)
+                    _restore_link(target, before)
                     if previous.get(target.device):
                         run(["nmcli", "connection", "up", "uuid", previous[target.device]])
                     else:
                         _disconnect(target.device)
-                    if ctx.snapshot.get("up", {}).get(target.device):
+                    if before and before["up"]:
                         run(["ip", "link", "set", "dev", target.device, "up"])
                 except ActivationError as exc:
                     errors.append(str(exc))
@@ -270,8 +325,7 @@ class NmcliActivator:
 
 
 def _is_up(device: str) -> bool:
-    links = ip_json("link", "show", "dev", device)
-    return bool(links) and "UP" in links[0].get("flags", [])
+    return bool(_link_state(device)["up"])
 
 
 def _disconnect(device: str) -> None:

@@ -1,6 +1,12 @@
-"""QEMU tier: two VMs (software emulation), NICs like a Proxmox VM's (virtio-net, bc:24:11:… MACs),
+"""QEMU tier: three VMs (software emulation), NICs like a Proxmox VM's (virtio-net, bc:24:11:… MACs),
 each configured by the Job the controller builds, then rebooted: live state after the boot must
 equal live state after the apply (names, MTUs, addresses, routes with their metrics).
+
+Before that apply, each VM first runs a Job whose probe fails after activation: the agent must
+roll back to exactly the state before it (names, MTU, operstate, addresses, routes). Unlike the
+nspawn nodes these run udev, which gives a renamed NIC its old name as an alternative name; the
+kernel refuses to rename a NIC to a name still held, so a rollback that does not drop it leaves
+the NICs renamed and down until the next boot.
 
 * ``netplan``: an Ubuntu-style node (netplan + systemd-networkd, NetworkManager off); the agent
   validates and applies through netplan's own D-Bus service (Generate, Apply).
@@ -37,6 +43,9 @@ NICS: list[dict[str, Any]] = [
 DOC = {"apiVersion": "multinic.io/v1alpha1", "kind": "MultiNicNodeConfig", "metadata": {"name": "node-1"},
        "spec": {"nodeName": "node-1", "interfaces": NICS}}
 WANT = {i["macAddress"]: {"name": i["name"], "addresses": i["addresses"]} for i in NICS}
+# The same node, but storage0's probe (a peer that never answers) fails once everything is active.
+FAILING = {**DOC, "spec": {**DOC["spec"], "interfaces": [
+    {**NICS[0], "probes": [{"ping": "10.1.0.77", "timeoutSeconds": 2}]}, NICS[1]]}}
 
 STACKS = {
     "netplan": ("Ubuntu 24.04.1 LTS", UBUNTU,
@@ -60,12 +69,15 @@ STACKS = {
 def _exercise(node: QemuNode, stack: str, results: dict[str, Any]) -> None:
     try:
         os_image, os_release, prepare = STACKS[stack]
-        script = (prepare + node.set_os(os_release) + node.run_pod(job_pod(DOC, os_image=os_image), "apply.json")
+        script = (prepare + node.set_os(os_release) + node.capture("before.json", {})
+                  + node.run_pod(job_pod(FAILING, os_image=os_image), "failing.json")
+                  + node.capture("after-rollback.json", {})
+                  + node.run_pod(job_pod(DOC, os_image=os_image), "apply.json")
                   + node.capture("after-apply.json", WANT))
         node.boot(script)
         node.boot(node.capture("after-boot.json", WANT))  # the reboot: no agent, persisted files only
-        results[stack] = {"apply": node.read("apply.json"), "after-apply": node.read("after-apply.json"),
-                          "after-boot": node.read("after-boot.json")}
+        results[stack] = {name: node.read(f"{name}.json") for name in
+                          ("before", "failing", "after-rollback", "apply", "after-apply", "after-boot")}
     except Exception as exc:  # reported by the tests below
         results[stack] = {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -90,6 +102,19 @@ def _result(vms: dict[str, Any], stack: str) -> dict[str, Any]:
     run = vms[stack]
     assert "error" not in run, run.get("error")
     return run
+
+
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_a_probe_failing_after_activation_leaves_the_vm_exactly_as_before(vms: dict[str, Any], stack: str) -> None:
+    run = _result(vms, stack)
+    import json
+
+    assert run["failing"]["exit_code"] == 1, run["failing"]["stderr"][-2000:]
+    result = json.loads(run["failing"]["message"])
+    assert result["outcome"] == "rolled-back" and result["step"] == "probe", result
+    assert result["error"] == "rolled back: probe failed for storage0", result["error"]  # the rollback itself worked
+    assert run["after-rollback"] == run["before"]
+    assert [s["name"] for s in run["before"].values()] == ["ens6", "ens7"]  # what udev named them at boot
 
 
 @pytest.mark.parametrize("stack", sorted(STACKS))
