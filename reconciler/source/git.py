@@ -4,7 +4,8 @@ Layout of ``cache_dir``::
 
     repo.git/              bare, usually shallow; refs/multinic/fetched = last fetched head,
                            refs/multinic/config = the revision handed to the pipeline
-    checkouts/<commit>/    complete exported tree (no .git), renamed into place only once written
+    checkouts/<commit>/    complete exported tree (no .git), renamed into place only once written;
+                           unchanged files are hard links to the previous checkout's (``export``)
     private/               askpass script, temporary index
 
 A poll asks the remote for the pinned ref (``git ls-remote``); only when that moved does it fetch
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from reconciler.source import export
 from reconciler.source.gitcmd import GitAuth, GitError, GitRunner, config_fingerprint, split_credentials
 from reconciler.source.local import Checkout
 
@@ -70,6 +72,7 @@ class GitSource:
         self._fetched: str | None = None  # last fetched head (any commit, status-only included)
         self._rejected: tuple[str, str] | None = None  # (head, reason) that failed verification
         self._ready = False  # cache repository set up by this process
+        self._entries: tuple[str, dict[str, export.Entry]] | None = None  # (commit, listing) of the checkout
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -206,25 +209,45 @@ class GitSource:
         return self._config_fingerprint(revision)
 
     def _export(self, commit: str) -> Checkout:
-        """Writes the commit's complete tree into ``checkouts/<commit>`` (atomically: a rename)."""
+        """Writes the commit's complete tree into ``checkouts/<commit>`` (atomically: a rename).
+
+        From the previous checkout when there is one (only the changed files are written; it is
+        left as it is, a caller may still be reading it), else, or when that is not possible, in full."""
         final = self._checkouts / commit
+        entries = export.listing(self.git, commit)
         if final.is_dir():
-            return Checkout(final, commit)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self._checkouts))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the tree is not secret
+            return self._checkout_of(final, commit, entries)
         index = self.cache_dir / "private" / "export.index"
+        base = self._checkout
+        tmp = self._tmp()
         try:
-            index.unlink(missing_ok=True)
-            env = {"GIT_INDEX_FILE": str(index)}
-            self.git("read-tree", commit, input_env=env)
-            self.git(f"--work-tree={tmp}", "checkout-index", "--all", "--force", input_env=env)
+            try:
+                if base is None or self._entries is None or self._entries[0] != base.revision:
+                    raise export.Unexpected("no previous checkout")
+                written = export.incremental(self.git, commit, tmp, index, base=base.path,
+                                             base_entries=self._entries[1], entries=entries)
+                log.debug("checkout %s: %d of %d files written, the rest linked from %s", commit[:12], written,
+                          len(entries), base.revision[:12])
+            except export.Unexpected as exc:
+                if base is not None:
+                    log.info("checkout %s: full export (%s)", commit[:12], exc)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp = self._tmp()
+                export.full(self.git, commit, tmp, index)
             tmp.rename(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        finally:
-            index.unlink(missing_ok=True)
-        return Checkout(final, commit)
+        return self._checkout_of(final, commit, entries)
+
+    def _tmp(self) -> Path:
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self._checkouts))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the tree is not secret
+        return tmp
+
+    def _checkout_of(self, path: Path, commit: str, entries: dict[str, export.Entry]) -> Checkout:
+        self._entries = (commit, entries)
+        return Checkout(path, commit, blobs=export.blobs(entries))
 
     def _prune(self, keep: str) -> None:
         checkouts = [p for p in self._checkouts.iterdir() if not p.name.startswith(".")]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -12,6 +13,9 @@ class Checkout:
     path: Path
     revision: str | None  # commit id, None when the directory is not a Git work tree
     dirty: bool = False  # uncommitted changes present (the plan then describes the work tree)
+    # repo-relative path -> Git blob id of each regular file, when the source knows them (an exported
+    # commit): a validation then skips reading the files whose blob it checked before
+    blobs: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
