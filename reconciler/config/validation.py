@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import hashlib
 import multiprocessing as mp
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,26 +110,36 @@ class _Checked:
 
 class FileMemo:
     """Each file's own check from the last validation, by path and content: a validation of the
-    next commit re-reads every file (its bytes decide) but parses and checks again only the files
-    whose bytes changed, as a GitOps controller loads only the blobs that changed. The cross-file
-    rules and the desired state are always computed from all files, so the result is exactly that
-    of a fresh validation."""
+    next commit parses and checks again only the files whose content changed, as a GitOps
+    controller loads only the blobs that changed. The content is known by its Git blob id when the
+    checkout comes with them (an exported commit: such a file is not even read), else by its bytes
+    (read and hashed). The cross-file rules and the desired state are always computed from all
+    files, so the result is exactly that of a fresh validation."""
 
     def __init__(self) -> None:
-        self._files: dict[str, tuple[tuple[str, bytes], _Checked]] = {}
+        self._files: dict[str, tuple[tuple[str, str, bytes | str], _Checked]] = {}
         self.reused = 0  # files of the last validation whose check was reused
+        self.read = 0  # files of the last validation read from disk
 
-    def check_all(self, files: list[repo.RepoFile]) -> list[_Checked]:
-        kept, self._files, self.reused = self._files, {}, 0
+    def check_all(self, files: list[repo.RepoFile], blobs: Mapping[str, str] | None = None) -> list[_Checked]:
+        """``blobs``: repo path -> Git blob id of the regular files of the checkout."""
+        kept, self._files, self.reused, self.read = self._files, {}, 0, 0
         out = []
         for item in files:
-            try:
-                raw = documents.read_bytes(item.absolute)
-            except Exception as exc:
-                out.append(_checked(item, _unreadable(item, exc)))
-                continue
-            key = (item.kind, hashlib.blake2b(raw, digest_size=20).digest())
+            blob = blobs.get(item.path) if blobs is not None else None
             previous = kept.get(item.path)
+            key: tuple[str, str, bytes | str] | None = None
+            if blob is not None:
+                key = (item.kind, "blob", blob)
+            if key is None or previous is None or previous[0] != key:
+                try:
+                    raw = documents.read_bytes(item.absolute)
+                except Exception as exc:
+                    out.append(_checked(item, _unreadable(item, exc)))
+                    continue
+                self.read += 1
+                if key is None:
+                    key = (item.kind, "bytes", hashlib.blake2b(raw, digest_size=20).digest())
             if previous is not None and previous[0] == key:
                 self.reused += 1
                 checked = previous[1]
@@ -139,22 +150,25 @@ class FileMemo:
         return out
 
 
-def validate_repo(root: Path | str, *, jobs: int = 1, memo: FileMemo | None = None) -> ValidationResult:
+def validate_repo(root: Path | str, *, jobs: int = 1, memo: FileMemo | None = None,
+                  blobs: Mapping[str, str] | None = None) -> ValidationResult:
     """``memo``: carried from one validation to the next (the loop), so unchanged files are not
-    parsed and checked again."""
+    parsed and checked again; ``blobs`` (with a memo): the checkout's Git blob id of each regular
+    file, so a file whose blob was checked before is not even read."""
     # Validation allocates millions of small acyclic objects (YAML nodes, dicts, models) and keeps
     # many of them: the cyclic garbage collector would rescan them over and over (a third of the
     # run time on a 10,000-node repo) and find nothing to free. It is paused for the run.
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _validate(root, jobs, memo)
+        return _validate(root, jobs, memo, blobs)
     finally:
         if paused:
             gc.enable()
 
 
-def _validate(root: Path | str, jobs: int, memo: FileMemo | None) -> ValidationResult:
+def _validate(root: Path | str, jobs: int, memo: FileMemo | None,
+              blobs: Mapping[str, str] | None = None) -> ValidationResult:
     root = Path(root)
     if not root.is_dir():
         raise RepoUnreadable(f"{root}: not a directory")
@@ -169,7 +183,7 @@ def _validate(root: Path | str, jobs: int, memo: FileMemo | None) -> ValidationR
 
     loaded: dict[str, Document] = {}
     valid: dict[str, list[tuple[Document, Any]]] = {kind: [] for kind in schemas.SCHEMA_FILES}
-    checked = memo.check_all(files) if memo is not None else [
+    checked = memo.check_all(files, blobs) if memo is not None else [
         _checked(item, outcome) for item, outcome in zip(files, _read_all(files, jobs), strict=True)]
     for item, result in zip(files, checked, strict=True):
         for diagnostic in result.diagnostics:

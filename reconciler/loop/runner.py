@@ -254,14 +254,15 @@ class Runner:
         """The validation of ``checkout``, reused while the same clean commit is polled: a Git
         checkout of a commit never changes, and re-reading thousands of files every interval only
         burns CPU. A work tree without a commit, or with local edits, is validated every time.
-        Either way only the files whose bytes changed are parsed and checked again (``FileMemo``)."""
+        Either way only the files whose content changed are parsed and checked again (``FileMemo``;
+        an exported commit names each file's blob, so unchanged files are not even read)."""
         from reconciler.config.validation import validate_repo
 
         if checkout.revision is None or checkout.dirty:
             return validate_repo(checkout.path, memo=self.file_memo)
         key = (str(checkout.path), checkout.revision)
         if self._validated is None or self._validated[0] != key:
-            self._validated = (key, validate_repo(checkout.path, memo=self.file_memo))
+            self._validated = (key, validate_repo(checkout.path, memo=self.file_memo, blobs=checkout.blobs))
         return self._validated[1]
 
     def _record(self, cycle: pipeline.Cycle) -> None:
