@@ -4,8 +4,8 @@ A full export is ``read-tree`` + ``checkout-index --all`` (every file written). 
 starts from the previous checkout, which is never modified: each entry whose mode and blob id are
 unchanged is hard-linked from it (a symlink is made again), and only the entries that changed are
 written, by the same ``checkout-index``, so both ways give the same files, bytes and modes. When
-anything is unexpected (a submodule, many changes, a file of the previous checkout missing or not
-what its listing says) the caller falls back to the full export.
+anything is unexpected (a submodule, nearly every entry changed, a file of the previous checkout
+missing or not what its listing says) the caller falls back to the full export.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reconciler.source.gitcmd import GitRunner
 
-MAX_CHANGED = 2000  # more changed entries than this: a full export is as cheap and simpler
+MAX_CHANGED_SHARE = 0.9  # a larger share of the entries changed: the full export (one git process)
 
 REGULAR, EXECUTABLE, SYMLINK = "100644", "100755", "120000"
 
@@ -65,28 +65,28 @@ def incremental(git: GitRunner, commit: str, dest: Path, index: Path, *, base: P
     """``commit`` (whose listing is ``entries``) into the empty directory ``dest``, from ``base``: the
     checkout of the tree listed by ``base_entries``. Returns how many entries were written; raises
     ``Unexpected`` (``dest`` then holds a partial tree for the caller to remove)."""
-    changed = []
-    made: set[str] = set()
+    changed: list[str] = []
+    unchanged: list[str] = []
     for path, entry in entries.items():
         if entry.mode not in (REGULAR, EXECUTABLE, SYMLINK):
             raise Unexpected(f"{path}: mode {entry.mode}")
-        if base_entries.get(path) == entry:
-            _link(base, dest, path, entry, made)
-        else:
-            changed.append(path)
-            if len(changed) > MAX_CHANGED:
-                raise Unexpected(f"more than {MAX_CHANGED} entries changed")
+        (unchanged if base_entries.get(path) == entry else changed).append(path)
+    if len(changed) > MAX_CHANGED_SHARE * len(entries):
+        raise Unexpected(f"{len(changed)} of {len(entries)} entries changed")
+    source_root, target_root = os.fspath(base.absolute()), os.fspath(dest.absolute())
+    made: set[str] = set()
+    for path in unchanged:
+        parent = path.rpartition("/")[0]
+        if parent and parent not in made:
+            os.makedirs(os.path.join(target_root, parent), exist_ok=True)
+            made.add(parent)
+        _link(os.path.join(source_root, path), os.path.join(target_root, path), path, entries[path])
     if changed:
         _checkout_index(git, commit, dest, index, changed)
     return len(changed)
 
 
-def _link(base: Path, dest: Path, path: str, entry: Entry, made: set[str]) -> None:
-    parent = path.rpartition("/")[0]
-    if parent and parent not in made:
-        os.makedirs(dest / parent, exist_ok=True)
-        made.add(parent)
-    source, target = base / path, dest / path
+def _link(source: str, target: str, path: str, entry: Entry) -> None:
     try:
         st = os.lstat(source)
         if entry.mode == SYMLINK:
