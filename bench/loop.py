@@ -58,6 +58,9 @@ POOLED = "bench-pooled"
 API_VERSION = "multinic.io/v1alpha1"
 KIND = "MultiNicNodeConfig"
 SECRET = "bench-webhook-secret"
+# A real API server's write waits for etcd's commit (raft round trip to a quorum + WAL fsync on
+# each): a few ms on SSDs in one data centre (bench/README.md).
+WRITE_LATENCY_MS = 5.0
 
 
 # -- the sandbox process -------------------------------------------------------------------------------
@@ -113,14 +116,15 @@ def _node(index: int) -> dict[str, Any]:
                        "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-def _sandbox_main(conn: Any, nodes: int) -> None:
+def _sandbox_main(conn: Any, nodes: int, latency_ms: float) -> None:
     from multinic_sandbox.harness.fleet import prepare
     from multinic_sandbox.kube.server import KubeSandbox
 
     sandbox = KubeSandbox(jobs="auto").start()
     prepare(sandbox, None, namespace=NAMESPACE)
-    sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SINGLE}})
-    sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": POOLED}})
+    for latency in {0.0, latency_ms}:
+        for base in (SINGLE, POOLED):
+            sandbox.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{base}-{latency:g}ms"}})
     sandbox.seed(*(_node(i) for i in range(nodes)))
     watcher = _Watcher()
     sandbox.cluster.store.listeners.append(watcher)
@@ -150,6 +154,9 @@ def _command(sandbox: Any, watcher: _Watcher, command: str, *args: Any) -> Any:
     if command == "ready_at":  # when the node was first Ready for a spec with this MTU, and at which revision
         with watcher.lock:
             return watcher.ready_at.get(tuple(args))
+    if command == "write_latency":
+        sandbox.write_latency = args[0]
+        return None
     if command == "mark":
         return len(sandbox.request_log.records)
     if command == "requests_since":
@@ -205,10 +212,10 @@ def _mark_ready(sandbox: Any, namespace: str) -> int:
 # -- this process ----------------------------------------------------------------------------------------
 
 class Sandbox:
-    def __init__(self, nodes: int) -> None:
+    def __init__(self, nodes: int, latency_ms: float) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_sandbox_main, args=(child, nodes), daemon=True)
+        self.process = ctx.Process(target=_sandbox_main, args=(child, nodes, latency_ms), daemon=True)
         self.process.start()
         self.kubeconfig = self.conn.recv()
         self.lock = threading.Lock()
@@ -288,6 +295,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--interval", default="2s", help="the loop's --interval (quiet cycles are timed ones)")
+    parser.add_argument("--write-latency-ms", type=float, default=WRITE_LATENCY_MS,
+                        help="the sandbox's modelled storage commit per write for the loop and its baselines "
+                             f"(default {WRITE_LATENCY_MS:g}; bench/README.md says why); 0 runs without it. The "
+                             "baselines also run at 0 ms: the *-0ms figures")
     parser.add_argument("--quiet-cycles", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, repos)")
     parser.add_argument("--profile", metavar="DIR", type=Path,
@@ -308,7 +319,7 @@ def main() -> int:
     git("add", "-A", cwd=user)
     git("commit", "-q", "-m", f"{args.nodes} nodes", cwd=user)
     git("push", "-q", str(remote), "HEAD:main", cwd=user)
-    sandbox = Sandbox(args.nodes)
+    sandbox = Sandbox(args.nodes, args.write_latency_ms)
     run: subprocess.Popen[bytes] | None = None
     figures: dict[str, str] = {}
     failed = False
@@ -316,30 +327,43 @@ def main() -> int:
         kube = ["--kubeconfig", sandbox.kubeconfig]
         # 1. the single-writer baseline, same run, same sandbox
         # (copies of the repo whose reconciler.yaml names a scratch namespace); the same command with
-        # the default 8 writers too: no watches open, so it isolates what the pool buys
+        # the default 8 writers too: no watches open, so it isolates what the pool buys. Both with the
+        # sandbox answering at once (0 ms) and with the modelled commit latency the loop then runs
+        # against (--write-latency-ms).
         spans = {}
-        for namespace, writers in ((SINGLE, "1"), (POOLED, "8")):
-            baseline = work / namespace
-            shutil.copytree(user, baseline, ignore=shutil.ignore_patterns(".git"))
-            settings = baseline / "reconciler.yaml"
-            settings.write_text(settings.read_text().replace("spec:\n", f"spec:\n  namespace: {namespace}\n", 1))
-            once = subprocess.Popen(reconciler("apply", "--once", "--repo", str(baseline), "--writers", writers, *kube),
-                                    stdout=subprocess.DEVNULL, stderr=(work / f"apply-{namespace}.log").open("wb"))
-            wait(f"apply --once --writers {writers} started", lambda ns=namespace: sandbox("added", ns)[2] >= 1,
-                 900, 0.05)
-            client0, server0 = cpu_seconds(once.pid), cpu_seconds(sandbox.process.pid)
-            wait(f"apply --once --writers {writers}", lambda ns=namespace: sandbox("added", ns)[2] >= args.nodes,
-                 900, 0.2)
-            client1, server1 = cpu_seconds(once.pid), cpu_seconds(sandbox.process.pid)
-            first, last, _ = sandbox("added", namespace)
-            spans[namespace] = last - first
-            # Where the time goes: both ends are Python; CPU seconds per side over the span.
-            print(f"# apply --once --writers {writers}: {last - first:.1f}s, CPU: client {client1 - client0:.1f}s, "
-                  f"sandbox {server1 - server0:.1f}s", flush=True)
-            once.send_signal(signal.SIGTERM)
-            once.wait(30)
-        single_seconds = spans[SINGLE]
-        figures["apply-once-8-writers-seconds"] = f"{spans[POOLED]:.1f}"
+        latencies = (0.0, args.write_latency_ms) if args.write_latency_ms else (0.0,)
+        for latency in latencies:
+            sandbox("write_latency", latency / 1000)
+            for base, writers in ((SINGLE, "1"), (POOLED, "8")):
+                namespace = f"{base}-{latency:g}ms"
+                baseline = work / namespace
+                shutil.copytree(user, baseline, ignore=shutil.ignore_patterns(".git"))
+                settings = baseline / "reconciler.yaml"
+                settings.write_text(settings.read_text().replace("spec:\n", f"spec:\n  namespace: {namespace}\n", 1))
+                once = subprocess.Popen(
+                    reconciler("apply", "--once", "--repo", str(baseline), "--writers", writers, *kube),
+                    stdout=subprocess.DEVNULL, stderr=(work / f"apply-{namespace}.log").open("wb"))
+                wait(f"apply --once --writers {writers} started", lambda ns=namespace: sandbox("added", ns)[2] >= 1,
+                     900, 0.05)
+                client0, server0 = cpu_seconds(once.pid), cpu_seconds(sandbox.process.pid)
+                wait(f"apply --once --writers {writers}",
+                     lambda ns=namespace: sandbox("added", ns)[2] >= args.nodes, 900, 0.2)
+                client1, server1 = cpu_seconds(once.pid), cpu_seconds(sandbox.process.pid)
+                first, last, _ = sandbox("added", namespace)
+                spans[(base, latency)] = last - first
+                # Where the time goes: both ends are Python; CPU seconds per side over the span.
+                print(f"# apply --once --writers {writers}, write latency {latency:g} ms: {last - first:.1f}s, "
+                      f"CPU: client {client1 - client0:.1f}s, sandbox {server1 - server0:.1f}s; "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+                once.send_signal(signal.SIGTERM)
+                once.wait(30)
+        latency = latencies[-1]
+        single_seconds = spans[(SINGLE, latency)]
+        figures["write-latency-ms"] = f"{latency:g}"
+        figures["apply-once-8-writers-seconds"] = f"{spans[(POOLED, latency)]:.1f}"
+        figures["initial-apply-single-writer-seconds-0ms"] = f"{spans[(SINGLE, 0.0)]:.1f}"
+        figures["apply-once-8-writers-seconds-0ms"] = f"{spans[(POOLED, 0.0)]:.1f}"
+        figures["initial-apply-speedup-0ms"] = f"{spans[(SINGLE, 0.0)] / max(spans[(POOLED, 0.0)], 1e-9):.1f}"
 
         # 2. the loop
         port = free_port()
@@ -456,8 +480,9 @@ def main() -> int:
         sandbox.stop()
     for key in ("initial-apply-seconds", "quiet-cycle-requests", "quiet-cycle-seconds", "quiet-cycle-cpu-seconds",
                 "drift-revert-seconds", "commit-to-cr-seconds", "status-commit-seconds", "rss-mb",
-                "initial-apply-single-writer-seconds", "initial-apply-speedup", "apply-once-8-writers-seconds",
-                "rss-peak-mb"):
+                "write-latency-ms", "initial-apply-single-writer-seconds", "initial-apply-speedup",
+                "apply-once-8-writers-seconds", "initial-apply-single-writer-seconds-0ms",
+                "apply-once-8-writers-seconds-0ms", "initial-apply-speedup-0ms", "rss-peak-mb"):
         print(f"{key}: {figures.get(key, 'n/a')}")
     print(f"# load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if failed:

@@ -165,3 +165,32 @@ def test_listing_five_thousand_custom_resources_in_pages_of_500_is_fast(
     assert seen == 5001
     assert sandbox.request_log.count("list", PLURAL) == 11
     assert slowest < 1.0, f"slowest page took {slowest:.2f}s"
+
+
+def test_a_modelled_write_latency_delays_each_write_but_not_reads_or_dry_runs_and_writes_overlap(
+        sandbox: KubeSandbox, custom: client.CustomObjectsApi) -> None:
+    """``write_latency`` stands for a real API server's storage commit (bench/loop.py runs the
+    loop against it): every committed write waits, reads and dry runs do not, and writers in
+    parallel wait side by side rather than one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sandbox.seed(*(widget(f"w{i}") for i in range(2, 6)))
+    sandbox.write_latency = 0.5
+    custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "w1")
+    custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "w1", {"spec": {"mtu": 1400}},
+                                          dry_run="All")
+    api = sandbox.api_client()
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 4
+    writer = client.CustomObjectsApi(api)
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: writer.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, f"w{i}", {"spec": {"mtu": 1400 + i}}), range(2, 6)))
+    wall = time.monotonic() - started
+    records = sandbox.request_log.filter(resource=PLURAL)
+    assert [(r.verb, r.dry_run) for r in records[:2]] == [("get", False), ("patch", True)]
+    assert all(r.duration < 0.5 for r in records[:2])  # neither waited for a commit
+    assert len(records) == 6 and all(r.duration >= 0.5 for r in records[2:])
+    assert wall < 1.5, f"4 writes in parallel took {wall:.2f}s: they waited one after another"
+    assert [custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, f"w{i}")["spec"].get("mtu")
+            for i in range(1, 6)] == [None, 1402, 1403, 1404, 1405]

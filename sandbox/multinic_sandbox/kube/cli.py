@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML file of objects to create at start, e.g. CRDs (repeatable)")
     parser.add_argument("--jobs", choices=("auto", "manual"), default="auto",
                         help="run the simulated Job controller (auto) or not (manual)")
+    parser.add_argument("--write-latency-ms", type=float, default=0.0, metavar="MS",
+                        help="model a real API server's storage commit (etcd raft commit + fsync): "
+                        "each mutating request waits MS milliseconds, without holding the "
+                        "sandbox's lock, before it is applied (default 0: off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     sandbox = KubeSandbox(args.host, args.port, tls=args.tls, token=args.token,
                           kubeconfig_path=args.kubeconfig_out, jobs=args.jobs,
-                          namespaces=args.namespace)
+                          namespaces=args.namespace, write_latency=args.write_latency_ms / 1000)
     for path in args.seed:
         documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
         sandbox.seed(documents)

@@ -43,6 +43,9 @@ from multinic_sandbox.kube.routes import (
 
 T = TypeVar("T")
 
+# The verbs that commit to storage (etcd) on a real API server.
+_MUTATING = frozenset(("create", "update", "patch", "delete", "deletecollection"))
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -118,6 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
                         headers["Retry-After"] = str(fault.retry_after or 1)
                     message = fault.message or f"injected fault ({fault.status})"
                     response = error_response(ApiError(fault.status, message, headers=headers))
+        if response is None and info.verb in _MUTATING and query.get("dryRun") != "All" \
+                and sandbox.write_latency > 0:
+            # The modelled storage commit (see ``KubeSandbox.write_latency``): slept in this
+            # request's own thread before the write takes the store lock, so concurrent writes
+            # wait for their commits side by side, as on a real API server.
+            time.sleep(sandbox.write_latency)
         if response is None:
             request = Request(self.command, url.path, query, self.headers, body)
             try:
@@ -198,12 +207,24 @@ class KubeSandbox:
 
     ``jobs="auto"`` runs the Job controller in a thread (after each Job/Pod write and every
     ``tick`` seconds); ``jobs="manual"`` leaves it to ``sandbox.jobs.step()``.
+
+    ``write_latency`` (seconds, default 0: off) is an explicit model of a real API server's
+    storage commit: every mutating HTTP request (create, update, patch, delete; not dry-run, not
+    reads or watches, not the in-process helpers below) waits that long before it is applied, the
+    way an apiserver's write waits for etcd's raft commit and fsync. The wait holds no lock, so
+    concurrent writes overlap as they do against etcd; the store's order, resourceVersions,
+    conflicts and watch events are unchanged (the event follows the commit, as it does from
+    etcd). It can be changed while the sandbox runs.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False,
                  token: str | None = None, kubeconfig_path: str | os.PathLike[str] | None = None,
                  node_model: NodeModel | None = None, jobs: str = "auto", tick: float = 0.05,
-                 seed: int | None = None, namespaces: Iterable[str] = ()) -> None:
+                 seed: int | None = None, namespaces: Iterable[str] = (),
+                 write_latency: float = 0.0) -> None:
+        if write_latency < 0:
+            raise ValueError("write_latency must be >= 0")
+        self.write_latency = write_latency
         if jobs not in ("auto", "manual"):
             raise ValueError("jobs must be 'auto' or 'manual'")
         self.host, self.port, self.token = host, port, token
