@@ -158,3 +158,17 @@ def test_the_state_table_in_the_operations_guide_is_the_code_table() -> None:
     expected = {name: (row.phase, row.event or "none") for name, row in states.NODE_STATES.items()
                 if row.phase is not None}
     assert documented == expected
+
+
+def test_statuses_built_alike_share_one_fields_set_and_a_copy_never_changes_the_original():
+    """Frozen models built with the same fields share their fields set (memory at 10,000 nodes);
+    what each one says was set stays its own, also after an updating copy."""
+    first = models.Condition(type="Ready", status="True", reason="Applied", message="",
+                             last_transition_time="2026-01-01T00:00:00Z")
+    second = models.Condition.model_validate({"type": "Drifted", "status": "False", "reason": "InSync",
+                                              "message": "x", "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    copied = first.model_copy(update={"observed_generation": 3})
+    assert copied.model_fields_set == first.model_fields_set | {"observed_generation"}
+    assert "observed_generation" not in first.model_fields_set and "observed_generation" not in second.model_fields_set
+    assert copied.dump()["observedGeneration"] == 3 and "observedGeneration" not in first.dump()

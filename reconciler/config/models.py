@@ -12,8 +12,10 @@ import ipaddress
 from functools import cached_property, lru_cache
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from reconciler.frozen import FrozenModel
 
 API_VERSION: Final = "multinic.io/v1alpha1"
 DEFAULT_NAMESPACE = "multinic-system"
@@ -29,7 +31,7 @@ def ip_interface(text: str) -> IPInterface:
     return ipaddress.ip_interface(text)
 
 
-class _Model(BaseModel):
+class _Model(FrozenModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
 
     def dump(self) -> dict[str, Any]:

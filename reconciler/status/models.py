@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from reconciler.frozen import FrozenModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 NodePhase = Literal["Pending", "Applying", "Ready", "Failed", "Stalled", "Removing", "Suspended", "Held", "Drifted"]
@@ -26,7 +28,7 @@ DATE_TIME = {"format": "date-time"}
 INT64 = {"format": "int64"}
 
 
-class _Status(BaseModel):
+class _Status(FrozenModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore",
                               use_attribute_docstrings=True)
 
