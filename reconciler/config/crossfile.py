@@ -95,7 +95,7 @@ def _check_one(
             )
         )
     # The field that sets the node name: spec.nodeName, or metadata.name when it is defaulted.
-    named_by: Pointer = ("spec", "nodeName") if "nodeName" in doc.data["spec"] else ("metadata", "name")
+    named_by: Pointer = ("spec", "nodeName") if "node_name" in node.spec.model_fields_set else ("metadata", "name")
     if (owner := node_names.claim(node.spec.node_name, doc, named_by)) is not None:
         found.append(
             Finding(

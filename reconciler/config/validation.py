@@ -247,6 +247,8 @@ def _checked(item: repo.RepoFile, outcome: _Loaded) -> _Checked:
     except Exception as exc:  # one file's surprise is that file's diagnostic
         own.add(Diagnostic(item.path, f"cannot check this file: {type(exc).__name__}", "internal"))
         model = None
+    if model is not None:
+        doc.release()  # the model holds what the data said; positions come from the text
     return _Checked(doc, tuple(own.diagnostics), model)
 
 
