@@ -99,7 +99,7 @@ def main() -> int:
                                                             namespace=NAMESPACE)["spec"]["interfaces"][0]["mtu"] == mtu,
                           timeout=30, interval=0.02)
             latencies.append(time.monotonic() - started)
-        sb.wait_until(lambda: not runner.last_cycle.rollout.in_flight, timeout=60)
+        sb.wait_until(lambda: not runner.last_rollout.in_flight, timeout=60)
         runner.shutdown()
         thread.join(20)
         server.stop()

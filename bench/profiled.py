@@ -82,6 +82,39 @@ def holders(objects: list[Any]) -> str:
             count += 1
             stack.extend(gc.get_referents(obj))
         out.append(f"{total / 1e6:9.1f} MB {count:10d} objects under {len(found)} {holder}")
+    return "\n".join(out) + "\n" + cached_parts(objects)
+
+
+def deep(obj: Any, seen: set[int]) -> int:
+    import gc
+    total, stack = 0, [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, type):
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        stack.extend(gc.get_referents(item))
+    return total
+
+
+def cached_parts(objects: list[Any]) -> str:
+    """Deep bytes of each informer's objects by top-level part (metadata, spec, status, ...) and,
+    under metadata, by key: where a cached object's memory goes (shared strings counted once)."""
+    out = []
+    for informer in (o for o in objects if type(o).__qualname__ == "Informer"):
+        parts: dict[str, int] = {}
+        seen: set[int] = set()
+        cached = list(informer._objects.values())
+        for obj in cached:
+            for key, value in obj.items():
+                if key == "metadata" and isinstance(value, dict):
+                    for sub, part in value.items():
+                        parts[f"metadata.{sub}"] = parts.get(f"metadata.{sub}", 0) + deep(part, seen)
+                else:
+                    parts[key] = parts.get(key, 0) + deep(value, seen)
+        shown = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v > 1e5)
+        out.append(f"{informer.kind}: {len(cached)} objects, MB by part: {shown}")
     return "\n".join(out)
 
 

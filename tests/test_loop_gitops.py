@@ -68,7 +68,7 @@ def settle(sb: KubeSandbox, runner: Runner, seconds: float = 90.0) -> None:
         if not in_flight:
             return
         time.sleep(0.3)
-    last = runner.last_cycle.rollout if runner.last_cycle is not None else None
+    last = runner.last_rollout
     states = {n: (s.state, s.message) for n, s in last.nodes.items()} if last is not None else {}
     raise AssertionError(f"rollout did not settle: {states}")
 

@@ -58,7 +58,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str,
         for _ in range(40):
             assert runner.elector.try_acquire_or_renew()
             runner.cycle()
-            rollout = runner.last_cycle.rollout if runner.last_cycle else None
+            rollout = runner.last_rollout
             if rollout and {s.state for s in rollout.nodes.values()} >= {"failed", "stalled"}:
                 break
             time.sleep(0.3)

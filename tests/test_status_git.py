@@ -179,7 +179,7 @@ def test_a_stalled_rollout_says_why(tmp_path: Path) -> None:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             world.cycle()
-            rollout = world.runner.last_cycle.rollout if world.runner.last_cycle else None
+            rollout = world.runner.last_rollout
             if rollout and rollout.stalled and not rollout.in_flight:
                 break
             time.sleep(0.2)
@@ -231,7 +231,7 @@ def test_a_200_node_rollout_with_max_parallel_5_is_bounded_by_min_interval(tmp_p
         while time.monotonic() < deadline:
             cycles += 1
             in_flight = world.cycle()
-            rollout = world.runner.last_cycle.rollout if world.runner.last_cycle else None
+            rollout = world.runner.last_rollout
             peak = max(peak, rollout.running if rollout else 0)
             if not in_flight:
                 break

@@ -125,6 +125,36 @@ def test_the_cache_keeps_only_the_managed_fields_the_planner_reads_and_plans_as_
         cache.stop()
 
 
+def test_cached_nodes_and_jobs_answer_what_the_rollout_asks_as_listed_ones_do(applied):
+    """A Node is cached as its name and OS image, a Job without its pod template: the rollout's
+    reads (which Nodes exist, the OS image that picks the renderer, a Job's state, labels and
+    annotations) give what a LIST gives."""
+    from reconciler.kube import jobs
+
+    env, recorder = applied, Recorder()
+    cache = _cache(env, recorder)
+    try:
+        kube = env.kube()
+        nodes = {o["metadata"]["name"]: o for o in kube.list_collection("Node")[0]}
+        cached_nodes = {o["metadata"]["name"]: o for o in cache.items("Node") or []}
+        assert sorted(cached_nodes) == sorted(nodes) and nodes
+        for name, node in nodes.items():
+            assert node["status"]["nodeInfo"]["osImage"]
+            assert cached_nodes[name]["status"]["nodeInfo"]["osImage"] == node["status"]["nodeInfo"]["osImage"]
+        listed_jobs = {o["metadata"]["name"]: o for o in kube.list_collection("Job")[0]}
+        cached_jobs = {o["metadata"]["name"]: o for o in cache.items("Job") or []}
+        assert sorted(cached_jobs) == sorted(listed_jobs) and listed_jobs
+        for name, job in listed_jobs.items():
+            kept = cached_jobs[name]
+            assert "spec" not in kept and job["spec"]["template"]
+            assert jobs.job_state(kept) == jobs.job_state(job)
+            assert kept["status"] == job["status"]
+            for key in ("labels", "annotations", "uid", "resourceVersion"):
+                assert kept["metadata"].get(key) == job["metadata"].get(key)
+    finally:
+        cache.stop()
+
+
 def test_a_dropped_watch_resumes_from_its_resource_version_with_no_missed_change(applied):
     env, recorder = applied, Recorder()
     cache = _cache(env, recorder)

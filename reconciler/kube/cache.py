@@ -14,17 +14,23 @@ resourceVersion with bookmarks, so a quiet cycle reads memory and asks the API s
 - A cache that is not synced, or whose watch has been down longer than ``stale_after``, is not
   served (``items`` returns None) and the caller LISTs: a status is never computed from a cache
   that may have stopped following the server.
-- Objects are kept without the ``managedFields`` nobody here reads (like client-go's
-  managed-fields transform): of a custom resource only our own field manager's Apply entries
-  stay, cut to the label and annotation keys the planner reads; of Jobs and Nodes none. They were
-  more than half of a cached custom resource's memory.
+- Objects are kept without what nobody here reads (like client-go's informer transforms):
+  ``managedFields`` of a custom resource keep only our own field manager's Apply entries, cut to
+  the label and annotation keys the planner reads (they were more than half of a cached custom
+  resource's memory); a Job keeps its metadata and status, not its pod template; a Node only its
+  name, uid, resourceVersion and ``status.nodeInfo.osImage`` (a real Node carries kilobytes of
+  images, conditions and annotations: 10,000 of them were 100 MB and more).
 - Every key and short string value of a cached object is interned: ten thousand objects share
-  one copy of "apiVersion", "MultiNicNodeConfig" or "True" instead of one per watch event.
+  one copy of "apiVersion", "MultiNicNodeConfig" or "True" instead of one per watch event; the
+  small parts that are equal across objects (our managedFields entry, the ownership labels) are
+  kept once, and a custom resource's spec that equals the one Git wants is that very dict
+  (``objects.shared_spec``). Cached objects are therefore shared: read them, never change them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import sys
@@ -34,7 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from reconciler.kube.client import COLLECTIONS, KubeError
-from reconciler.kube.objects import FIELD_MANAGER
+from reconciler.kube.objects import FIELD_MANAGER, shared_spec
 
 if TYPE_CHECKING:
     from reconciler.kube.client import Kube
@@ -54,12 +60,49 @@ _OWNED_KINDS = ("MultiNicNodeConfig", "ProxmoxCluster")
 
 
 def slim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` as the cache keeps it: the same, but ``metadata.managedFields`` holds only our own
-    field manager's Apply entries of a custom resource, cut to ``f:metadata`` labels and
-    annotations (what ``LiveObject`` reads), keys and short strings interned. A new object:
-    ``obj`` itself is not changed (a caller may hold it)."""
-    shared: dict[str, Any] = _shared(_without_foreign_fields(kind, obj))
-    return shared
+    """``obj`` as the cache keeps it: only the parts read here (see the module's docstring), keys
+    and short strings interned, parts equal across objects shared. A new object: ``obj`` itself
+    is not changed (a caller may hold it)."""
+    if kind == "Node":
+        obj = _node_as_read(obj)
+    elif kind == "Job":
+        obj = {key: value for key, value in obj.items() if key != "spec"}
+    kept: dict[str, Any] = _shared(_without_foreign_fields(kind, obj))
+    if kind in _OWNED_KINDS:
+        metadata = kept.get("metadata")
+        if isinstance(metadata, dict):
+            for key in ("managedFields", "labels"):
+                if key in metadata:
+                    metadata[key] = _canonical(metadata[key])
+        if isinstance(kept.get("spec"), dict):
+            kept["spec"] = shared_spec(kept["spec"])
+    return kept
+
+
+def _node_as_read(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Node cut to what the rollout reads: that it exists, and its OS image (renderer choice)."""
+    metadata = obj.get("metadata") or {}
+    info = (obj.get("status") or {}).get("nodeInfo") or {}
+    return {"apiVersion": obj.get("apiVersion", "v1"), "kind": "Node",
+            "metadata": {key: metadata[key] for key in ("name", "uid", "resourceVersion") if key in metadata},
+            "status": {"nodeInfo": {key: info[key] for key in ("osImage",) if key in info}}}
+
+
+# One copy of each small part many cached objects hold equal, keyed by its canonical JSON. Only
+# parts that repeat by design go here (not per-object ones), so the table stays small; beyond
+# its cap (never reached in practice) parts are simply kept per object.
+_CANONICAL: dict[str, Any] = {}
+_MAX_CANONICAL = 4096
+
+
+def _canonical(value: Any) -> Any:
+    key = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    kept = _CANONICAL.get(key)
+    if kept is not None:
+        return kept
+    if len(_CANONICAL) < _MAX_CANONICAL:
+        _CANONICAL[key] = value
+    return value
 
 
 _SHORT = 64  # strings up to this length are interned: names, kinds, reasons, timestamps
@@ -147,10 +190,12 @@ class Informer:
 
     # -- our own writes ---------------------------------------------------------------------------
 
-    def record(self, obj: dict[str, Any]) -> None:
+    def record(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Keeps what a write returned; returns it as the cache holds it (slimmed, shared: the
+        writer keeps this copy instead of a second, full one)."""
         name = (obj.get("metadata") or {}).get("name")
         if not name:
-            return
+            return obj
         obj = slim(self.kind, obj)
         obj.setdefault("kind", self.kind)
         with self._lock:
@@ -158,6 +203,7 @@ class Informer:
             if current is None or _newer(_rv(obj), _rv(current)):
                 self._objects[name] = obj
                 self._gone.pop(name, None)
+        return obj
 
     def forget(self, name: str) -> None:
         with self._lock:
@@ -245,6 +291,14 @@ class Informer:
             self._watching = False
             self._response = None
 
+    def _stale(self, name: str, version: str) -> bool:
+        """Whether an event at ``version`` is older than what we hold (call with the lock held)."""
+        gone = self._gone.get(name)
+        if gone is not None and not _newer(version, gone):
+            return True  # an event from before our own delete
+        before = self._objects.get(name)
+        return before is not None and not _newer(version, _rv(before))  # our own write, or newer
+
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         version = _rv(obj)
         if version:
@@ -254,15 +308,15 @@ class Informer:
         name = (obj.get("metadata") or {}).get("name")
         if not name or kind not in ("ADDED", "MODIFIED", "DELETED"):
             return
+        with self._lock:
+            if self._stale(name, version):
+                return  # the event of our own write, already recorded: not even slimmed
         obj = slim(self.kind, obj)
         obj.setdefault("kind", self.kind)
         with self._lock:
             before = self._objects.get(name)
-            gone = self._gone.get(name)
-            if gone is not None and not _newer(version, gone):
-                return  # an event from before our own delete
-            if before is not None and not _newer(version, _rv(before)):
-                return  # we already hold this version (our own write) or a newer one
+            if self._stale(name, version):
+                return  # a write recorded meanwhile
             if kind == "DELETED":
                 self._objects.pop(name, None)
                 self._gone.pop(name, None)
@@ -305,10 +359,12 @@ class KubeCache:
         informer = self.informers.get(kind)
         return informer.items() if informer is not None else None
 
-    def record(self, kind: str, obj: dict[str, Any] | None) -> None:
+    def record(self, kind: str, obj: Any) -> Any:
+        """``obj`` (what a write returned) recorded; the cache's copy of it when it keeps ``kind``."""
         informer = self.informers.get(kind)
         if informer is not None and isinstance(obj, dict):
-            informer.record(obj)
+            return informer.record(obj)
+        return obj
 
     def forget(self, kind: str, name: str) -> None:
         informer = self.informers.get(kind)

@@ -241,8 +241,11 @@ class Kube:
         return self._record(kind, _body(self._call(f"apply {kind}/{name}", patch)))
 
     def _record(self, kind: str, obj: T) -> T:
+        """What a write returned, recorded in the cache; the cache's (slimmed, shared) copy is
+        returned then: read it, never change it."""
         if self.cache is not None and isinstance(obj, dict):
-            self.cache.record(kind, obj)
+            recorded: T = self.cache.record(kind, obj)
+            return recorded
         return obj
 
     def replace_spec(self, kind: str, name: str, spec: dict[str, Any], resource_version: str) -> dict[str, Any]:

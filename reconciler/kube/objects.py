@@ -34,6 +34,7 @@ def spec_hash(spec: dict[str, Any]) -> str:
 # and live as long as their validation, which the loop keeps while the revision stays: every cycle
 # of a revision plans from the same models, and their specs are dumped and hashed once.
 _SPECS: dict[int, tuple[weakref.ref[Any], dict[str, Any], str]] = {}
+_BY_HASH: dict[str, dict[str, Any]] = {}  # spec hash -> one of those specs (``shared_spec``)
 
 
 def _applied_spec(model: NodeConfig | ProxmoxCluster) -> tuple[dict[str, Any], str]:
@@ -46,9 +47,20 @@ def _applied_spec(model: NodeConfig | ProxmoxCluster) -> tuple[dict[str, Any], s
     digest = spec_hash(spec)
     def forget(_: object) -> None:  # the entry goes with the model (its id may then be reused)
         _SPECS.pop(key, None)
+        if _BY_HASH.get(digest) is spec:
+            del _BY_HASH[digest]
 
     _SPECS[key] = (weakref.ref(model, forget), spec, digest)
+    _BY_HASH[digest] = spec
     return spec, digest
+
+
+def shared_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec we apply that equals ``spec``, if a current model has one, else ``spec``: the watch
+    cache then holds a converged object's spec once, not a second equal copy (read it, never
+    change it)."""
+    kept = _BY_HASH.get(spec_hash(spec))
+    return kept if kept is not None and kept == spec else spec
 
 
 def manifest(model: NodeConfig | ProxmoxCluster, *, namespace: str, path: str, revision: str | None) -> dict[str, Any]:

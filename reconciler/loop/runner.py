@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import pipeline
 from reconciler.kube.client import NotLeader
@@ -30,6 +30,9 @@ from reconciler.loop.metrics import Metrics
 from reconciler.loop.server import State
 from reconciler.source.local import Checkout
 from reconciler.source.opening import Source
+
+if TYPE_CHECKING:
+    from reconciler.apply.rollout import RolloutReport
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,9 @@ class Runner:
         self._kick_timer: threading.Timer | None = None
         self.watch_triggers = 0
         self.cycles = 0
-        self.last_cycle: pipeline.Cycle | None = None
+        # The last cycle's rollout step (what tests and benches wait on). Not the whole Cycle:
+        # its ChangeSet holds a manifest per node, and nothing reads it once the cycle is over.
+        self.last_rollout: RolloutReport | None = None
         self.elector = LeaderElector(self._identified(connect(settings.lease_namespace)), settings.identity,
                                      lease_duration=settings.lease_duration,
                                      renew_deadline=settings.renew_deadline, retry_period=settings.retry_period)
@@ -227,7 +232,7 @@ class Runner:
                                             vm_reads=self.vm_reads,
                                             validation=self._validation(poll.checkout),
                                             writers=self.settings.writers, status_memo=self.status_memo)
-                self.last_cycle = cycle
+                self.last_rollout = cycle.rollout
                 self._desired = {(c.kind, c.name): c.desired.get("spec") for c in cycle.changes.changes
                                  if c.desired is not None}
                 for hook in self.after_cycle:
