@@ -65,37 +65,30 @@ HOLDERS = ("reconciler.kube.cache.Informer", "reconciler.config.validation.FileM
 def holders(objects: list[Any]) -> str:
     """Deep bytes reachable from each long-lived holder, in HOLDERS order (an object shared by two
     is counted for the first); classes, modules and functions are not followed."""
-    import gc
-    import types
-    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
     seen: set[int] = set()
     out = []
     for holder in HOLDERS:
         found = [o for o in objects if f"{type(o).__module__}.{type(o).__qualname__}" == holder]
-        total, count, stack = 0, 0, list(found)
-        while stack:
-            obj = stack.pop()
-            if id(obj) in seen or isinstance(obj, skip):
-                continue
-            seen.add(id(obj))
-            total += sys.getsizeof(obj)
-            count += 1
-            stack.extend(gc.get_referents(obj))
+        total, count = deep(found, seen)
         out.append(f"{total / 1e6:9.1f} MB {count:10d} objects under {len(found)} {holder}")
     return "\n".join(out) + "\n" + cached_parts(objects)
 
 
-def deep(obj: Any, seen: set[int]) -> int:
+def deep(roots: list[Any], seen: set[int]) -> tuple[int, int]:
+    """Bytes and number of the objects reachable from ``roots`` not in ``seen`` (which grows)."""
     import gc
-    total, stack = 0, [obj]
+    import types
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+    total, count, stack = 0, 0, list(roots)
     while stack:
         item = stack.pop()
-        if id(item) in seen or isinstance(item, type):
+        if id(item) in seen or isinstance(item, skip):
             continue
         seen.add(id(item))
         total += sys.getsizeof(item)
+        count += 1
         stack.extend(gc.get_referents(item))
-    return total
+    return total, count
 
 
 def cached_parts(objects: list[Any]) -> str:
@@ -110,9 +103,9 @@ def cached_parts(objects: list[Any]) -> str:
             for key, value in obj.items():
                 if key == "metadata" and isinstance(value, dict):
                     for sub, part in value.items():
-                        parts[f"metadata.{sub}"] = parts.get(f"metadata.{sub}", 0) + deep(part, seen)
+                        parts[f"metadata.{sub}"] = parts.get(f"metadata.{sub}", 0) + deep([part], seen)[0]
                 else:
-                    parts[key] = parts.get(key, 0) + deep(value, seen)
+                    parts[key] = parts.get(key, 0) + deep([value], seen)[0]
         shown = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v > 1e5)
         out.append(f"{informer.kind}: {len(cached)} objects, MB by part: {shown}")
     return "\n".join(out)
