@@ -94,7 +94,9 @@ def test_a_status_only_commit_is_not_a_config_change_and_is_not_fetched_again(re
     change = remote.commit({"reconciler.yaml": (EXAMPLE / "reconciler.yaml").read_text() + "# edited\n"}, "edit")
     result = source.poll()
     assert result.changed and result.checkout is not None and result.checkout.revision == change
-    assert (result.checkout.path / "status" / "README.md").read_text() == "# status\n"
+    assert not (result.checkout.path / "status").exists()  # the configuration only: status/ is not input
+    assert source.fetched_file("status/README.md") == "# status\n"  # what a restarted reporter reads back
+    assert source.fetched_file("status/none.md") is None
 
 
 def test_the_remote_unreachable_for_three_cycles_keeps_the_last_good_checkout_then_catches_up(

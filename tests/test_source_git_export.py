@@ -136,6 +136,9 @@ def test_after_adds_edits_renames_deletes_and_type_changes_each_checkout_equals_
             continue
         assert result.changed and checkout.revision == commit, message
         assert tree(checkout.path) == full_export(remote, commit, tmp_path / f"fresh-{step}"), message
+        # Configuration only: what the reconciler writes back under status/ is never its input.
+        assert "status" not in tree(checkout.path) and checkout.blobs is not None, message
+        assert not [p for p in checkout.blobs if p.startswith("status/")], message
         assert tree(previous.path) == before, f"{message}: the previous checkout was modified"
         previous = checkout
 

@@ -86,15 +86,19 @@ def make_world(tmp_path: Path, nodes: int, *, settings: str = "", max_parallel: 
     git("push", "-q", str(remote), "HEAD:main", cwd=user)
     with KubeSandbox() as sb:
         prepare(sb, validate_repo(user).desired, namespace=NAMESPACE, in_process=in_process)
-        source = GitSource(remote.as_uri(), branch="main", cache_dir=tmp_path / "cache" / "source")
-        metrics = Metrics()
-        args = argparse.Namespace(repo=remote.as_uri(), branch="main", status_branch=None,
-                                  status_author_name="multinic-reconciler", status_author_email="r@example.net",
-                                  cache_dir=str(tmp_path / "cache"))
-        runner = Runner(source, lambda ns: Kube(sb.api_client(), ns),
-                        LoopSettings(identity="status", lease_namespace=NAMESPACE),
-                        metrics=metrics, after_cycle=[StatusReporter(args, source, metrics)])
-        yield World(sb, runner, remote, user)
+        yield World(sb, loop(sb, remote, tmp_path / "cache"), remote, user)
+
+
+def loop(sb: KubeSandbox, remote: Path, cache: Path) -> Runner:
+    """A reconciler process (its own cache directory, as a new pod has) with the status write-back."""
+    source = GitSource(remote.as_uri(), branch="main", cache_dir=cache / "source")
+    metrics = Metrics()
+    args = argparse.Namespace(repo=remote.as_uri(), branch="main", status_branch=None,
+                              status_author_name="multinic-reconciler", status_author_email="r@example.net",
+                              cache_dir=str(cache))
+    return Runner(source, lambda ns: Kube(sb.api_client(), ns),
+                  LoopSettings(identity="status", lease_namespace=NAMESPACE), metrics=metrics,
+                  after_cycle=[StatusReporter(args, source, metrics)])
 
 
 @pytest.fixture
@@ -139,6 +143,25 @@ def test_an_invalid_node_file_is_blocked_in_the_readme_and_attempted_differs_fro
     cr = world.sandbox.get("multinic.io/v1alpha1", "MultiNicNodeConfig", "node-01", namespace=NAMESPACE)
     assert cr["spec"]["interfaces"][0]["mtu"] == 9000  # the live spec is kept
     assert cr["status"]["appliedRevision"] == good
+
+
+def test_a_restarted_reconciler_keeps_the_applied_revision_the_last_status_recorded(world: World,
+                                                                                     tmp_path: Path) -> None:
+    world.settle()
+    good = git("rev-parse", "HEAD", cwd=world.user)
+    assert f"Applied revision: `{good}` (= attempted" in world.readme()
+    path = world.user / "nodes" / "node-02.yaml"
+    bad = world.push("node-02: MTU 90000", {"nodes/node-02.yaml": path.read_text().replace("mtu: 9000", "mtu: 90000")})
+    world.runner.close()
+    world.runner = loop(world.sandbox, world.remote, tmp_path / "new-pod")  # nothing in memory, an empty cache
+    world.cycle()
+    readme = world.readme()
+    assert f"Attempted revision: `{bad}`" in readme
+    assert f"Applied revision: `{good}` (≠ attempted" in readme  # read back from the last status commit
+    # The checkout it validated is the configuration only: the status the reconciler wrote is not its input.
+    checkout = world.runner.source.checkout
+    assert checkout is not None and checkout.revision == bad
+    assert (checkout.path / "nodes" / "node-02.yaml").is_file() and not (checkout.path / "status").exists()
 
 
 def test_the_blocked_list_is_capped_with_a_count(tmp_path: Path) -> None:

@@ -64,9 +64,8 @@ class StatusReporter:
             return
         if not self._seeded:  # a restarted reconciler remembers what the last README said was applied
             self._seeded = True
-            readme = Path(cycle.checkout.path) / "status" / "README.md"
-            text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else None
-            self.applied_revision = repostate.applied_from_readme(text)
+            read = getattr(self.source, "fetched_file", None)  # the checkout has no status/
+            self.applied_revision = repostate.applied_from_readme(read("status/README.md") if read else None)
         failed = sum(1 for a in cycle.applied if not a.ok)
         repo = repostate.repo_state(cycle.checkout.revision, cycle.validation, cycle.rollout, failed_writes=failed,
                                     previous_applied=self.applied_revision)

@@ -1,11 +1,14 @@
-"""Writing one commit's tree to a new directory: in full, or from the previous checkout plus what changed.
+"""Writing one commit's configuration to a new directory: in full, or from the previous checkout plus what changed.
 
-A full export is ``read-tree`` + ``checkout-index --all`` (every file written). An incremental one
-starts from the previous checkout, which is never modified: each entry whose mode and blob id are
-unchanged is hard-linked from it (a symlink is made again), and only the entries that changed are
-written, by the same ``checkout-index``, so both ways give the same files, bytes and modes. When
-anything is unexpected (a submodule, nearly every entry changed, a file of the previous checkout
-missing or not what its listing says) the caller falls back to the full export.
+What is written is the commit's listing (``listing``), which may leave a top-level folder out (the
+source leaves ``status/`` out: what the reconciler writes back is never its input, and 10,000 status
+files written for every config change only cost time). A full export is ``read-tree`` +
+``checkout-index`` of every listed path. An incremental one starts from the previous checkout, which
+is never modified: each entry whose mode and blob id are unchanged is hard-linked from it (a symlink
+is made again), and only the entries that changed are written, by the same ``checkout-index``, so
+both ways give the same files, bytes and modes. When anything is unexpected (a submodule, nearly
+every entry changed, a file of the previous checkout missing or not what its listing says) the
+caller falls back to the full export.
 """
 
 from __future__ import annotations
@@ -37,14 +40,17 @@ class Unexpected(Exception):
     """The incremental export cannot be trusted here: use the full export."""
 
 
-def listing(git: GitRunner, commit: str) -> dict[str, Entry]:
-    """Every file of ``commit``'s tree (``ls-tree -r -l``), by path."""
+def listing(git: GitRunner, commit: str, *, without: str | None = None) -> dict[str, Entry]:
+    """Every file of ``commit``'s tree (``ls-tree -r -l``), by path; ``without``: a top-level entry left out."""
     out = git("ls-tree", "-r", "-l", "-z", "--full-tree", commit)[1]
+    skip = None if without is None else without + "/"
     entries: dict[str, Entry] = {}
     for record in out.split("\0"):
         if not record:
             continue
         meta, _, path = record.partition("\t")
+        if skip is not None and (path.startswith(skip) or path == without):
+            continue
         mode, _kind, blob, size = meta.split()
         entries[path] = Entry(mode, blob, int(size) if size != "-" else -1)
     return entries
@@ -55,9 +61,9 @@ def blobs(entries: Listing) -> dict[str, str]:
     return {path: e.blob for path, e in entries.items() if e.mode in (REGULAR, EXECUTABLE)}
 
 
-def full(git: GitRunner, commit: str, dest: Path, index: Path) -> None:
-    """Every file of ``commit`` into the empty directory ``dest``."""
-    _checkout_index(git, commit, dest, index, None)
+def full(git: GitRunner, commit: str, dest: Path, index: Path, entries: Listing) -> None:
+    """Every file of ``commit``'s listing ``entries`` into the empty directory ``dest``."""
+    _checkout_index(git, commit, dest, index, list(entries))
 
 
 def incremental(git: GitRunner, commit: str, dest: Path, index: Path, *, base: Path, base_entries: Listing,
@@ -103,17 +109,16 @@ def _link(source: str, target: str, path: str, entry: Entry) -> None:
         raise Unexpected(f"{path}: {exc}") from None
 
 
-def _checkout_index(git: GitRunner, commit: str, dest: Path, index: Path, paths: list[str] | None) -> None:
+def _checkout_index(git: GitRunner, commit: str, dest: Path, index: Path, paths: list[str]) -> None:
     dest, index = dest.absolute(), index.absolute()
     try:
         index.unlink(missing_ok=True)
         env = {"GIT_INDEX_FILE": str(index)}
         git("read-tree", commit, input_env=env)
-        if paths is None:
-            git(f"--work-tree={dest}", "checkout-index", "--all", "--force", input_env=env)
-        else:
-            # checkout-index names files relative to the current directory: run it from the work tree.
-            git(f"--git-dir={git.repo_dir.absolute()}", f"--work-tree={dest}", "-C", str(dest),
-                "checkout-index", "--force", "--", *paths, input_env=env)
+        # checkout-index names files relative to the current directory: run it from the work tree.
+        # The paths go on stdin: any number of them, whatever they are called.
+        git(f"--git-dir={git.repo_dir.absolute()}", f"--work-tree={dest}", "-C", str(dest),
+            "checkout-index", "--force", "-z", "--stdin", input_env=env,
+            stdin=b"".join(os.fsencode(p) + b"\0" for p in paths))
     finally:
         index.unlink(missing_ok=True)

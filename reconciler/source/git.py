@@ -4,8 +4,9 @@ Layout of ``cache_dir``::
 
     repo.git/              bare, usually shallow; refs/multinic/fetched = last fetched head,
                            refs/multinic/config = the revision handed to the pipeline
-    checkouts/<commit>/    complete exported tree (no .git), renamed into place only once written;
-                           unchanged files are hard links to the previous checkout's (``export``)
+    checkouts/<commit>/    the commit's configuration: its tree without ``status/`` (no .git),
+                           renamed into place only once written; unchanged files are hard links
+                           to the previous checkout's (``export``)
     private/               askpass script, temporary index
 
 A poll asks the remote for the pinned ref (``git ls-remote``); only when that moved does it fetch
@@ -202,6 +203,14 @@ class GitSource:
         """Identity of the commit's tree without ``status/``: equal trees, equal configuration."""
         return config_fingerprint(self.git, commit, STATUS_DIR)
 
+    def fetched_file(self, path: str) -> str | None:
+        """``path`` as the last fetched head holds it (status commits included; None when it has no
+        such file). The checkout leaves ``status/`` out: this is how the last status is read back."""
+        if self._fetched is None:
+            return None
+        status, out, _ = self.git("cat-file", "blob", f"{self._fetched}:{path}", check=False)
+        return out if status == 0 else None
+
     def config_fingerprint(self, revision: str) -> str | None:
         """The fingerprint of a fetched config revision (None when it is not here)."""
         if self.git("cat-file", "-e", revision + "^{commit}", check=False)[0] != 0:
@@ -209,12 +218,12 @@ class GitSource:
         return self._config_fingerprint(revision)
 
     def _export(self, commit: str) -> Checkout:
-        """Writes the commit's complete tree into ``checkouts/<commit>`` (atomically: a rename).
+        """Writes the commit's tree, without ``status/``, into ``checkouts/<commit>`` (atomically: a rename).
 
         From the previous checkout when there is one (only the changed files are written; it is
         left as it is, a caller may still be reading it), else, or when that is not possible, in full."""
         final = self._checkouts / commit
-        entries = export.listing(self.git, commit)
+        entries = export.listing(self.git, commit, without=STATUS_DIR)
         if final.is_dir():
             return self._checkout_of(final, commit, entries)
         index = self.cache_dir / "private" / "export.index"
@@ -233,7 +242,7 @@ class GitSource:
                     log.info("checkout %s: full export (%s)", commit[:12], exc)
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp = self._tmp()
-                export.full(self.git, commit, tmp, index)
+                export.full(self.git, commit, tmp, index, entries)
             tmp.rename(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

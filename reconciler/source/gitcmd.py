@@ -8,11 +8,13 @@ every message leaving this module goes through ``scrub``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -138,8 +140,9 @@ class GitRunner:
         return scrub(text, self._secrets)
 
     def __call__(self, *args: str, network: bool = False, check: bool = True,
-                 input_env: dict[str, str] | None = None) -> tuple[int, str, str]:
+                 input_env: dict[str, str] | None = None, stdin: bytes | None = None) -> tuple[int, str, str]:
         """Runs ``git <config> <args>`` in the repository; returns (status, stdout, stderr).
+        ``stdin``: what git reads on its standard input (a path list has no argv size limit there).
 
         Config: no credential helper (a ``store`` helper would write the token to disk), no hooks.
         """
@@ -150,15 +153,21 @@ class GitRunner:
         command = [*prefix, "git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null",
                    "-c", "protocol.version=2", *args]
         env = self._env if input_env is None else {**self._env, **input_env}
-        try:
-            status, out, err = self._git.execute(
-                command, with_extended_output=True, with_exceptions=False, env=env,
-                kill_after_timeout=NETWORK_TIMEOUT if network else LOCAL_TIMEOUT, strip_newline_in_stdout=False,
-                stdout_as_string=True)
-        except git.GitCommandError as exc:  # e.g. timeout
-            raise GitError(self.scrub(f"git {subcommand(args)}: {exc.stderr or exc}".strip())) from None
-        except OSError as exc:
-            raise GitError(f"git {subcommand(args)}: cannot run git: {exc}") from None
+        with contextlib.ExitStack() as stack:
+            istream = None
+            if stdin is not None:  # a file, not a pipe: nothing to feed while git runs
+                istream = stack.enter_context(tempfile.TemporaryFile())
+                istream.write(stdin)
+                istream.seek(0)
+            try:
+                status, out, err = self._git.execute(
+                    command, with_extended_output=True, with_exceptions=False, env=env, istream=istream,
+                    kill_after_timeout=NETWORK_TIMEOUT if network else LOCAL_TIMEOUT, strip_newline_in_stdout=False,
+                    stdout_as_string=True)
+            except git.GitCommandError as exc:  # e.g. timeout
+                raise GitError(self.scrub(f"git {subcommand(args)}: {exc.stderr or exc}".strip())) from None
+            except OSError as exc:
+                raise GitError(f"git {subcommand(args)}: cannot run git: {exc}") from None
         assert isinstance(out, str) and isinstance(err, str)
         if check and status != 0:
             raise GitError(self.describe(subcommand(args), err))
