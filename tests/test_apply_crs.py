@@ -290,6 +290,7 @@ def test_a_hand_edit_of_a_spec_is_reverted(env: ReconcileEnv) -> None:
     [change] = plan.changes.by_action(Action.UPDATE)
     assert change.name == "worker-03"
     assert change.reason == "drift: the live spec was edited outside Git; reverting"
+    assert change.drifted  # what the loop counts in multinic_live_edits_reverted_total
     assert {(f.path, f.before, f.after) for f in change.fields} == {
         ("spec.interfaces[tenant0].mtu", 1400, 1500), ("spec.onRemove", "orphan", "cleanup")}
     cycle = env.apply()

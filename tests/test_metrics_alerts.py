@@ -19,6 +19,7 @@ from reconciler.config.validation import validate_repo
 from reconciler.kube.client import Kube
 from reconciler.loop.runner import LoopSettings, Runner
 from reconciler.source.opening import LocalSource
+from reconciler.status.states import CLUSTER_PHASES, NODE_PHASES
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "multinic-system"
@@ -66,7 +67,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str,
     out: dict[str, list[dict[str, str]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            out.setdefault(sample.name, []).append(dict(sample.labels))
+            out.setdefault(sample.name, []).append({**sample.labels, "__value__": repr(sample.value)})
     return out
 
 
@@ -87,6 +88,16 @@ def test_every_label_value_a_documented_alert_matches_is_emitted(
 
 def test_the_node_failed_alert_expression_is_above_zero(series: dict[str, list[dict[str, str]]]) -> None:
     # sum(multinic_objects{kind="MultiNicNodeConfig",phase=~"Failed|Stalled"}) > 0, evaluated by hand
-    text_phases = [s["phase"] for s in series["multinic_objects"] if s["kind"] == "MultiNicNodeConfig"]
-    assert {"Failed", "Stalled"} <= set(text_phases)
-    assert not any(p.islower() for p in text_phases)  # never the rollout's internal names
+    nodes = {s["phase"]: float(s["__value__"]) for s in series["multinic_objects"] if s["kind"] == "MultiNicNodeConfig"}
+    assert nodes["Failed"] == 1 and nodes["Stalled"] == 1  # node-01 failed, node-02 stalled behind it
+    assert not any(p.islower() for p in nodes)  # never the rollout's internal names
+
+
+def test_every_phase_is_a_series_from_the_start_so_a_sum_alert_sees_zero(
+        series: dict[str, list[dict[str, str]]]) -> None:
+    nodes = {s["phase"]: float(s["__value__"]) for s in series["multinic_objects"] if s["kind"] == "MultiNicNodeConfig"}
+    assert set(nodes) == set(NODE_PHASES) and nodes["Drifted"] == 0 and sum(nodes.values()) == 3
+    clusters = {s["phase"] for s in series["multinic_objects"] if s["kind"] == "ProxmoxCluster"}
+    assert clusters == set(CLUSTER_PHASES)
+    reverted = {s["kind"]: s["__value__"] for s in series["multinic_live_edits_reverted_total"]}
+    assert reverted == {"MultiNicNodeConfig": "0.0", "ProxmoxCluster": "0.0"}  # no hand edit in this loop

@@ -286,6 +286,11 @@ def _all_ready(env: ReconcileEnv) -> bool:
     return len(crs) == 3 and all((c.get("status") or {}).get("phase") == "Ready" for c in crs.values())
 
 
+def _reverted(runner: Runner) -> float | None:
+    return runner.metrics.registry.get_sample_value("multinic_live_edits_reverted_total",
+                                                    {"kind": "MultiNicNodeConfig"})
+
+
 def test_the_loop_rolls_out_on_job_events_reverts_drift_and_a_quiet_cycle_asks_nothing(loop):
     env, runner = loop
     # maxParallel 3, one cycle starts the Jobs; each finished Job's event starts the cycle that records it.
@@ -293,9 +298,12 @@ def test_the_loop_rolls_out_on_job_events_reverts_drift_and_a_quiet_cycle_asks_n
     assert runner.watch_triggers >= 1
     name = sorted(env.crs())[0]
     wanted = _mtu(env.cr(name))
+    assert _reverted(runner) == 0.0  # the rollout's own writes are not hand edits
     _hand_edit(env, name, wanted + 77)
     env.sandbox.wait_until(lambda: _mtu(env.cr(name)) == wanted, timeout=20,
                            message="drift was not reverted by a watch-triggered cycle")
+    # An operator sees it: multinic_live_edits_reverted_total (counted once the cycle has recorded its writes).
+    env.sandbox.wait_until(lambda: _reverted(runner) == 1.0, timeout=10, message="the revert was not counted")
 
     # A quiet cycle, as the loop runs it: everything comes from the caches.
     _until_idle(env, runner)
@@ -319,3 +327,4 @@ def test_a_commit_changes_the_cr_and_the_next_job_runs_without_polling(loop, tmp
     env.sandbox.wait_until(lambda: _mtu(env.cr(name)) == 1600, timeout=20)
     env.sandbox.wait_until(lambda: _all_ready(env) and (env.cr(name) or {})["status"].get("specHash") is not None
                            and len(env.jobs()) == 4, timeout=60, message="the new spec's Job did not run to Ready")
+    assert _reverted(runner) == 0.0  # a change in Git is not a hand edit

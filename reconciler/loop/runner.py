@@ -275,6 +275,8 @@ class Runner:
             extra = {"object": f"{done.change.kind}/{done.change.name}"}
             if done.ok:
                 log.info("%s (%s)", done.change.action.value, done.change.reason, extra=extra)
+                if done.change.drifted:
+                    self.metrics.live_edits_reverted.labels(done.change.kind).inc()
             else:
                 log.error("%s failed: %s", done.change.action.value, done.error, extra=extra)
                 self.metrics.errors.labels("kubernetes").inc()

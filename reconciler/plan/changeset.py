@@ -33,6 +33,7 @@ class Change:
     desired: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # manifest to apply
     live: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # spec as it is live
     live_version: str | None = None  # resourceVersion the plan saw: deletes are conditional on it
+    drifted: bool = False  # the live spec had been edited outside Git: this update overwrites that edit
 
     @property
     def key(self) -> tuple[str, str]:

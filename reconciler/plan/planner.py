@@ -173,7 +173,7 @@ def _compare(kind: str, name: str, source: str | None, wanted: dict[str, Any], c
     else:
         reason = "changed in Git"
     return Change(kind, name, Action.UPDATE, source, reason, tuple(fields), desired=wanted, live=current.spec,
-                  live_version=current.resource_version)
+                  live_version=current.resource_version, drifted=drifted)
 
 
 def _prune(
