@@ -380,7 +380,15 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
     results = in_parallel(lambda item: _write(kube, *item), pending, writers)
     written = {(cr.kind, cr.name) for (cr, _), ok in zip(pending, results, strict=True) if ok}
     done.writes = len(written)
+    _events(kube, node_events, cluster_events, removed, rollout, written, now, done)
+    return done
 
+
+def _events(kube: Kube, node_events: list[tuple[LiveCR, NodeState | None, NodeStatus]],
+            cluster_events: list[tuple[LiveCR, ClusterOutcome | None, ClusterStatus]], removed: Iterable[LiveCR],
+            rollout: Mapping[str, NodeState], written: set[tuple[str, str]], now: datetime | None,
+            done: Reported) -> None:
+    """The Events of this cycle's transitions, once the status writes are done (``written``)."""
     for cr, state, node in node_events:
         # A state the status already shows (an unschedulable node seen again) is no transition.
         if state is not None and state.changed and (cr.kind, cr.name) in written:
@@ -398,7 +406,6 @@ def report(kube: Kube, validation: ValidationResult, crs: Mapping[str, Iterable[
         state = rollout.get(cr.name)
         if state is not None and state.changed:
             _state_event(kube, cr, state, now, done)
-    return done
 
 
 def _write(kube: Kube, cr: LiveCR, patch: dict[str, Any]) -> bool:

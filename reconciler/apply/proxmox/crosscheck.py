@@ -32,7 +32,7 @@ from reconciler.apply.proxmox.errors import ProxmoxError
 from reconciler.apply.proxmox.registration import MAX_PARALLEL, ClusterKube, ready_condition
 from reconciler.apply.proxmox.vmnics import DesiredNic, nic_mismatches
 from reconciler.apply.proxmox.vmreads import VmRead, VmReads
-from reconciler.config.models import NodeConfig
+from reconciler.config.models import NodeConfig, ProxmoxCluster
 from reconciler.config.repo import KIND_CLUSTER
 from reconciler.config.validation import DesiredState
 
@@ -361,6 +361,67 @@ def _from_read(node: NodeConfig, entry: VmRead, now: float, *, cluster_manages: 
                    vm_digest=entry.config.digest, vm_node_for_write=entry.location.node)
 
 
+def _checks_from_reads(desired: DesiredState, cluster: str, nodes: list[NodeConfig], reads: VmReads, now: float,
+                       recheck_after: float) -> tuple[dict[str, NodeCheck], list[int], list[NodeCheck]]:
+    """The checks of one verified cluster's nodes from what ``reads`` holds; the VM ids to read
+    again (held for a mismatch or a failed read) and the checks with a VM NIC change to write."""
+    results: dict[str, NodeCheck] = {}
+    retry: list[int] = []
+    writes: list[NodeCheck] = []
+    for node in nodes:
+        ref = node.spec.proxmox
+        assert ref is not None
+        entry = reads.get(cluster, ref.vmid)
+        if entry is None:
+            # no age in the message: the status must not change just because a cycle passed
+            results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False,
+                                           error=f"VM {ref.vmid} has not been read yet",
+                                           reason=READ_PENDING, enforce=ref.enforce)
+            continue
+        check = _from_read(node, entry, now, cluster_manages=desired.clusters[cluster].spec.manage_nics)
+        written = reads.last_write(cluster, ref.vmid)
+        if written is not None:
+            check = replace(check, vm_write=written.message)
+        undone = reads.failed_change(cluster, ref.vmid)
+        if check.vm_changes and undone == "; ".join(check.vm_changes):
+            # The node's Job failed with exactly this change and it was undone: not made again
+            # until the file (or the VM) changes; the node is held, saying so.
+            why = f"the node's Job failed after this VM NIC change, so it was undone: {undone}; fix the file"
+            check = replace(check, vm_changes=(), vm_values=(), vm_deletes=(), reason=MISMATCH,
+                            mismatches=(*check.mismatches, why))
+        results[node.name] = check
+        if check.vm_changes:
+            refused_lately = written is not None and written.error is not None and now - written.at < recheck_after
+            if not refused_lately:  # a write PVE refused is tried again after recheck_after
+                writes.append(check)
+        elif not check.ok:
+            retry.append(ref.vmid)
+    return results, retry, writes
+
+
+def _dispatch(cluster: ProxmoxCluster, nodes: list[NodeConfig], results: dict[str, NodeCheck], reads: VmReads,
+              read_secret: SecretReader, due: set[int], writes: list[NodeCheck]) -> None:
+    """Queues the reads that are due and the VM NIC writes (manageNics: one PUT per VM, then a
+    fresh read of it) on ``reads``. Without credentials nothing is queued and the nodes still
+    waiting for a first read say why (in ``results``)."""
+    try:
+        credentials = read_credentials(read_secret, cluster)
+    except ProxmoxError as exc:
+        for node in nodes:
+            if results[node.name].reason == READ_PENDING:
+                ref = node.spec.proxmox
+                assert ref is not None
+                results[node.name] = NodeCheck(node.name, results[node.name].cluster, ref.vmid, False,
+                                               error=exc.message, reason=exc.reason, enforce=ref.enforce)
+        return
+    reads.request(cluster, credentials, due - {c.vmid for c in writes})
+    for check in writes:
+        assert check.vm_node_for_write is not None
+        reads.write(cluster, credentials, check.vmid, node=check.vm_node_for_write,
+                    values=dict(check.vm_values), delete=check.vm_deletes, digest=check.vm_digest,
+                    undo=check.vm_undo, undo_delete=check.vm_undo_delete, summary="; ".join(check.vm_changes))
+
+
 def gate(
     desired: DesiredState,
     clusters: Iterable[Mapping[str, Any]],
@@ -398,59 +459,11 @@ def gate(
                                                reason=CLUSTER_NOT_VERIFIED, enforce=ref.enforce)
             continue
         verified.append(cluster)
-        retry: list[int] = []
-        writes: list[NodeCheck] = []
-        for node in nodes:
-            ref = node.spec.proxmox
-            assert ref is not None
-            entry = reads.get(cluster, ref.vmid)
-            if entry is None:
-                # no age in the message: the status must not change just because a cycle passed
-                results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False,
-                                               error=f"VM {ref.vmid} has not been read yet",
-                                               reason=READ_PENDING, enforce=ref.enforce)
-                continue
-            check = _from_read(node, entry, now, cluster_manages=desired.clusters[cluster].spec.manage_nics)
-            written = reads.last_write(cluster, ref.vmid)
-            if written is not None:
-                check = replace(check, vm_write=written.message)
-            results[node.name] = check
-            undone = reads.failed_change(cluster, ref.vmid)
-            if check.vm_changes and undone == "; ".join(check.vm_changes):
-                # The node's Job failed with exactly this change and it was undone: not made again
-                # until the file (or the VM) changes; the node is held, saying so.
-                why = f"the node's Job failed after this VM NIC change, so it was undone: {undone}; fix the file"
-                check = replace(check, vm_changes=(), vm_values=(), vm_deletes=(), reason=MISMATCH,
-                                mismatches=(*check.mismatches, why))
-                results[node.name] = check
-            if check.vm_changes:
-                refused_lately = (written is not None and written.error is not None
-                                  and now - written.at < recheck_after)
-                if not refused_lately:  # a write PVE refused is tried again after recheck_after
-                    writes.append(check)
-            elif not check.ok:
-                retry.append(ref.vmid)
+        checks, retry, writes = _checks_from_reads(desired, cluster, nodes, reads, now, recheck_after)
+        results.update(checks)
         due = set(reads.due(cluster, [n.spec.proxmox.vmid for n in nodes if n.spec.proxmox]))
         due |= set(reads.due(cluster, retry, refresh_after=recheck_after))
-        if not manage:
-            writes = []
-        if due or writes:
-            try:
-                credentials = read_credentials(read_secret, desired.clusters[cluster])
-            except ProxmoxError as exc:
-                for node in nodes:
-                    if results[node.name].reason == READ_PENDING:
-                        ref = node.spec.proxmox
-                        assert ref is not None
-                        results[node.name] = NodeCheck(node.name, cluster, ref.vmid, False, error=exc.message,
-                                                       reason=exc.reason, enforce=ref.enforce)
-                continue
-            reads.request(desired.clusters[cluster], credentials, due - {c.vmid for c in writes})
-            for check in writes:  # manageNics: one PUT per VM, then a fresh read of it
-                assert check.vm_node_for_write is not None
-                reads.write(desired.clusters[cluster], credentials, check.vmid, node=check.vm_node_for_write,
-                            values=dict(check.vm_values), delete=check.vm_deletes, digest=check.vm_digest,
-                            undo=check.vm_undo, undo_delete=check.vm_undo_delete,
-                            summary="; ".join(check.vm_changes))
+        if due or (writes and manage):
+            _dispatch(desired.clusters[cluster], nodes, results, reads, read_secret, due, writes if manage else [])
     reads.retain(verified)
     return dict(sorted(results.items()))
