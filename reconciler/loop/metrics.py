@@ -63,9 +63,7 @@ class Metrics:
         """Every phase of the state table is a series, 0 when no object is in it: a ``sum(...) > 0``
         alert then compares a 0, and a phase misspelt in an alert matches nothing the code emits."""
         self.objects.clear()
-        for key in _ALL_PHASES:
-            self.objects.labels(*key).set(counts.get(key, 0))
-        for (kind, phase), value in counts.items():
+        for (kind, phase), value in {**dict.fromkeys(_ALL_PHASES, 0), **counts}.items():
             self.objects.labels(kind, phase).set(value)
 
     def set_nic_checks(self, checks: Iterable[Any], ages: dict[str, float]) -> None:

@@ -463,7 +463,8 @@ def gate(
         results.update(checks)
         due = set(reads.due(cluster, [n.spec.proxmox.vmid for n in nodes if n.spec.proxmox]))
         due |= set(reads.due(cluster, retry, refresh_after=recheck_after))
-        if due or (writes and manage):
-            _dispatch(desired.clusters[cluster], nodes, results, reads, read_secret, due, writes if manage else [])
+        writes = writes if manage else []
+        if due or writes:
+            _dispatch(desired.clusters[cluster], nodes, results, reads, read_secret, due, writes)
     reads.retain(verified)
     return dict(sorted(results.items()))
